@@ -1,0 +1,90 @@
+# crisp - a stateless CRI proxy.
+#
+#   make              build/crisp
+#   make asan         build/asan/crisp (AddressSanitizer + UndefinedBehaviorSanitizer)
+#   make SANITIZER=address,undefined BUILD=dir   any sanitizer build
+#   make unit         C unit tests (no engine needed)
+#   make check        the whole test suite (installs what it needs; root)
+#   make bench        benchmarks against the engine reached directly
+#   make run          start crisp in front of a real engine and run a pod through it
+
+BUILD ?= build
+GEN := $(BUILD)/gen
+SANITIZER ?=
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS := libnghttp2 libprotobuf-c libevent libevent_openssl openssl libcjson
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
+
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
+ALL_CFLAGS := -std=gnu11 -Ulinux $(CFLAGS) -Iinclude -I$(GEN) $(shell $(PKG_CONFIG) --cflags $(PKGS)) \
+	-DCRISP_VERSION='"$(VERSION)"' -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS))
+LDFLAGS ?=
+ifneq ($(SANITIZER),)
+ALL_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all -O1
+LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+
+SRCS := $(wildcard src/*.c)
+OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS)) $(BUILD)/obj/runtime_v1.pb-c.o
+LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard test/unit/*.c)
+UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
+
+.PHONY: all asan unit check bench run clean deps
+all: $(BUILD)/crisp
+
+$(GEN)/runtime_v1.pb-c.c: proto/runtime_v1.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto $<
+$(GEN)/runtime_v1.pb-c.h: $(GEN)/runtime_v1.pb-c.c
+
+# The streaming RPCs and the v1alpha2 RPC names, taken from proto/ so the
+# method table cannot drift from the schema.
+$(GEN)/rpcs.gen.h: proto/runtime_v1.proto proto/runtime_v1alpha2.proto
+	@mkdir -p $(GEN)
+	{ printf '#define CRISP_STREAMING_RPCS'; \
+	  sed -n 's/^ *rpc \([A-Za-z]*\)(.*returns (stream .*/ "\1",/p' proto/runtime_v1.proto | tr -d '\n'; \
+	  printf '\n#define CRISP_V1ALPHA2_RPCS'; \
+	  sed -n 's/^ *rpc \([A-Za-z]*\)(.*/ "\1",/p' proto/runtime_v1alpha2.proto | tr -d '\n'; \
+	  printf '\n'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/runtime_v1.pb-c.o: $(GEN)/runtime_v1.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -w -c -o $@ $<
+
+$(BUILD)/obj/%.o: src/%.c $(GEN)/runtime_v1.pb-c.h $(GEN)/rpcs.gen.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
+
+$(BUILD)/crisp: $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/unit/%: test/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(WARN) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+asan:
+	$(MAKE) BUILD=build/asan SANITIZER=address,undefined
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+deps:
+	./test/deps.sh
+
+check:
+	./test/run
+
+bench: all
+	./bench/run
+
+run:
+	./deploy/demo.sh
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d)

@@ -1,0 +1,131 @@
+/* call.h - one CRI call, from the front end's HEADERS to its trailers.
+ *
+ * The call is the only object the front end and a backend share. The front
+ * end fills the request side (method, metadata, deadline, the request
+ * message) and dispatches it; the backend answers through
+ * crisp_call_send_headers / crisp_call_send_msg / crisp_call_finish. The
+ * front end drains the response queue through crisp_call_pull.
+ *
+ * Lifetime: reference counted. The front end holds one reference for as long
+ * as its stream exists; a backend takes one in its start op and drops it
+ * after it has finished the call or been cancelled. After crisp_call_cancel
+ * (client gone, deadline) the backend's cancel op runs once; from then on the
+ * backend must not touch the call beyond dropping its reference.
+ *
+ * Back-pressure: crisp_call_out_full() tells a streaming backend to stop
+ * reading from its engine; the backend's drained op runs when the front end
+ * has written the queue down to half the high-water mark.
+ *
+ * The tracer (later) observes calls through the hooks in call_events. */
+#ifndef CRISP_CALL_H
+#define CRISP_CALL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <event2/event.h>
+
+#include "crisp/buf.h"
+#include "crisp/md.h"
+#include "crisp/method.h"
+
+struct crisp_call;
+struct crisp_backend;
+
+enum crisp_call_state {
+    CRISP_CALL_RECEIVING = 0, /* request still arriving */
+    CRISP_CALL_DISPATCHED,    /* handed to a backend */
+    CRISP_CALL_FINISHED,      /* status known, trailers queued */
+};
+const char *crisp_call_state_to_str(enum crisp_call_state s);
+
+/* What the front end provides to the call. */
+struct crisp_frontend_ops {
+    /* Response headers, a message or the status became available. Must not
+     * write to the socket from inside this callback (defer it). */
+    void (*on_output)(struct crisp_call *call);
+};
+
+struct crisp_out_chunk {
+    struct crisp_out_chunk *next;
+    uint8_t prefix[5];
+    uint8_t *msg;
+    size_t len; /* message length, prefix excluded */
+    size_t off; /* bytes already pulled, prefix included */
+};
+
+struct crisp_call {
+    uint64_t id;
+    unsigned refs;
+    enum crisp_call_state state;
+    const struct crisp_method *method;
+    enum crisp_api api;
+    struct event_base *base;
+
+    /* request */
+    struct crisp_md req_md;     /* relayable metadata */
+    int64_t start_us;           /* monotonic */
+    int64_t deadline_us;        /* monotonic, 0 = none */
+    struct event *deadline_ev;
+    uint8_t *req;               /* the request message, prefix excluded */
+    size_t req_len;
+    ProtobufCMessage *req_msg;  /* decoded form, see crisp_call_request */
+
+    /* response */
+    struct crisp_md resp_md;    /* initial metadata from the backend */
+    struct crisp_md trailer_md; /* extra trailers from the backend */
+    int headers_ready;
+    struct crisp_out_chunk *out_head, *out_tail;
+    size_t out_bytes;
+    size_t out_high;            /* high-water mark for back-pressure */
+    size_t max_msg;             /* cap on one response message */
+    unsigned nmsgs_out;
+    int code;
+    char *message;              /* decoded grpc-message, may be NULL */
+
+    /* parties */
+    const struct crisp_frontend_ops *fe;
+    void *fe_ctx;
+    struct crisp_backend *backend;
+    void *be_ctx;
+};
+
+struct crisp_call *crisp_call_new(struct event_base *base,
+                                  const struct crisp_frontend_ops *fe,
+                                  void *fe_ctx, size_t max_msg);
+void crisp_call_ref(struct crisp_call *call);
+void crisp_call_unref(struct crisp_call *call);
+
+/* Arms the deadline timer (timeout from grpc-timeout, in µs). */
+int crisp_call_set_timeout(struct crisp_call *call, int64_t timeout_us);
+/* Remaining time in µs (>= 1), or 0 when the call has no deadline. */
+int64_t crisp_call_remaining_us(const struct crisp_call *call);
+
+/* Decodes the request with the method's descriptor (cached). Returns NULL
+ * if the bytes are not a valid message. */
+ProtobufCMessage *crisp_call_request(struct crisp_call *call);
+
+/* Hands the received call to its backend (chosen by the router). Any
+ * failure finishes the call with a status. */
+void crisp_call_dispatch(struct crisp_call *call);
+
+/* Backend side. Return 0, or -1 when the call is already finished. */
+int crisp_call_send_headers(struct crisp_call *call);
+/* Takes ownership of msg (malloc'd) in all cases. */
+int crisp_call_send_msg(struct crisp_call *call, uint8_t *msg, size_t len);
+int crisp_call_send_pb(struct crisp_call *call, const ProtobufCMessage *m);
+/* Finishes the call; message is plain text (may be NULL). Idempotent. */
+void crisp_call_finish(struct crisp_call *call, int code, const char *message);
+void crisp_call_finishf(struct crisp_call *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int crisp_call_out_full(const struct crisp_call *call);
+
+/* Front end side. Copies up to n response bytes (prefixed messages) into
+ * dst and returns how many; runs the backend's drained op as needed. */
+size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n);
+/* The client went away or the deadline passed: tells the backend, and
+ * finishes the call with code/message if it was not finished. */
+void crisp_call_cancel(struct crisp_call *call, int code, const char *message);
+
+int64_t crisp_now_us(void);
+
+#endif

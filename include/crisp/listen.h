@@ -1,0 +1,25 @@
+/* listen.h - listeners: unix:///path, tcp://host:port (TLS), fd:// (systemd).
+ *
+ * unix: the parent folder is created, the socket is mode 0660, and a stale
+ * socket file is replaced only if nothing answers on it. tcp: TLS through
+ * OpenSSL with ALPN h2, optional client-certificate verification. fd://
+ * takes the sockets systemd passed (LISTEN_FDS/LISTEN_PID), fd://N one. */
+#ifndef CRISP_LISTEN_H
+#define CRISP_LISTEN_H
+
+#include <stddef.h>
+#include <event2/event.h>
+
+struct crisp_tls_opts {
+    const char *cert;      /* PEM chain */
+    const char *key;       /* PEM key */
+    const char *client_ca; /* verify client certificates against this, or NULL */
+};
+
+/* Returns 0, or -1 with a reason in err. */
+int crisp_listen_open(struct event_base *base, const char *url, const struct crisp_tls_opts *tls,
+                      char *err, size_t errlen);
+/* Stops accepting and removes unix socket files. */
+void crisp_listen_close_all(void);
+
+#endif

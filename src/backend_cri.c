@@ -1,0 +1,760 @@
+/* backend_cri.c - relay to another CRI runtime over HTTP/2 (gRPC).
+ *
+ * One HTTP/2 client connection, multiplexed and reused. Request bytes are
+ * relayed as they came (v1alpha2 calls go out on the v1 path: the messages
+ * are wire-identical); responses are split into messages (capped) and queued
+ * on the call; backend metadata, status codes, messages and trailers pass
+ * through unchanged.
+ *
+ * Connection states: IDLE -> CONNECTING -> READY; a failure or a lost
+ * connection fails the calls it carried with UNAVAILABLE and moves to
+ * BACKOFF, from which a timer (100 ms doubling to 2 s) or the next call
+ * reconnects. A connection that received GOAWAY drains its calls while a new
+ * one takes new calls.
+ *
+ * Back-pressure: automatic WINDOW_UPDATEs are off. Received DATA is
+ * acknowledged (nghttp2_session_consume) only while the call's response
+ * queue is below its high-water mark, so a slow client stalls the backend
+ * stream instead of growing crisp's memory. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <nghttp2/nghttp2.h>
+#include <stdarg.h>
+
+#include "crisp/backend.h"
+#include "crisp/call.h"
+#include "crisp/grpc.h"
+#include "crisp/log.h"
+#include "crisp/net.h"
+#include "crisp/version.h"
+
+#define BE_STREAM_WINDOW (8 << 20)
+#define BE_CONN_WINDOW (64 << 20)
+#define BE_OUT_HIGH (256 * 1024)
+#define BE_BACKOFF_MIN_MS 100
+#define BE_BACKOFF_MAX_MS 2000
+#define BE_CONNECT_TIMEOUT_S 5
+
+enum cri_conn_state {
+    CONN_CONNECTING = 0,
+    CONN_READY,
+    CONN_DRAINING,
+};
+
+static const char *cri_conn_state_to_str(enum cri_conn_state s)
+{
+    static const char *const names[] = {"connecting", "ready", "draining"};
+    return (unsigned)s < 3 ? names[s] : "?";
+}
+
+struct cri_be;
+struct cri_conn;
+
+struct cri_stream {
+    struct cri_stream *prev, *next;
+    struct cri_conn *conn; /* NULL while waiting for a connection */
+    struct crisp_call *call;
+    int32_t id;
+    size_t req_off;        /* request bytes sent, prefix included */
+    uint8_t prefix[GRPC_PREFIX_LEN];
+    struct grpc_reader rd;
+    struct crisp_md hdrs;  /* metadata of the header block being read */
+    size_t held;           /* DATA bytes not yet acknowledged */
+    int http_status;
+    int code;              /* grpc-status, -1 until seen */
+    char *message;
+    unsigned grpc_ctype : 1;
+};
+
+struct cri_conn {
+    struct cri_conn *prev, *next;
+    struct cri_be *be;
+    enum cri_conn_state state;
+    struct bufferevent *bev;
+    nghttp2_session *sess;
+    struct event *flush_ev;
+    struct cri_stream *streams;
+    unsigned dead : 1;
+};
+
+struct cri_be {
+    struct crisp_backend base;
+    struct event_base *evb;
+    struct crisp_addr addr;
+    struct cri_conn *cur;      /* the connection new calls go to */
+    struct cri_conn *draining; /* connections finishing their calls */
+    struct cri_stream *waiting;/* calls waiting for cur to be ready */
+    struct event *retry_ev;
+    int backoff_ms;
+    char last_err[256];
+};
+
+static void conn_schedule_flush(struct cri_conn *c);
+static void conn_start(struct cri_be *be);
+static void conn_fail(struct cri_conn *c, const char *why);
+
+/* ---- lists ------------------------------------------------------------ */
+
+#define LIST_PUSH(head, x)                                                     \
+    do {                                                                       \
+        (x)->prev = NULL;                                                      \
+        (x)->next = (head);                                                    \
+        if (head)                                                              \
+            (head)->prev = (x);                                                \
+        (head) = (x);                                                          \
+    } while (0)
+#define LIST_DEL(head, x)                                                      \
+    do {                                                                       \
+        if ((x)->prev)                                                         \
+            (x)->prev->next = (x)->next;                                       \
+        else                                                                   \
+            (head) = (x)->next;                                                \
+        if ((x)->next)                                                         \
+            (x)->next->prev = (x)->prev;                                       \
+        (x)->prev = (x)->next = NULL;                                          \
+    } while (0)
+
+/* ---- streams ---------------------------------------------------------- */
+
+static struct cri_stream *stream_new(struct crisp_call *call)
+{
+    struct cri_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->call = call;
+    s->code = -1;
+    grpc_reader_init(&s->rd, call->max_msg);
+    crisp_md_init(&s->hdrs, 64 * 1024);
+    grpc_prefix_write(s->prefix, call->req_len);
+    crisp_call_ref(call);
+    call->be_ctx = s;
+    return s;
+}
+
+/* Detaches the call (after it was finished or cancelled) and frees. */
+static void stream_free(struct cri_stream *s)
+{
+    if (s->call) {
+        s->call->be_ctx = NULL;
+        crisp_call_unref(s->call);
+    }
+    grpc_reader_free(&s->rd);
+    crisp_md_free(&s->hdrs);
+    free(s->message);
+    free(s);
+}
+
+static void stream_finish(struct cri_stream *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void stream_finish(struct cri_stream *s, int code, const char *fmt, ...)
+{
+    if (!s->call)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    crisp_call_finish(s->call, code, msg);
+}
+
+/* ---- request ---------------------------------------------------------- */
+
+static ssize_t req_read_cb(nghttp2_session *sess, int32_t id, uint8_t *buf, size_t length,
+                           uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)sess;
+    (void)id;
+    (void)ud;
+    struct cri_stream *s = src->ptr;
+    struct crisp_call *call = s->call;
+    size_t total = GRPC_PREFIX_LEN + (call ? call->req_len : 0);
+    size_t n = 0;
+    while (n < length && s->req_off < GRPC_PREFIX_LEN)
+        buf[n++] = s->prefix[s->req_off++];
+    if (call && n < length && s->req_off < total) {
+        size_t take = total - s->req_off;
+        if (take > length - n)
+            take = length - n;
+        memcpy(buf + n, call->req + (s->req_off - GRPC_PREFIX_LEN), take);
+        s->req_off += take;
+        n += take;
+    }
+    if (s->req_off >= total || !call)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+#define NV(n, v, vl)                                                           \
+    (nghttp2_nv)                                                               \
+    {                                                                          \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE \
+    }
+
+static void stream_submit(struct cri_conn *c, struct cri_stream *s)
+{
+    struct crisp_call *call = s->call;
+    const struct crisp_md *md = &call->req_md;
+    size_t n = 8 + md->n;
+    nghttp2_nv stack[24];
+    nghttp2_nv *nva = n <= 24 ? stack : calloc(n, sizeof(*nva));
+    if (!nva) {
+        stream_finish(s, GRPC_RESOURCE_EXHAUSTED, "out of memory relaying the call");
+        stream_free(s);
+        return;
+    }
+    static const char ua[] = "crisp/" CRISP_VERSION;
+    const char *path = call->method->path;
+    size_t k = 0;
+    nva[k++] = NV(":method", "POST", 4);
+    nva[k++] = NV(":scheme", "http", 4);
+    nva[k++] = NV(":path", path, strlen(path));
+    nva[k++] = NV(":authority", "localhost", 9);
+    nva[k++] = NV("content-type", "application/grpc", 16);
+    nva[k++] = NV("te", "trailers", 8);
+    nva[k++] = NV("user-agent", ua, sizeof(ua) - 1);
+    char tmo[16];
+    int64_t left = crisp_call_remaining_us(call);
+    if (left > 0) {
+        size_t tl = grpc_timeout_format(left, tmo);
+        nva[k++] = NV("grpc-timeout", tmo, tl);
+    }
+    for (size_t i = 0; i < md->n; i++)
+        nva[k++] = (nghttp2_nv){md->v[i].name, md->v[i].value, md->v[i].namelen,
+                                md->v[i].valuelen, NGHTTP2_NV_FLAG_NONE};
+    nghttp2_data_provider prd = {.source.ptr = s, .read_callback = req_read_cb};
+    int32_t id = nghttp2_submit_request(c->sess, NULL, nva, k, &prd, s);
+    if (nva != stack)
+        free(nva);
+    if (id < 0) {
+        stream_finish(s, GRPC_UNAVAILABLE, "backend %s: cannot open a stream: %s",
+                      c->be->base.name, nghttp2_strerror(id));
+        stream_free(s);
+        return;
+    }
+    s->id = id;
+    s->conn = c;
+    LIST_PUSH(c->streams, s);
+    conn_schedule_flush(c);
+}
+
+/* ---- response --------------------------------------------------------- */
+
+static void stream_consume(struct cri_stream *s)
+{
+    if (!s->held || !s->conn || (s->call && crisp_call_out_full(s->call)))
+        return;
+    nghttp2_session_consume(s->conn->sess, s->id, s->held);
+    s->held = 0;
+    conn_schedule_flush(s->conn);
+}
+
+static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *ud)
+{
+    (void)flags;
+    (void)ud;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    if (!s)
+        return 0;
+    if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
+        s->http_status = 0;
+        for (size_t i = 0; i < valuelen && i < 3; i++)
+            s->http_status = s->http_status * 10 + (value[i] - '0');
+    } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
+        s->grpc_ctype = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0;
+    } else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+        int code = 0;
+        for (size_t i = 0; i < valuelen && i < 4; i++)
+            code = code * 10 + (value[i] - '0');
+        s->code = code;
+    } else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+        free(s->message);
+        s->message = grpc_percent_decode((const char *)value, valuelen);
+    } else if (!crisp_md_is_reserved(name, namelen)) {
+        if (crisp_md_add(&s->hdrs, name, namelen, value, valuelen) < 0)
+            log_warn("backend_md_dropped", "backend=%s name=%s", s->conn->be->base.name,
+                     crisp_logqn((const char *)name, namelen));
+    }
+    return 0;
+}
+
+static void move_md(struct crisp_md *dst, struct crisp_md *src)
+{
+    for (size_t i = 0; i < src->n; i++)
+        crisp_md_add(dst, src->v[i].name, src->v[i].namelen, src->v[i].value,
+                     src->v[i].valuelen);
+    size_t max = src->max_bytes;
+    crisp_md_free(src);
+    crisp_md_init(src, max);
+}
+
+static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
+{
+    struct cri_conn *c = ud;
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+        log_info("backend_goaway", "backend=%s error=%s", c->be->base.name,
+                 nghttp2_http2_strerror(frame->goaway.error_code));
+        if (c->be->cur == c) {
+            c->be->cur = NULL;
+            c->state = CONN_DRAINING;
+            LIST_PUSH(c->be->draining, c);
+        }
+        return 0;
+    }
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    if (!s || !s->call)
+        return 0;
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        move_md(&s->call->trailer_md, &s->hdrs);
+    } else if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE && s->http_status == 200 &&
+               s->grpc_ctype) {
+        move_md(&s->call->resp_md, &s->hdrs);
+        crisp_call_send_headers(s->call);
+    }
+    return 0;
+}
+
+static int on_resp_msg(void *ud, uint8_t *msg, size_t len)
+{
+    struct cri_stream *s = ud;
+    return crisp_call_send_msg(s->call, msg, len) < 0 ? -1 : 0;
+}
+
+static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    (void)flags;
+    (void)ud;
+    struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, id);
+    if (!s || !s->call || s->call->state == CRISP_CALL_FINISHED) {
+        nghttp2_session_consume(sess, id, len);
+        return 0;
+    }
+    s->held += len;
+    int rv = grpc_reader_feed(&s->rd, data, len, on_resp_msg, s);
+    if (rv < 0 && s->call->state != CRISP_CALL_FINISHED) {
+        if (rv == GRPC_E_TOO_LARGE)
+            stream_finish(s, GRPC_RESOURCE_EXHAUSTED,
+                          "response message of %zu bytes exceeds the limit of %zu bytes "
+                          "(--max-message-size)", s->rd.declared, s->rd.max);
+        else if (rv == GRPC_E_COMPRESSED)
+            stream_finish(s, GRPC_INTERNAL, "backend sent a compressed message crisp did not ask for");
+        else
+            stream_finish(s, GRPC_RESOURCE_EXHAUSTED, "out of memory reading a response");
+    }
+    if (s->call->state == CRISP_CALL_FINISHED) {
+        nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+        nghttp2_session_consume(sess, id, s->held);
+        s->held = 0;
+        return 0;
+    }
+    stream_consume(s);
+    return 0;
+}
+
+static void finish_from_close(struct cri_stream *s, uint32_t error_code)
+{
+    const char *name = s->conn->be->base.name;
+    if (s->code >= 0) {
+        if (grpc_reader_pending(&s->rd) && s->code == GRPC_OK)
+            stream_finish(s, GRPC_INTERNAL, "backend %s sent a truncated message", name);
+        else
+            crisp_call_finish(s->call, s->code, s->message);
+    } else if (s->http_status && s->http_status != 200) {
+        stream_finish(s, grpc_code_from_http_status(s->http_status),
+                      "backend %s answered HTTP %d", name, s->http_status);
+    } else if (error_code == NGHTTP2_REFUSED_STREAM) {
+        stream_finish(s, GRPC_UNAVAILABLE, "backend %s refused the stream", name);
+    } else if (error_code == NGHTTP2_CANCEL) {
+        stream_finish(s, GRPC_CANCELLED, "backend %s cancelled the stream", name);
+    } else if (error_code != NGHTTP2_NO_ERROR) {
+        stream_finish(s, GRPC_INTERNAL, "backend %s reset the stream (%s)", name,
+                      nghttp2_http2_strerror(error_code));
+    } else {
+        stream_finish(s, GRPC_INTERNAL, "backend %s closed the stream without a grpc-status",
+                      name);
+    }
+}
+
+static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_code, void *ud)
+{
+    struct cri_conn *c = ud;
+    struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, id);
+    if (!s)
+        return 0;
+    if (s->held)
+        nghttp2_session_consume_connection(sess, s->held);
+    s->held = 0;
+    if (s->call)
+        finish_from_close(s, error_code);
+    LIST_DEL(c->streams, s);
+    stream_free(s);
+    return 0;
+}
+
+/* ---- connection ------------------------------------------------------- */
+
+static void conn_free(struct cri_conn *c)
+{
+    struct cri_be *be = c->be;
+    if (be->cur == c)
+        be->cur = NULL;
+    else if (c->state == CONN_DRAINING)
+        LIST_DEL(be->draining, c);
+    if (c->sess)
+        nghttp2_session_del(c->sess);
+    if (c->flush_ev)
+        event_free(c->flush_ev);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    free(c);
+}
+
+static void fail_waiting(struct cri_be *be, const char *why)
+{
+    while (be->waiting) {
+        struct cri_stream *s = be->waiting;
+        LIST_DEL(be->waiting, s);
+        stream_finish(s, GRPC_UNAVAILABLE, "backend %s unavailable: %s", be->base.name, why);
+        stream_free(s);
+    }
+}
+
+static void schedule_retry(struct cri_be *be)
+{
+    be->backoff_ms = be->backoff_ms ? be->backoff_ms * 2 : BE_BACKOFF_MIN_MS;
+    if (be->backoff_ms > BE_BACKOFF_MAX_MS)
+        be->backoff_ms = BE_BACKOFF_MAX_MS;
+    struct timeval tv = {be->backoff_ms / 1000, (be->backoff_ms % 1000) * 1000};
+    evtimer_add(be->retry_ev, &tv);
+}
+
+/* The connection is unusable: its calls fail with UNAVAILABLE. */
+static void conn_fail(struct cri_conn *c, const char *why)
+{
+    struct cri_be *be = c->be;
+    int was_ready = c->state != CONN_CONNECTING;
+    snprintf(be->last_err, sizeof(be->last_err), "%s", why);
+    if (was_ready)
+        log_warn("backend_lost", "backend=%s state=%s err=%s", be->base.name,
+                 cri_conn_state_to_str(c->state), crisp_logq(why));
+    else if (be->backoff_ms == 0 || CRISP_LOG_ENABLED(CRISP_LOG_DEBUG))
+        log_warn("backend_connect_failed", "backend=%s err=%s", be->base.name, crisp_logq(why));
+    c->dead = 1;
+    while (c->streams) {
+        struct cri_stream *s = c->streams;
+        LIST_DEL(c->streams, s);
+        nghttp2_session_set_stream_user_data(c->sess, s->id, NULL);
+        stream_finish(s, GRPC_UNAVAILABLE, "backend %s: %s", be->base.name,
+                      was_ready ? "connection lost" : why);
+        stream_free(s);
+    }
+    int was_cur = be->cur == c;
+    conn_free(c);
+    if (was_cur) {
+        fail_waiting(be, why);
+        schedule_retry(be);
+    }
+}
+
+static int conn_flush(struct cri_conn *c)
+{
+    if (c->state == CONN_CONNECTING)
+        return 0;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (evbuffer_get_length(out) < BE_OUT_HIGH) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(c->sess, &data);
+        if (n < 0) {
+            conn_fail(c, nghttp2_strerror((int)n));
+            return -1;
+        }
+        if (n == 0)
+            break;
+        bufferevent_write(c->bev, data, (size_t)n);
+    }
+    if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess) &&
+        evbuffer_get_length(out) == 0) {
+        conn_fail(c, "backend closed the connection");
+        return -1;
+    }
+    if (c->state == CONN_DRAINING && !c->streams && evbuffer_get_length(out) == 0) {
+        conn_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_flush(arg);
+}
+
+static void conn_schedule_flush(struct cri_conn *c)
+{
+    event_active(c->flush_ev, EV_WRITE, 0);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct cri_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len;
+    while ((len = evbuffer_get_contiguous_space(in)) > 0) {
+        const uint8_t *data = evbuffer_pullup(in, (ssize_t)len);
+        ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
+        if (n < 0) {
+            conn_fail(c, nghttp2_strerror((int)n));
+            return;
+        }
+        evbuffer_drain(in, (size_t)n);
+    }
+    conn_flush(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_flush(arg);
+}
+
+static nghttp2_session_callbacks *client_callbacks(void)
+{
+    static nghttp2_session_callbacks *cbs;
+    if (cbs)
+        return cbs;
+    if (nghttp2_session_callbacks_new(&cbs) != 0)
+        return NULL;
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    return cbs;
+}
+
+static int conn_ready(struct cri_conn *c)
+{
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt) != 0)
+        return -1;
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_session_callbacks *cbs = client_callbacks();
+    int rv = cbs ? nghttp2_session_client_new2(&c->sess, cbs, c, opt) : -1;
+    nghttp2_option_del(opt);
+    if (rv != 0)
+        return -1;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, BE_STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
+    };
+    if (nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
+        nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, BE_CONN_WINDOW) != 0)
+        return -1;
+    c->state = CONN_READY;
+    return 0;
+}
+
+static void on_event(struct bufferevent *bev, short events, void *arg)
+{
+    struct cri_conn *c = arg;
+    struct cri_be *be = c->be;
+    if (events & BEV_EVENT_CONNECTED) {
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        if (conn_ready(c) < 0) {
+            conn_fail(c, "cannot start an HTTP/2 session (out of memory)");
+            return;
+        }
+        if (be->backoff_ms)
+            log_info("backend_connected", "backend=%s", be->base.name);
+        else
+            log_debug("backend_connected", "backend=%s", be->base.name);
+        be->backoff_ms = 0;
+        while (be->waiting) {
+            struct cri_stream *s = be->waiting;
+            LIST_DEL(be->waiting, s);
+            stream_submit(c, s);
+        }
+        conn_flush(c);
+        return;
+    }
+    char why[256];
+    if (events & BEV_EVENT_TIMEOUT)
+        snprintf(why, sizeof(why), "connect: timed out after %ds", BE_CONNECT_TIMEOUT_S);
+    else if (events & BEV_EVENT_EOF)
+        snprintf(why, sizeof(why), "backend closed the connection");
+    else
+        snprintf(why, sizeof(why), "%s%s", c->state == CONN_CONNECTING ? "connect: " : "",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    conn_fail(c, why);
+}
+
+static void conn_start(struct cri_be *be)
+{
+    struct cri_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        fail_waiting(be, "out of memory");
+        return;
+    }
+    c->be = be;
+    c->state = CONN_CONNECTING;
+    be->cur = c;
+    c->bev = bufferevent_socket_new(be->evb, -1, BEV_OPT_CLOSE_ON_FREE);
+    c->flush_ev = event_new(be->evb, -1, 0, on_flush_ev, c);
+    if (!c->bev || !c->flush_ev) {
+        conn_fail(c, "out of memory");
+        return;
+    }
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, BE_OUT_HIGH / 2, 0);
+    struct timeval tmo = {BE_CONNECT_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &tmo);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&be->addr.ss,
+                                   (int)be->addr.sslen) < 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+        conn_fail(c, why);
+    }
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cri_be *be = arg;
+    if (!be->cur)
+        conn_start(be);
+}
+
+/* ---- ops -------------------------------------------------------------- */
+
+static struct crisp_backend *cri_create(struct event_base *evb, const char *url, char *err,
+                                        size_t errlen)
+{
+    struct cri_be *be = calloc(1, sizeof(*be));
+    if (!be) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (crisp_addr_parse(url, &be->addr, err, errlen) < 0)
+        goto fail;
+    if (be->addr.kind == CRISP_ADDR_FD) {
+        snprintf(err, errlen, "a cri backend needs unix:// or tcp://, not %s", url);
+        goto fail;
+    }
+    be->evb = evb;
+    be->retry_ev = evtimer_new(evb, on_retry, be);
+    if (!be->retry_ev) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    be->base.ops = &crisp_backend_cri_ops;
+    size_t nl = strlen(url) + 5;
+    be->base.name = malloc(nl);
+    if (!be->base.name) {
+        snprintf(err, errlen, "out of memory");
+        event_free(be->retry_ev);
+        goto fail;
+    }
+    snprintf(be->base.name, nl, "cri:%s", url);
+    /* Connect at once, so the first call finds the connection ready. */
+    conn_start(be);
+    return &be->base;
+fail:
+    free(be);
+    return NULL;
+}
+
+static void cri_start(struct crisp_backend *base, struct crisp_call *call)
+{
+    struct cri_be *be = (struct cri_be *)base;
+    struct cri_stream *s = stream_new(call);
+    if (!s) {
+        crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory relaying the call");
+        return;
+    }
+    if (be->cur && be->cur->state == CONN_READY &&
+        nghttp2_session_check_request_allowed(be->cur->sess)) {
+        stream_submit(be->cur, s);
+        return;
+    }
+    if (be->cur && be->cur->state == CONN_READY) {
+        /* GOAWAY arrived but the frame callback has not moved it yet. */
+        struct cri_conn *old = be->cur;
+        be->cur = NULL;
+        old->state = CONN_DRAINING;
+        LIST_PUSH(be->draining, old);
+    }
+    LIST_PUSH(be->waiting, s);
+    if (!be->cur) {
+        /* In backoff: try now rather than fail a call the backend may be
+         * back for; the timer keeps running as the fallback. */
+        evtimer_del(be->retry_ev);
+        conn_start(be);
+    }
+}
+
+static void cri_cancel(struct crisp_backend *base, struct crisp_call *call)
+{
+    struct cri_be *be = (struct cri_be *)base;
+    struct cri_stream *s = call->be_ctx;
+    if (!s)
+        return;
+    if (!s->conn) {
+        LIST_DEL(be->waiting, s);
+        stream_free(s);
+        return;
+    }
+    /* The stream stays until nghttp2 closes it; only the call goes. */
+    nghttp2_submit_rst_stream(s->conn->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+    s->call = NULL;
+    call->be_ctx = NULL;
+    crisp_call_unref(call);
+    conn_schedule_flush(s->conn);
+}
+
+static void cri_drained(struct crisp_backend *base, struct crisp_call *call)
+{
+    (void)base;
+    struct cri_stream *s = call->be_ctx;
+    if (s)
+        stream_consume(s);
+}
+
+static void cri_destroy(struct crisp_backend *base)
+{
+    struct cri_be *be = (struct cri_be *)base;
+    fail_waiting(be, "crisp is shutting down");
+    while (be->draining)
+        conn_fail(be->draining, "crisp is shutting down");
+    if (be->cur)
+        conn_fail(be->cur, "crisp is shutting down");
+    evtimer_del(be->retry_ev);
+    event_free(be->retry_ev);
+    free(be->base.name);
+    free(be);
+}
+
+const struct crisp_backend_ops crisp_backend_cri_ops = {
+    .kind = "cri",
+    .create = cri_create,
+    .start = cri_start,
+    .cancel = cri_cancel,
+    .drained = cri_drained,
+    .destroy = cri_destroy,
+};

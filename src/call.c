@@ -1,0 +1,280 @@
+/* call.c - the call object shared by the front end and a backend. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crisp/backend.h"
+#include "crisp/call.h"
+#include "crisp/grpc.h"
+#include "crisp/log.h"
+
+#define CALL_MD_MAX (64 * 1024)
+#define CALL_OUT_HIGH (1024 * 1024)
+
+static uint64_t next_call_id = 1;
+
+static const char *const state_names[] = {"receiving", "dispatched", "finished"};
+
+const char *crisp_call_state_to_str(enum crisp_call_state s)
+{
+    return (unsigned)s < 3 ? state_names[s] : "?";
+}
+
+int64_t crisp_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+struct crisp_call *crisp_call_new(struct event_base *base,
+                                  const struct crisp_frontend_ops *fe,
+                                  void *fe_ctx, size_t max_msg)
+{
+    struct crisp_call *call = calloc(1, sizeof(*call));
+    if (!call)
+        return NULL;
+    call->id = next_call_id++;
+    call->refs = 1;
+    call->base = base;
+    call->fe = fe;
+    call->fe_ctx = fe_ctx;
+    call->max_msg = max_msg;
+    call->out_high = CALL_OUT_HIGH;
+    call->start_us = crisp_now_us();
+    call->code = -1;
+    crisp_md_init(&call->req_md, CALL_MD_MAX);
+    crisp_md_init(&call->resp_md, CALL_MD_MAX);
+    crisp_md_init(&call->trailer_md, CALL_MD_MAX);
+    return call;
+}
+
+static void call_free(struct crisp_call *call)
+{
+    if (call->deadline_ev)
+        event_free(call->deadline_ev);
+    crisp_md_free(&call->req_md);
+    crisp_md_free(&call->resp_md);
+    crisp_md_free(&call->trailer_md);
+    for (struct crisp_out_chunk *c = call->out_head, *next; c; c = next) {
+        next = c->next;
+        free(c->msg);
+        free(c);
+    }
+    if (call->req_msg)
+        protobuf_c_message_free_unpacked(call->req_msg, NULL);
+    free(call->req);
+    free(call->message);
+    free(call);
+}
+
+void crisp_call_ref(struct crisp_call *call)
+{
+    call->refs++;
+}
+
+void crisp_call_unref(struct crisp_call *call)
+{
+    if (--call->refs == 0)
+        call_free(call);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct crisp_call *call = arg;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "deadline exceeded after %.3fs",
+             (double)(crisp_now_us() - call->start_us) / 1e6);
+    crisp_call_cancel(call, GRPC_DEADLINE_EXCEEDED, msg);
+}
+
+int crisp_call_set_timeout(struct crisp_call *call, int64_t timeout_us)
+{
+    call->deadline_us = call->start_us + timeout_us;
+    if (!call->deadline_ev) {
+        call->deadline_ev = evtimer_new(call->base, on_deadline, call);
+        if (!call->deadline_ev)
+            return -1;
+    }
+    struct timeval tv = {(time_t)(timeout_us / 1000000), (suseconds_t)(timeout_us % 1000000)};
+    return evtimer_add(call->deadline_ev, &tv);
+}
+
+int64_t crisp_call_remaining_us(const struct crisp_call *call)
+{
+    if (!call->deadline_us)
+        return 0;
+    int64_t left = call->deadline_us - crisp_now_us();
+    return left > 0 ? left : 1;
+}
+
+ProtobufCMessage *crisp_call_request(struct crisp_call *call)
+{
+    if (!call->req_msg)
+        call->req_msg = protobuf_c_message_unpack(call->method->req, NULL,
+                                                  call->req_len, call->req);
+    return call->req_msg;
+}
+
+void crisp_call_dispatch(struct crisp_call *call)
+{
+    call->state = CRISP_CALL_DISPATCHED;
+    /* Every CRI request is checked before it leaves: an undecodable one is
+     * the client's fault and gets a clear status, not a backend's guess. */
+    if (!crisp_call_request(call)) {
+        crisp_call_finishf(call, GRPC_INVALID_ARGUMENT,
+                           "request is not a valid runtime.v1.%s message (%zu bytes)",
+                           call->method->req->short_name, call->req_len);
+        return;
+    }
+    struct crisp_backend *be = crisp_router_pick(call);
+    if (!be) {
+        crisp_call_finishf(call, GRPC_UNAVAILABLE, "no backend serves %s",
+                           call->method->path);
+        return;
+    }
+    call->backend = be;
+    be->ops->start(be, call);
+}
+
+static void notify_output(struct crisp_call *call)
+{
+    if (call->fe)
+        call->fe->on_output(call);
+}
+
+int crisp_call_send_headers(struct crisp_call *call)
+{
+    if (call->state == CRISP_CALL_FINISHED)
+        return -1;
+    if (!call->headers_ready) {
+        call->headers_ready = 1;
+        notify_output(call);
+    }
+    return 0;
+}
+
+int crisp_call_send_msg(struct crisp_call *call, uint8_t *msg, size_t len)
+{
+    if (call->state == CRISP_CALL_FINISHED) {
+        free(msg);
+        return -1;
+    }
+    struct crisp_out_chunk *c = calloc(1, sizeof(*c));
+    if (!c) {
+        free(msg);
+        crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory queueing a response");
+        return -1;
+    }
+    grpc_prefix_write(c->prefix, len);
+    c->msg = msg;
+    c->len = len;
+    if (call->out_tail)
+        call->out_tail->next = c;
+    else
+        call->out_head = c;
+    call->out_tail = c;
+    call->out_bytes += len + GRPC_PREFIX_LEN;
+    call->nmsgs_out++;
+    call->headers_ready = 1;
+    notify_output(call);
+    return 0;
+}
+
+int crisp_call_send_pb(struct crisp_call *call, const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory encoding a response");
+        return -1;
+    }
+    protobuf_c_message_pack(m, buf);
+    return crisp_call_send_msg(call, buf, len);
+}
+
+int crisp_call_out_full(const struct crisp_call *call)
+{
+    return call->out_bytes >= call->out_high;
+}
+
+static void log_done(const struct crisp_call *call)
+{
+    enum crisp_log_level lvl = call->code == GRPC_OK ? CRISP_LOG_DEBUG : CRISP_LOG_INFO;
+    if (!CRISP_LOG_ENABLED(lvl))
+        return;
+    crisp_log(lvl, "call", "id=%llu method=%s api=%s code=%s dur_us=%lld msgs_out=%u message=%s",
+              (unsigned long long)call->id, call->method ? call->method->name : "-",
+              crisp_api_to_str(call->api), grpc_code_to_str(call->code),
+              (long long)(crisp_now_us() - call->start_us), call->nmsgs_out,
+              crisp_logq(call->message ? call->message : ""));
+}
+
+void crisp_call_finish(struct crisp_call *call, int code, const char *message)
+{
+    if (call->state == CRISP_CALL_FINISHED)
+        return;
+    call->state = CRISP_CALL_FINISHED;
+    call->code = code;
+    free(call->message);
+    call->message = message && *message ? strdup(message) : NULL;
+    if (call->deadline_ev)
+        evtimer_del(call->deadline_ev);
+    log_done(call);
+    notify_output(call);
+}
+
+void crisp_call_finishf(struct crisp_call *call, int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    crisp_call_finish(call, code, msg);
+}
+
+size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n)
+{
+    size_t done = 0;
+    int was_full = crisp_call_out_full(call);
+    while (done < n && call->out_head) {
+        struct crisp_out_chunk *c = call->out_head;
+        size_t total = GRPC_PREFIX_LEN + c->len;
+        while (done < n && c->off < GRPC_PREFIX_LEN)
+            dst[done++] = c->prefix[c->off++];
+        size_t take = total - c->off;
+        if (take > n - done)
+            take = n - done;
+        if (take) {
+            memcpy(dst + done, c->msg + (c->off - GRPC_PREFIX_LEN), take);
+            c->off += take;
+            done += take;
+        }
+        if (c->off == total) {
+            call->out_head = c->next;
+            if (!call->out_head)
+                call->out_tail = NULL;
+            free(c->msg);
+            free(c);
+        }
+    }
+    call->out_bytes -= done;
+    if (was_full && call->out_bytes <= call->out_high / 2 && call->backend &&
+        call->be_ctx && call->state != CRISP_CALL_FINISHED)
+        call->backend->ops->drained(call->backend, call);
+    return done;
+}
+
+void crisp_call_cancel(struct crisp_call *call, int code, const char *message)
+{
+    crisp_call_ref(call);
+    if (call->backend && call->be_ctx)
+        call->backend->ops->cancel(call->backend, call);
+    crisp_call_finish(call, code, message);
+    crisp_call_unref(call);
+}

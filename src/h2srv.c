@@ -1,0 +1,674 @@
+/* h2srv.c - HTTP/2 + gRPC server sessions (the front end). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <stdarg.h>
+
+#include "crisp/call.h"
+#include "crisp/grpc.h"
+#include "crisp/h2srv.h"
+#include "crisp/log.h"
+
+#define CONN_OUT_HIGH (256 * 1024)   /* stop generating frames above this */
+#define STREAM_WINDOW (1 << 20)      /* per-stream receive window */
+#define CONN_WINDOW (16 << 20)       /* connection receive window */
+#define MAX_HEADER_LIST (64 * 1024)
+
+struct crisp_h2srv_config crisp_h2srv_cfg = {
+    .max_msg = 16 << 20,
+    .max_streams = 1024,
+};
+
+struct fe_conn;
+
+struct fe_stream {
+    struct fe_stream *prev, *next;
+    struct fe_conn *conn;
+    int32_t id;
+    struct crisp_call *call;
+    struct grpc_reader rd;
+    unsigned nmsgs;
+    char *path;
+    size_t pathlen;
+    int64_t timeout_us;
+    int http_status;              /* for Trailers-Only errors, 200 otherwise */
+    int bad_code;                 /* a header problem found while parsing */
+    char bad_msg[256];
+    unsigned is_post : 1;
+    unsigned is_grpc : 1;
+    unsigned resp_submitted : 1;
+    unsigned answered_early : 1;  /* status sent before the request ended */
+};
+
+struct fe_conn {
+    struct fe_conn *prev, *next;
+    struct event_base *base;
+    struct bufferevent *bev;
+    nghttp2_session *sess;
+    struct event *flush_ev;
+    struct fe_stream *streams;
+    char peer[64];
+    unsigned closing : 1;
+    unsigned dead : 1;
+};
+
+static struct fe_conn *conns;
+static size_t nconns;
+
+static void conn_schedule_flush(struct fe_conn *c);
+static void fe_on_output(struct crisp_call *call);
+
+static const struct crisp_frontend_ops fe_ops = {
+    .on_output = fe_on_output,
+};
+
+size_t crisp_h2srv_conn_count(void)
+{
+    return nconns;
+}
+
+/* ---- streams -------------------------------------------------------- */
+
+static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
+{
+    struct fe_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->call = crisp_call_new(c->base, &fe_ops, s, crisp_h2srv_cfg.max_msg);
+    if (!s->call) {
+        free(s);
+        return NULL;
+    }
+    s->conn = c;
+    s->id = id;
+    s->http_status = 200;
+    grpc_reader_init(&s->rd, crisp_h2srv_cfg.max_msg);
+    s->next = c->streams;
+    if (c->streams)
+        c->streams->prev = s;
+    c->streams = s;
+    return s;
+}
+
+/* Detaches the call (cancelling it if unfinished) and frees the stream. */
+static void stream_free(struct fe_stream *s, const char *why)
+{
+    struct fe_conn *c = s->conn;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    struct crisp_call *call = s->call;
+    call->fe = NULL;
+    call->fe_ctx = NULL;
+    if (call->state != CRISP_CALL_FINISHED)
+        crisp_call_cancel(call, GRPC_CANCELLED, why);
+    crisp_call_unref(call);
+    grpc_reader_free(&s->rd);
+    free(s->path);
+    free(s);
+}
+
+static void stream_fail(struct fe_stream *s, int http_status, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Answers the stream with an error status now, whatever the request state. */
+static void stream_fail(struct fe_stream *s, int http_status, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (s->call->state == CRISP_CALL_FINISHED)
+        return;
+    s->http_status = http_status;
+    if (s->call->state == CRISP_CALL_RECEIVING)
+        s->answered_early = 1;
+    crisp_call_cancel(s->call, code, msg);
+}
+
+/* ---- response side ---------------------------------------------------- */
+
+#define NV(n, v, vl)                                                           \
+    (nghttp2_nv)                                                               \
+    {                                                                          \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE \
+    }
+
+struct status_nv {
+    nghttp2_nv *nva;
+    size_t n;
+    char code[12];
+    char *msg;
+    char status[4];
+};
+
+/* grpc-status, grpc-message and the backend's trailers, optionally preceded
+ * by :status and content-type (Trailers-Only). */
+static int build_status_nv(struct fe_stream *s, int trailers_only, struct status_nv *out)
+{
+    struct crisp_call *call = s->call;
+    size_t extra = call->trailer_md.n + (trailers_only ? call->resp_md.n : 0);
+    out->nva = calloc(4 + extra, sizeof(nghttp2_nv));
+    out->msg = NULL;
+    out->n = 0;
+    if (!out->nva)
+        return -1;
+    if (trailers_only) {
+        snprintf(out->status, sizeof(out->status), "%d", s->http_status);
+        out->nva[out->n++] = NV(":status", out->status, strlen(out->status));
+        out->nva[out->n++] = NV("content-type", "application/grpc", 16);
+    }
+    snprintf(out->code, sizeof(out->code), "%d", call->code);
+    out->nva[out->n++] = NV("grpc-status", out->code, strlen(out->code));
+    if (call->message) {
+        size_t ml = strlen(call->message);
+        size_t need = grpc_percent_encode(call->message, ml, NULL, 0);
+        out->msg = malloc(need + 1);
+        if (out->msg) {
+            grpc_percent_encode(call->message, ml, out->msg, need);
+            out->nva[out->n++] = NV("grpc-message", out->msg, need);
+        }
+    }
+    const struct crisp_md *mds[2] = {&call->trailer_md, trailers_only ? &call->resp_md : NULL};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; mds[k] && i < mds[k]->n; i++) {
+            const struct crisp_hdr *h = &mds[k]->v[i];
+            out->nva[out->n++] = (nghttp2_nv){h->name, h->value, h->namelen, h->valuelen,
+                                              NGHTTP2_NV_FLAG_NONE};
+        }
+    }
+    return 0;
+}
+
+static void free_status_nv(struct status_nv *nv)
+{
+    free(nv->nva);
+    free(nv->msg);
+}
+
+static ssize_t data_read_cb(nghttp2_session *sess, int32_t id, uint8_t *buf, size_t length,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)ud;
+    struct fe_stream *s = src->ptr;
+    struct crisp_call *call = s->call;
+    size_t n = crisp_call_pull(call, buf, length);
+    if (call->state == CRISP_CALL_FINISHED && !call->out_head) {
+        struct status_nv nv;
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (build_status_nv(s, 0, &nv) == 0) {
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            if (nghttp2_submit_trailer(sess, id, nv.nva, nv.n) != 0)
+                *flags &= ~(uint32_t)NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            free_status_nv(&nv);
+        }
+        return (ssize_t)n;
+    }
+    if (n == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    return (ssize_t)n;
+}
+
+static void submit_trailers_only(struct fe_stream *s)
+{
+    struct status_nv nv;
+    if (build_status_nv(s, 1, &nv) < 0) {
+        nghttp2_submit_rst_stream(s->conn->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    nghttp2_submit_response(s->conn->sess, s->id, nv.nva, nv.n, NULL);
+    free_status_nv(&nv);
+}
+
+static void submit_headers(struct fe_stream *s)
+{
+    struct crisp_call *call = s->call;
+    size_t n = 2 + call->resp_md.n;
+    nghttp2_nv stack[16];
+    nghttp2_nv *nva = n <= 16 ? stack : calloc(n, sizeof(*nva));
+    if (!nva) {
+        nghttp2_submit_rst_stream(s->conn->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    nva[0] = NV(":status", "200", 3);
+    nva[1] = NV("content-type", "application/grpc", 16);
+    for (size_t i = 0; i < call->resp_md.n; i++) {
+        const struct crisp_hdr *h = &call->resp_md.v[i];
+        nva[2 + i] = (nghttp2_nv){h->name, h->value, h->namelen, h->valuelen,
+                                  NGHTTP2_NV_FLAG_NONE};
+    }
+    nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read_cb};
+    nghttp2_submit_response(s->conn->sess, s->id, nva, n, &prd);
+    if (nva != stack)
+        free(nva);
+}
+
+static void fe_on_output(struct crisp_call *call)
+{
+    struct fe_stream *s = call->fe_ctx;
+    if (!s || s->conn->dead)
+        return;
+    if (!s->resp_submitted) {
+        if (call->state == CRISP_CALL_FINISHED && !call->out_head) {
+            s->resp_submitted = 1;
+            submit_trailers_only(s);
+        } else if (call->headers_ready) {
+            s->resp_submitted = 1;
+            submit_headers(s);
+        } else {
+            return;
+        }
+    } else {
+        nghttp2_session_resume_data(s->conn->sess, s->id);
+    }
+    conn_schedule_flush(s->conn);
+}
+
+/* ---- request side ----------------------------------------------------- */
+
+static int on_begin_headers(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
+{
+    struct fe_conn *c = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct fe_stream *s = stream_new(c, frame->hd.stream_id);
+    if (!s) {
+        nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    nghttp2_session_set_stream_user_data(sess, frame->hd.stream_id, s);
+    return 0;
+}
+
+#define HDR_IS(name, namelen, lit) ((namelen) == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
+
+static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *ud)
+{
+    (void)flags;
+    (void)ud;
+    struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    if (!s || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* request trailers carry nothing crisp uses */
+    if (HDR_IS(name, namelen, ":path")) {
+        free(s->path);
+        s->path = malloc(valuelen + 1);
+        if (!s->path)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        memcpy(s->path, value, valuelen);
+        s->path[valuelen] = 0;
+        s->pathlen = valuelen;
+    } else if (HDR_IS(name, namelen, ":method")) {
+        s->is_post = HDR_IS(value, valuelen, "POST");
+    } else if (HDR_IS(name, namelen, "content-type")) {
+        s->is_grpc = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+                     (valuelen == 16 || value[16] == '+' || value[16] == ';');
+    } else if (HDR_IS(name, namelen, "grpc-timeout")) {
+        if (grpc_timeout_parse((const char *)value, valuelen, &s->timeout_us) < 0 && !s->bad_code) {
+            s->bad_code = GRPC_INVALID_ARGUMENT;
+            snprintf(s->bad_msg, sizeof(s->bad_msg), "malformed grpc-timeout %s",
+                     crisp_logqn((const char *)value, valuelen));
+        }
+    } else if (HDR_IS(name, namelen, "grpc-encoding")) {
+        if (!HDR_IS(value, valuelen, "identity") && !s->bad_code) {
+            s->bad_code = GRPC_UNIMPLEMENTED;
+            snprintf(s->bad_msg, sizeof(s->bad_msg),
+                     "grpc-encoding %.*s is not supported (crisp accepts identity only)",
+                     (int)(valuelen > 64 ? 64 : valuelen), value);
+        }
+    } else if (!crisp_md_is_reserved(name, namelen)) {
+        if (crisp_md_add(&s->call->req_md, name, namelen, value, valuelen) < 0 && !s->bad_code) {
+            s->bad_code = GRPC_RESOURCE_EXHAUSTED;
+            snprintf(s->bad_msg, sizeof(s->bad_msg), "request metadata exceeds %zu bytes",
+                     s->call->req_md.max_bytes);
+        }
+    }
+    return 0;
+}
+
+static int check_request_headers(struct fe_stream *s)
+{
+    struct crisp_call *call = s->call;
+    if (!s->is_post) {
+        stream_fail(s, 405, GRPC_INTERNAL, "gRPC requires method POST");
+        return -1;
+    }
+    if (!s->is_grpc) {
+        stream_fail(s, 415, GRPC_INVALID_ARGUMENT,
+                    "invalid gRPC request content-type (want application/grpc)");
+        return -1;
+    }
+    if (s->bad_code) {
+        stream_fail(s, 200, s->bad_code, "%s", s->bad_msg);
+        return -1;
+    }
+    int svc_known = 0;
+    call->method = s->path ? crisp_method_lookup(s->path, s->pathlen, &call->api, &svc_known) : NULL;
+    if (!call->method) {
+        if (svc_known)
+            stream_fail(s, 200, GRPC_UNIMPLEMENTED, "unknown method %s", s->path);
+        else
+            stream_fail(s, 200, GRPC_UNIMPLEMENTED, "unknown service in %s",
+                        s->path ? s->path : "(no :path)");
+        return -1;
+    }
+    if (s->timeout_us > 0 && crisp_call_set_timeout(call, s->timeout_us) < 0) {
+        stream_fail(s, 200, GRPC_RESOURCE_EXHAUSTED, "cannot arm the deadline timer");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_request_msg(void *ud, uint8_t *msg, size_t len)
+{
+    struct fe_stream *s = ud;
+    if (++s->nmsgs > 1) {
+        free(msg);
+        stream_fail(s, 200, GRPC_INVALID_ARGUMENT,
+                    "%s is a unary-request RPC but the request carries more than one message",
+                    s->call->method->name);
+        return -1;
+    }
+    s->call->req = msg;
+    s->call->req_len = len;
+    return 0;
+}
+
+static void end_of_request(struct fe_stream *s)
+{
+    struct crisp_call *call = s->call;
+    if (call->state != CRISP_CALL_RECEIVING)
+        return;
+    size_t pending = grpc_reader_pending(&s->rd);
+    if (pending) {
+        stream_fail(s, 200, GRPC_INVALID_ARGUMENT,
+                    "truncated gRPC message: the request ended after %zu bytes of a frame", pending);
+        return;
+    }
+    if (s->nmsgs == 0) {
+        stream_fail(s, 200, GRPC_INVALID_ARGUMENT, "the request carries no message");
+        return;
+    }
+    crisp_call_dispatch(call);
+}
+
+static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    (void)flags;
+    (void)ud;
+    struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, id);
+    if (!s || s->call->state != CRISP_CALL_RECEIVING)
+        return 0; /* answered already: the rest is dropped */
+    int rv = grpc_reader_feed(&s->rd, data, len, on_request_msg, s);
+    if (rv == GRPC_E_TOO_LARGE)
+        stream_fail(s, 200, GRPC_RESOURCE_EXHAUSTED,
+                    "request message of %zu bytes exceeds the limit of %zu bytes (--max-message-size)",
+                    s->rd.declared, s->rd.max);
+    else if (rv == GRPC_E_COMPRESSED)
+        stream_fail(s, 200, GRPC_INTERNAL,
+                    "compressed gRPC message without a grpc-encoding crisp accepts");
+    else if (rv == GRPC_E_NOMEM)
+        stream_fail(s, 200, GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte request",
+                    s->rd.declared);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
+{
+    (void)ud;
+    struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    if (!s)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (check_request_headers(s) < 0)
+            return 0;
+    }
+    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        end_of_request(s);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
+{
+    (void)ud;
+    /* Status sent while the client still sends: tell it to stop (gRPC
+     * servers answer early errors this way). */
+    if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+        !nghttp2_session_get_stream_remote_close(sess, frame->hd.stream_id))
+        nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_code, void *ud)
+{
+    (void)ud;
+    struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, id);
+    if (!s)
+        return 0;
+    char why[96];
+    snprintf(why, sizeof(why), "client cancelled the call (%s)", nghttp2_http2_strerror(error_code));
+    stream_free(s, why);
+    return 0;
+}
+
+/* ---- connection ------------------------------------------------------- */
+
+static void conn_free(struct fe_conn *c)
+{
+    c->dead = 1;
+    while (c->streams)
+        stream_free(c->streams, "client connection closed");
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    nconns--;
+    log_debug("conn_close", "peer=%s", c->peer);
+    nghttp2_session_del(c->sess);
+    event_free(c->flush_ev);
+    bufferevent_free(c->bev);
+    free(c);
+}
+
+/* Writes what nghttp2 has queued, up to the output high-water mark. Returns
+ * -1 when the connection was freed. */
+static int conn_flush(struct fe_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (evbuffer_get_length(out) < CONN_OUT_HIGH) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(c->sess, &data);
+        if (n < 0) {
+            log_warn("h2_send_error", "peer=%s err=%s", c->peer, nghttp2_strerror((int)n));
+            conn_free(c);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        if (bufferevent_write(c->bev, data, (size_t)n) < 0) {
+            conn_free(c);
+            return -1;
+        }
+    }
+    if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess) &&
+        evbuffer_get_length(out) == 0) {
+        conn_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_flush(arg);
+}
+
+static void conn_schedule_flush(struct fe_conn *c)
+{
+    event_active(c->flush_ev, EV_WRITE, 0);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct fe_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len;
+    while ((len = evbuffer_get_contiguous_space(in)) > 0) {
+        const uint8_t *data = evbuffer_pullup(in, (ssize_t)len);
+        ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
+        if (n < 0) {
+            log_info("h2_bad_input", "peer=%s err=%s", c->peer, nghttp2_strerror((int)n));
+            nghttp2_session_terminate_session(c->sess, NGHTTP2_PROTOCOL_ERROR);
+            evbuffer_drain(in, len);
+            break;
+        }
+        evbuffer_drain(in, (size_t)n);
+    }
+    conn_flush(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_flush(arg);
+}
+
+static void on_event(struct bufferevent *bev, short events, void *arg)
+{
+    (void)bev;
+    struct fe_conn *c = arg;
+    if (events & BEV_EVENT_CONNECTED)
+        return;
+    if (events & BEV_EVENT_ERROR) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        if (e) {
+            char buf[256];
+            ERR_error_string_n(e, buf, sizeof(buf));
+            log_info("tls_error", "peer=%s err=%s", c->peer, crisp_logq(buf));
+        }
+    }
+    conn_free(c);
+}
+
+static int send_settings(struct fe_conn *c)
+{
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, crisp_h2srv_cfg.max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST},
+    };
+    int rv = nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    if (rv == 0)
+        rv = nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+    return rv;
+}
+
+static nghttp2_session_callbacks *server_callbacks(void)
+{
+    static nghttp2_session_callbacks *cbs;
+    if (cbs)
+        return cbs;
+    if (nghttp2_session_callbacks_new(&cbs) != 0)
+        return NULL;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    return cbs;
+}
+
+void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ssl_ctx,
+                        const char *peer)
+{
+    struct fe_conn *c = calloc(1, sizeof(*c));
+    nghttp2_session_callbacks *cbs = server_callbacks();
+    if (!c || !cbs)
+        goto fail_close;
+    c->base = base;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    if (ssl_ctx) {
+        SSL *ssl = SSL_new(ssl_ctx);
+        if (!ssl)
+            goto fail_close;
+        c->bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev) {
+            SSL_free(ssl);
+            goto fail_close;
+        }
+    } else {
+        c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev)
+            goto fail_close;
+    }
+    fd = -1; /* owned by the bufferevent now */
+    c->flush_ev = event_new(base, -1, 0, on_flush_ev, c);
+    if (!c->flush_ev)
+        goto fail_bev;
+    if (nghttp2_session_server_new(&c->sess, cbs, c) != 0)
+        goto fail_ev;
+    if (send_settings(c) != 0)
+        goto fail_sess;
+    bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUT_HIGH / 2, 0);
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = conns;
+    if (conns)
+        conns->prev = c;
+    conns = c;
+    nconns++;
+    log_debug("conn_open", "peer=%s tls=%d", c->peer, ssl_ctx != NULL);
+    conn_schedule_flush(c);
+    return;
+
+fail_sess:
+    nghttp2_session_del(c->sess);
+fail_ev:
+    event_free(c->flush_ev);
+fail_bev:
+    bufferevent_free(c->bev);
+fail_close:
+    if (fd >= 0)
+        evutil_closesocket(fd);
+    free(c);
+    log_error("accept_failed", "peer=%s err=\"out of memory\"", peer);
+}
+
+void crisp_h2srv_shutdown_all(void)
+{
+    for (struct fe_conn *c = conns; c; c = c->next) {
+        nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->sess),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        conn_schedule_flush(c);
+    }
+}
+
+void crisp_h2srv_close_all(void)
+{
+    while (conns)
+        conn_free(conns);
+}
