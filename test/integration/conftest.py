@@ -94,6 +94,12 @@ def testenv():
     if r.returncode != 0:
         pytest.fail("test/env/up.sh failed:\n" + r.stdout.decode(errors="replace"), pytrace=False)
     env = TestEnv(_read_env(os.path.join(WORK, "env.sh")))
+    # containers need their image present (the kubelet pulls first, too)
+    c = CRIClient("unix://" + env.CONTAINERD_SOCK, "setup")
+    try:
+        c.img("PullImage", image=v1.ImageSpec(image=env.BUSYBOX_IMAGE))
+    finally:
+        c.close()
     yield env
     if not already and os.environ.get("CRISP_TEST_KEEP_ENV") != "1":
         subprocess.run([os.path.join(ENV_DIR, "down.sh")], stdin=subprocess.DEVNULL,
