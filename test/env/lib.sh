@@ -69,6 +69,31 @@ pid_alive() {
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern"
 }
 
+# pid_running PIDFILE: the pid exists and is not a zombie. For the start-up
+# loops: right after `cmd &` the child may not have exec'd yet, so its
+# command line is still the shell's and pid_alive's pattern would not match.
+pid_running() {
+  local pid
+  [ -s "$1" ] || return 1
+  pid="$(cat "$1")"
+  [ -d "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null
+}
+
+# spawn PIDFILE LOG CMD...: start CMD detached (own session, stdin /dev/null,
+# output appended to LOG) and record its real pid in PIDFILE (the pid is
+# written by the process itself, so it is right even when setsid forks).
+spawn() {
+  local pidfile="$1" logf="$2" i; shift 2
+  rm -f "$pidfile"
+  setsid /bin/bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
+    </dev/null >>"$logf" 2>&1 &
+  for ((i = 0; i < 100; i++)); do
+    [ -s "$pidfile" ] && return 0
+    sleep 0.05
+  done
+  die "could not start $1"
+}
+
 # stop_pid PIDFILE PATTERN [TIMEOUT_S]: TERM, wait, KILL.
 stop_pid() {
   local pidfile="$1" pattern="$2" timeout="${3:-10}" pid i

@@ -44,15 +44,14 @@ storage:
 http:
   addr: 127.0.0.1:$PORT
 EOF
-  setsid docker-registry serve "$WORK/registry.yml" </dev/null >>"$LOG_DIR/registry.log" 2>&1 &
-  echo $! >"$REG_PIDFILE"
+  spawn "$REG_PIDFILE" "$LOG_DIR/registry.log" docker-registry serve "$WORK/registry.yml"
   local i
   for ((i = 0; i < 100; i++)); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/v2/" 2>/dev/null; then
       log "registry up on 127.0.0.1:$PORT (pid $(cat "$REG_PIDFILE"))"
       return
     fi
-    pid_alive "$REG_PIDFILE" "$WORK/registry.yml" || { tail -20 "$LOG_DIR/registry.log" >&2; die "registry exited"; }
+    pid_running "$REG_PIDFILE" || { tail -20 "$LOG_DIR/registry.log" >&2; die "registry exited"; }
     sleep 0.1
   done
   die "registry did not answer on 127.0.0.1:$PORT"
@@ -222,8 +221,7 @@ start_containerd() {
   local subnet; subnet="$(pick_subnet)"
   write_containerd_config "$subnet"
   rm -f "$CTRD_SOCK" "$CTRD_SOCK.ttrpc"
-  setsid containerd --config "$CTRD_CONFIG" </dev/null >>"$LOG_DIR/containerd.log" 2>&1 &
-  echo $! >"$CTRD_PIDFILE"
+  spawn "$CTRD_PIDFILE" "$LOG_DIR/containerd.log" containerd --config "$CTRD_CONFIG"
   echo "$subnet" >"$CTRD_DIR/subnet"
   echo "$CRUN_HANDLER" >"$CTRD_DIR/crun-handler"
   local i
@@ -232,7 +230,7 @@ start_containerd() {
       log "containerd up on $CTRD_SOCK (pid $(cat "$CTRD_PIDFILE"), bridge $BRIDGE, subnet $subnet)"
       return
     fi
-    pid_alive "$CTRD_PIDFILE" "$CTRD_CONFIG" || { tail -30 "$LOG_DIR/containerd.log" >&2; die "containerd exited"; }
+    pid_running "$CTRD_PIDFILE" || { tail -30 "$LOG_DIR/containerd.log" >&2; die "containerd exited"; }
     sleep 0.1
   done
   tail -30 "$LOG_DIR/containerd.log" >&2
