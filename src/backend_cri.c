@@ -92,6 +92,7 @@ struct cri_be {
     struct event *retry_ev;
     int backoff_ms;
     char last_err[256];
+    unsigned stopping : 1;
 };
 
 static void conn_schedule_flush(struct cri_conn *c);
@@ -447,7 +448,9 @@ static void conn_fail(struct cri_conn *c, const char *why)
     struct cri_be *be = c->be;
     int was_ready = c->state != CONN_CONNECTING;
     snprintf(be->last_err, sizeof(be->last_err), "%s", why);
-    if (was_ready)
+    if (be->stopping)
+        log_debug("backend_closed", "backend=%s", be->base.name);
+    else if (was_ready)
         log_warn("backend_lost", "backend=%s state=%s err=%s", be->base.name,
                  cri_conn_state_to_str(c->state), crisp_logq(why));
     else if (be->backoff_ms == 0 || CRISP_LOG_ENABLED(CRISP_LOG_DEBUG))
@@ -739,6 +742,7 @@ static void cri_drained(struct crisp_backend *base, struct crisp_call *call)
 static void cri_destroy(struct crisp_backend *base)
 {
     struct cri_be *be = (struct cri_be *)base;
+    be->stopping = 1;
     fail_waiting(be, "crisp is shutting down");
     while (be->draining)
         conn_fail(be->draining, "crisp is shutting down");
