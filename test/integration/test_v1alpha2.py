@@ -86,3 +86,14 @@ def test_v1alpha2_same_answer(both, direct_pods, testenv):
     finally:
         d.close()
         c.close()
+
+
+
+def test_v1alpha2_version_api_name(alpha, request):
+    """containerd answers a v1alpha2 Version with runtime_api_version
+    "v1alpha2". crisp relays v1alpha2 calls to the backend as v1 and (so far)
+    passes the backend's "v1" back: marked xfail (non-strict) for crisp."""
+    if alpha.name == "crisp":
+        request.applymarker(pytest.mark.xfail(
+            reason="crisp answers a v1alpha2 Version with runtime_api_version 'v1'", strict=False))
+    assert alpha.rt("Version").runtime_api_version == "v1alpha2"
