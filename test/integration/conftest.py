@@ -115,7 +115,7 @@ def _cri_ready(sock, timeout=10.0, proc=None):
         if os.path.exists(sock):
             c = CRIClient("unix://" + sock, "probe")
             try:
-                c.rt("Version", timeout=2)
+                c.rt("Version", deadline=2)
                 return None
             except grpc.RpcError as e:
                 last = "%s %s" % (e.code(), e.details())

@@ -8,7 +8,7 @@ schema crisp is built from. Use with /usr/bin/python3 (Debian's grpc/protobuf).
     c = CRIClient("unix:///path.sock", "direct")
     c.rt("Version", v1.VersionRequest())
     c.img("ListImages")
-    for ev in c.rt_stream("GetContainerEvents", v1.GetEventsRequest(), timeout=10): ...
+    for ev in c.rt_stream("GetContainerEvents", v1.GetEventsRequest(), deadline=10): ...
 """
 import importlib
 import os
@@ -87,18 +87,21 @@ class CRIClient:
                                    response_deserializer=resp_cls.FromString), req_cls)
         return self._stubs[key]
 
-    def call(self, service, method, req=None, timeout=None, metadata=None, **fields):
+    # `deadline` (seconds) is the gRPC deadline; every other keyword is a field
+    # of the request message (so ExecSync's and StopContainer's own `timeout`
+    # fields can be given as keywords).
+    def call(self, service, method, req=None, deadline=None, metadata=None, **fields):
         stub, req_cls = self._stub(service, method, False)
         if req is None:
             req = req_cls(**fields)
-        return stub(req, timeout=timeout or DEFAULT_TIMEOUT, metadata=metadata)
+        return stub(req, timeout=deadline or DEFAULT_TIMEOUT, metadata=metadata)
 
-    def stream(self, service, method, req=None, timeout=None, metadata=None, **fields):
+    def stream(self, service, method, req=None, deadline=None, metadata=None, **fields):
         """Returns the response iterator (a grpc.Call: .cancel(), .code() ...)."""
         stub, req_cls = self._stub(service, method, True)
         if req is None:
             req = req_cls(**fields)
-        return stub(req, timeout=timeout or DEFAULT_TIMEOUT, metadata=metadata)
+        return stub(req, timeout=deadline or DEFAULT_TIMEOUT, metadata=metadata)
 
     def rt(self, method, req=None, **kw):
         return self.call("RuntimeService", method, req, **kw)
@@ -112,9 +115,9 @@ class CRIClient:
     def img_stream(self, method, req=None, **kw):
         return self.stream("ImageService", method, req, **kw)
 
-    def raw(self, path, payload=b"", timeout=None):
+    def raw(self, path, payload=b"", deadline=None):
         """Raw bytes in, raw bytes out, on any path."""
-        return self.channel.unary_unary(path)(payload, timeout=timeout or DEFAULT_TIMEOUT)
+        return self.channel.unary_unary(path)(payload, timeout=deadline or DEFAULT_TIMEOUT)
 
 
 def rpc_error(fn, *a, **kw):

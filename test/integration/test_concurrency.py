@@ -16,8 +16,8 @@ def test_parallel_unary_one_connection(cri):
         try:
             for i in range(25):
                 m = calls[(i + k) % len(calls)]
-                cri.rt(m, timeout=10)
-                cri.img("ListImages", timeout=10) if i % 5 == 0 else None
+                cri.rt(m, deadline=10)
+                cri.img("ListImages", deadline=10) if i % 5 == 0 else None
             done.append(k)
         except grpc.RpcError as e:
             errors.append((e.code(), e.details()))
@@ -34,10 +34,10 @@ def test_many_connections(cri):
     clients = [CRIClient(cri.target, cri.name) for _ in range(16)]
     try:
         for c in clients:
-            assert c.rt("Version", timeout=10).runtime_name == "containerd"
+            assert c.rt("Version", deadline=10).runtime_name == "containerd"
         # and all of them again, now that they are all open at once
         for c in clients:
-            assert c.rt("Status", timeout=10).status.conditions
+            assert c.rt("Status", deadline=10).status.conditions
     finally:
         for c in clients:
             c.close()
@@ -51,14 +51,14 @@ def test_slow_call_does_not_block_others(cri, pods):
 
     def slow():
         t0 = time.time()
-        r = cri.rt("ExecSync", container_id=cid, cmd=["sleep", "2"], timeout=20)
+        r = cri.rt("ExecSync", container_id=cid, cmd=["sleep", "2"], timeout=10, deadline=20)
         out["slow"] = (r.exit_code, time.time() - t0)
     t = threading.Thread(target=slow)
     t.start()
     time.sleep(0.3)
     t0 = time.time()
     for _ in range(10):
-        cri.rt("Version", timeout=5)
+        cri.rt("Version", deadline=5)
     fast = time.time() - t0
     t.join(30)
     assert out["slow"][0] == 0 and out["slow"][1] >= 1.9

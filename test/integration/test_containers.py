@@ -173,16 +173,27 @@ def test_exec_sync_large_output(cri, pods):
 
 
 def test_exec_sync_timeout(cri, pods):
+    """ExecSync's own timeout field (not the gRPC deadline): containerd
+    answers DEADLINE_EXCEEDED itself, which crisp must relay as it is."""
     pid, _ = pods.run_pod()
     cid = pods.create_container(pid, "slow", ["sh", "-c", SERVE])
     t0 = time.time()
-    try:
-        r = cri.rt("ExecSync", container_id=cid, cmd=["sleep", "30"], timeout=1)
-        # containerd 1.6 reports a timed-out exec as an error; accept a non-zero exit too
-        assert r.exit_code != 0
-    except grpc.RpcError as e:
-        assert e.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN), e
-    assert time.time() - t0 < 15
+    code, details = rpc_error(cri.rt, "ExecSync", container_id=cid, cmd=["sleep", "30"], timeout=1, deadline=20)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert details == "failed to exec in container: timeout 1s exceeded: context deadline exceeded"
+    assert time.time() - t0 < 10
+
+
+def test_grpc_deadline_shorter_than_call(cri, pods):
+    """The client's own deadline expires while the backend is still busy."""
+    pid, _ = pods.run_pod()
+    cid = pods.create_container(pid, "slow2", ["sh", "-c", SERVE])
+    t0 = time.time()
+    code, _ = rpc_error(cri.rt, "ExecSync", container_id=cid, cmd=["sleep", "5"], timeout=30, deadline=1)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.time() - t0 < 3
+    # the connection is still usable afterwards
+    assert cri.rt("ExecSync", container_id=cid, cmd=["true"], timeout=10).exit_code == 0
 
 
 def test_update_resources_and_reopen_log(cri, pods):

@@ -47,14 +47,14 @@ def test_fake_version(fcri):
 
 
 def test_stream_all_messages_in_order(fcri):
-    evs = list(fcri.rt_stream("GetContainerEvents", timeout=10))
+    evs = list(fcri.rt_stream("GetContainerEvents", deadline=10))
     assert [e.container_id for e in evs] == ["c%d" % i for i in range(fakecri.EVENTS)]
     assert [e.container_event_type for e in evs] == [i % 4 for i in range(fakecri.EVENTS)]
     assert [e.created_at for e in evs] == [1000 + i for i in range(fakecri.EVENTS)]
 
 
 def test_stream_error_after_messages(fcri):
-    call = fcri.rt_stream("StreamContainers", timeout=10)
+    call = fcri.rt_stream("StreamContainers", deadline=10)
     got = []
     with pytest.raises(grpc.RpcError) as ei:
         for m in call:
@@ -65,14 +65,14 @@ def test_stream_error_after_messages(fcri):
 
 
 def test_stream_large_messages(fcri):
-    msgs = list(fcri.img_stream("StreamImages", timeout=20))
+    msgs = list(fcri.img_stream("StreamImages", deadline=20))
     assert [m.images[0].id for m in msgs] == ["img%d" % i for i in range(16)]
     assert all(m.images[0].repo_tags[0] == "t" * 65536 for m in msgs)
 
 
 def test_stream_not_buffered(fcri):
     """The first message must reach the client before the backend sends the second."""
-    call = fcri.rt_stream("StreamPodSandboxes", timeout=10)
+    call = fcri.rt_stream("StreamPodSandboxes", deadline=10)
     t0 = time.time()
     first = next(call)
     t_first = time.time() - t0
@@ -83,7 +83,7 @@ def test_stream_not_buffered(fcri):
 
 
 def test_stream_cancel_reaches_backend(fcri, fake):
-    call = fcri.rt_stream("StreamContainerStats", timeout=20)
+    call = fcri.rt_stream("StreamContainerStats", deadline=20)
     got = [next(call) for _ in range(3)]
     assert [g.container_stats[0].attributes.id for g in got] == ["s0", "s1", "s2"]
     call.cancel()
@@ -108,7 +108,7 @@ def test_concurrent_streams(fcri):
 
     def run(i):
         try:
-            results[i] = len(list(fcri.rt_stream("GetContainerEvents", timeout=20)))
+            results[i] = len(list(fcri.rt_stream("GetContainerEvents", deadline=20)))
         except Exception as e:  # noqa: BLE001
             errors.append(e)
     ts = [threading.Thread(target=run, args=(i,)) for i in range(8)]

@@ -23,7 +23,7 @@ STREAM_RPCS = [
 
 def stream_outcome(client, service, method, timeout=10):
     """(code, details, n_messages) of a whole server-streaming call."""
-    call = client.stream(service, method, timeout=timeout)
+    call = client.stream(service, method, deadline=timeout)
     n = 0
     try:
         for _ in call:
@@ -50,7 +50,7 @@ def test_get_container_events(cri, pods, direct_client):
     pb = cri.pb
     pid, _ = pods.run_pod()
     events, errors = [], []
-    call = cri.rt_stream("GetContainerEvents", pb.GetEventsRequest(), timeout=60)
+    call = cri.rt_stream("GetContainerEvents", pb.GetEventsRequest(), deadline=60)
 
     def reader():
         try:
@@ -64,7 +64,7 @@ def test_get_container_events(cri, pods, direct_client):
 
     if errors and errors[0].code() == grpc.StatusCode.UNIMPLEMENTED:
         got = (errors[0].code(), errors[0].details())
-        ref = direct_client.rt_stream("GetContainerEvents", pb.GetEventsRequest(), timeout=10)
+        ref = direct_client.rt_stream("GetContainerEvents", pb.GetEventsRequest(), deadline=10)
         try:
             for _ in ref:
                 pass
