@@ -9,6 +9,7 @@
 #include "crisp/call.h"
 #include "crisp/grpc.h"
 #include "crisp/log.h"
+#include "runtime_v1.pb-c.h"
 
 #define CALL_MD_MAX (64 * 1024)
 #define CALL_OUT_HIGH (1024 * 1024)
@@ -158,12 +159,39 @@ int crisp_call_send_headers(struct crisp_call *call)
     return 0;
 }
 
+/* A call that came in on runtime.v1alpha2 is served by a v1 backend; the
+ * one answer that names the API is Version's runtime_api_version, which must
+ * name the API the client spoke. Returns the (possibly new) message. */
+static uint8_t *adapt_to_api(struct crisp_call *call, uint8_t *msg, size_t *len)
+{
+    if (call->api != CRISP_API_V1ALPHA2 || call->method->svc != CRISP_SVC_RUNTIME ||
+        strcmp(call->method->name, "Version") != 0)
+        return msg;
+    Runtime__V1__VersionResponse *v = runtime__v1__version_response__unpack(NULL, *len, msg);
+    if (!v)
+        return msg; /* not ours to judge: relay as it came */
+    char *saved = v->runtime_api_version;
+    v->runtime_api_version = "v1alpha2";
+    size_t n = runtime__v1__version_response__get_packed_size(v);
+    uint8_t *out = malloc(n ? n : 1);
+    if (out) {
+        runtime__v1__version_response__pack(v, out);
+        free(msg);
+        msg = out;
+        *len = n;
+    }
+    v->runtime_api_version = saved;
+    runtime__v1__version_response__free_unpacked(v, NULL);
+    return msg;
+}
+
 int crisp_call_send_msg(struct crisp_call *call, uint8_t *msg, size_t len)
 {
     if (call->state == CRISP_CALL_FINISHED) {
         free(msg);
         return -1;
     }
+    msg = adapt_to_api(call, msg, &len);
     struct crisp_out_chunk *c = calloc(1, sizeof(*c));
     if (!c) {
         free(msg);
