@@ -21,8 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <nghttp2/nghttp2.h>
 #include <stdarg.h>
 
@@ -31,6 +29,7 @@
 #include "crisp/grpc.h"
 #include "crisp/log.h"
 #include "crisp/net.h"
+#include "crisp/sock.h"
 #include "crisp/version.h"
 
 #define BE_STREAM_WINDOW (8 << 20)
@@ -75,7 +74,7 @@ struct cri_conn {
     struct cri_conn *prev, *next;
     struct cri_be *be;
     enum cri_conn_state state;
-    struct bufferevent *bev;
+    struct crisp_sock *sock;
     nghttp2_session *sess;
     struct event *flush_ev;
     struct cri_stream *streams;
@@ -418,8 +417,7 @@ static void conn_free(struct cri_conn *c)
         nghttp2_session_del(c->sess);
     if (c->flush_ev)
         event_free(c->flush_ev);
-    if (c->bev)
-        bufferevent_free(c->bev);
+    crisp_sock_free(c->sock);
     free(c);
 }
 
@@ -472,28 +470,40 @@ static void conn_fail(struct cri_conn *c, const char *why)
     }
 }
 
+/* Hands what nghttp2 has queued to the socket and writes it at once (one
+ * send per flush). Returns -1 when the connection was freed. */
 static int conn_flush(struct cri_conn *c)
 {
     if (c->state == CONN_CONNECTING)
         return 0;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    while (evbuffer_get_length(out) < BE_OUT_HIGH) {
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(c->sess, &data);
+    for (;;) {
+        ssize_t n = 0;
+        while (crisp_sock_pending(c->sock) < BE_OUT_HIGH) {
+            const uint8_t *data;
+            n = nghttp2_session_mem_send(c->sess, &data);
+            if (n <= 0)
+                break;
+            if (crisp_sock_queue(c->sock, data, (size_t)n) < 0) {
+                conn_fail(c, "output over its cap");
+                return -1;
+            }
+        }
         if (n < 0) {
             conn_fail(c, nghttp2_strerror((int)n));
             return -1;
         }
-        if (n == 0)
+        int r = crisp_sock_flush(c->sock);
+        if (r < 0)
+            return 0; /* on_sock_close follows from the loop */
+        if (r == 0 || n == 0)
             break;
-        bufferevent_write(c->bev, data, (size_t)n);
     }
     if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess) &&
-        evbuffer_get_length(out) == 0) {
+        crisp_sock_pending(c->sock) == 0) {
         conn_fail(c, "backend closed the connection");
         return -1;
     }
-    if (c->state == CONN_DRAINING && !c->streams && evbuffer_get_length(out) == 0) {
+    if (c->state == CONN_DRAINING && !c->streams && crisp_sock_pending(c->sock) == 0) {
         conn_free(c);
         return -1;
     }
@@ -512,27 +522,20 @@ static void conn_schedule_flush(struct cri_conn *c)
     event_active(c->flush_ev, EV_WRITE, 0);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static int on_sock_data(void *ud, const uint8_t *data, size_t len)
 {
-    struct cri_conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t len;
-    while ((len = evbuffer_get_contiguous_space(in)) > 0) {
-        const uint8_t *data = evbuffer_pullup(in, (ssize_t)len);
-        ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
-        if (n < 0) {
-            conn_fail(c, nghttp2_strerror((int)n));
-            return;
-        }
-        evbuffer_drain(in, (size_t)n);
+    struct cri_conn *c = ud;
+    ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
+    if (n < 0) {
+        conn_fail(c, nghttp2_strerror((int)n));
+        return -1;
     }
-    conn_flush(c);
+    return conn_flush(c);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static int on_sock_drain(void *ud)
 {
-    (void)bev;
-    conn_flush(arg);
+    return conn_flush(ud);
 }
 
 static nghttp2_session_callbacks *client_callbacks(void)
@@ -572,39 +575,46 @@ static int conn_ready(struct cri_conn *c)
     return 0;
 }
 
-static void on_event(struct bufferevent *bev, short events, void *arg)
+static int on_sock_connected(void *ud)
 {
-    struct cri_conn *c = arg;
+    struct cri_conn *c = ud;
     struct cri_be *be = c->be;
-    if (events & BEV_EVENT_CONNECTED) {
-        bufferevent_set_timeouts(bev, NULL, NULL);
-        if (conn_ready(c) < 0) {
-            conn_fail(c, "cannot start an HTTP/2 session (out of memory)");
-            return;
-        }
-        if (be->backoff_ms)
-            log_info("backend_connected", "backend=%s", be->base.name);
-        else
-            log_debug("backend_connected", "backend=%s", be->base.name);
-        be->backoff_ms = 0;
-        while (be->waiting) {
-            struct cri_stream *s = be->waiting;
-            LIST_DEL(be->waiting, s);
-            stream_submit(c, s);
-        }
-        conn_flush(c);
-        return;
+    if (conn_ready(c) < 0) {
+        conn_fail(c, "cannot start an HTTP/2 session (out of memory)");
+        return -1;
     }
-    char why[256];
-    if (events & BEV_EVENT_TIMEOUT)
-        snprintf(why, sizeof(why), "connect: timed out after %ds", BE_CONNECT_TIMEOUT_S);
-    else if (events & BEV_EVENT_EOF)
-        snprintf(why, sizeof(why), "backend closed the connection");
+    if (be->backoff_ms)
+        log_info("backend_connected", "backend=%s", be->base.name);
     else
-        snprintf(why, sizeof(why), "%s%s", c->state == CONN_CONNECTING ? "connect: " : "",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    conn_fail(c, why);
+        log_debug("backend_connected", "backend=%s", be->base.name);
+    be->backoff_ms = 0;
+    while (be->waiting) {
+        struct cri_stream *s = be->waiting;
+        LIST_DEL(be->waiting, s);
+        stream_submit(c, s);
+    }
+    return conn_flush(c);
 }
+
+static void on_sock_close(void *ud, enum crisp_sock_end how, const char *why)
+{
+    struct cri_conn *c = ud;
+    char buf[256];
+    if (how == CRISP_SOCK_TIMEOUT)
+        snprintf(buf, sizeof(buf), "connect: timed out after %ds", BE_CONNECT_TIMEOUT_S);
+    else if (how == CRISP_SOCK_EOF)
+        snprintf(buf, sizeof(buf), "backend closed the connection");
+    else
+        snprintf(buf, sizeof(buf), "%s", why);
+    conn_fail(c, buf);
+}
+
+static const struct crisp_sock_cbs sock_cbs = {
+    .on_data = on_sock_data,
+    .on_drain = on_sock_drain,
+    .on_connected = on_sock_connected,
+    .on_close = on_sock_close,
+};
 
 static void conn_start(struct cri_be *be)
 {
@@ -616,23 +626,17 @@ static void conn_start(struct cri_be *be)
     c->be = be;
     c->state = CONN_CONNECTING;
     be->cur = c;
-    c->bev = bufferevent_socket_new(be->evb, -1, BEV_OPT_CLOSE_ON_FREE);
     c->flush_ev = event_new(be->evb, -1, 0, on_flush_ev, c);
-    if (!c->bev || !c->flush_ev) {
+    if (!c->flush_ev) {
         conn_fail(c, "out of memory");
         return;
     }
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, BE_OUT_HIGH / 2, 0);
-    struct timeval tmo = {BE_CONNECT_TIMEOUT_S, 0};
-    bufferevent_set_timeouts(c->bev, NULL, &tmo);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&be->addr.ss,
-                                   (int)be->addr.sslen) < 0) {
-        char why[256];
-        snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+    char why[256];
+    c->sock = crisp_sock_connect(be->evb, (struct sockaddr *)&be->addr.ss, be->addr.sslen,
+                                 BE_CONNECT_TIMEOUT_S * 1000, 2 * BE_OUT_HIGH, &sock_cbs, c,
+                                 why, sizeof(why));
+    if (!c->sock)
         conn_fail(c, why);
-    }
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)

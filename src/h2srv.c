@@ -4,17 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <nghttp2/nghttp2.h>
-#include <openssl/err.h>
 #include <stdarg.h>
 
 #include "crisp/call.h"
 #include "crisp/grpc.h"
 #include "crisp/h2srv.h"
 #include "crisp/log.h"
+#include "crisp/sock.h"
 
 #define CONN_OUT_HIGH (256 * 1024)   /* stop generating frames above this */
 #define STREAM_WINDOW (1 << 20)      /* per-stream receive window */
@@ -50,7 +47,7 @@ struct fe_stream {
 struct fe_conn {
     struct fe_conn *prev, *next;
     struct event_base *base;
-    struct bufferevent *bev;
+    struct crisp_sock *sock;
     nghttp2_session *sess;
     struct event *flush_ev;
     struct fe_stream *streams;
@@ -485,32 +482,43 @@ static void conn_free(struct fe_conn *c)
     log_debug("conn_close", "peer=%s", c->peer);
     nghttp2_session_del(c->sess);
     event_free(c->flush_ev);
-    bufferevent_free(c->bev);
+    crisp_sock_free(c->sock);
     free(c);
 }
 
-/* Writes what nghttp2 has queued, up to the output high-water mark. Returns
- * -1 when the connection was freed. */
+/* Hands what nghttp2 has queued to the socket, up to the output high-water
+ * mark, and writes it at once: one send for every frame produced since the
+ * last flush. Returns -1 when the connection was freed. */
 static int conn_flush(struct fe_conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    while (evbuffer_get_length(out) < CONN_OUT_HIGH) {
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(c->sess, &data);
+    for (;;) {
+        ssize_t n = 0;
+        while (crisp_sock_pending(c->sock) < CONN_OUT_HIGH) {
+            const uint8_t *data;
+            n = nghttp2_session_mem_send(c->sess, &data);
+            if (n <= 0)
+                break;
+            if (crisp_sock_queue(c->sock, data, (size_t)n) < 0) {
+                log_warn("h2_send_error", "peer=%s err=\"output over its cap\"", c->peer);
+                conn_free(c);
+                return -1;
+            }
+        }
         if (n < 0) {
             log_warn("h2_send_error", "peer=%s err=%s", c->peer, nghttp2_strerror((int)n));
             conn_free(c);
             return -1;
         }
-        if (n == 0)
-            break;
-        if (bufferevent_write(c->bev, data, (size_t)n) < 0) {
+        int r = crisp_sock_flush(c->sock);
+        if (r < 0) {
             conn_free(c);
             return -1;
         }
+        if (r == 0 || n == 0)
+            break; /* the kernel is full (on_drain resumes), or all is out */
     }
     if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess) &&
-        evbuffer_get_length(out) == 0) {
+        crisp_sock_pending(c->sock) == 0) {
         conn_free(c);
         return -1;
     }
@@ -529,47 +537,35 @@ static void conn_schedule_flush(struct fe_conn *c)
     event_active(c->flush_ev, EV_WRITE, 0);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static int on_sock_data(void *ud, const uint8_t *data, size_t len)
 {
-    struct fe_conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t len;
-    while ((len = evbuffer_get_contiguous_space(in)) > 0) {
-        const uint8_t *data = evbuffer_pullup(in, (ssize_t)len);
-        ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
-        if (n < 0) {
-            log_info("h2_bad_input", "peer=%s err=%s", c->peer, nghttp2_strerror((int)n));
-            nghttp2_session_terminate_session(c->sess, NGHTTP2_PROTOCOL_ERROR);
-            evbuffer_drain(in, len);
-            break;
-        }
-        evbuffer_drain(in, (size_t)n);
+    struct fe_conn *c = ud;
+    ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
+    if (n < 0) {
+        log_info("h2_bad_input", "peer=%s err=%s", c->peer, nghttp2_strerror((int)n));
+        nghttp2_session_terminate_session(c->sess, NGHTTP2_PROTOCOL_ERROR);
     }
-    conn_flush(c);
+    return conn_flush(c);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static int on_sock_drain(void *ud)
 {
-    (void)bev;
-    conn_flush(arg);
+    return conn_flush(ud);
 }
 
-static void on_event(struct bufferevent *bev, short events, void *arg)
+static void on_sock_close(void *ud, enum crisp_sock_end how, const char *why)
 {
-    (void)bev;
-    struct fe_conn *c = arg;
-    if (events & BEV_EVENT_CONNECTED)
-        return;
-    if (events & BEV_EVENT_ERROR) {
-        unsigned long e = bufferevent_get_openssl_error(bev);
-        if (e) {
-            char buf[256];
-            ERR_error_string_n(e, buf, sizeof(buf));
-            log_info("tls_error", "peer=%s err=%s", c->peer, crisp_logq(buf));
-        }
-    }
+    struct fe_conn *c = ud;
+    if (how == CRISP_SOCK_TLS_ERROR)
+        log_info("tls_error", "peer=%s err=%s", c->peer, crisp_logq(why));
     conn_free(c);
 }
+
+static const struct crisp_sock_cbs sock_cbs = {
+    .on_data = on_sock_data,
+    .on_drain = on_sock_drain,
+    .on_close = on_sock_close,
+};
 
 static int send_settings(struct fe_conn *c)
 {
@@ -609,47 +605,35 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
         goto fail_close;
     c->base = base;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
-    if (ssl_ctx) {
-        SSL *ssl = SSL_new(ssl_ctx);
-        if (!ssl)
-            goto fail_close;
-        c->bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            SSL_free(ssl);
-            goto fail_close;
-        }
-    } else {
-        c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev)
-            goto fail_close;
-    }
-    fd = -1; /* owned by the bufferevent now */
+    SSL *ssl = NULL;
+    if (ssl_ctx && !(ssl = SSL_new(ssl_ctx)))
+        goto fail_close;
+    c->sock = crisp_sock_new(base, fd, ssl, 2 * CONN_OUT_HIGH, &sock_cbs, c);
+    fd = -1; /* owned (or closed) by the socket now */
+    if (!c->sock)
+        goto fail_close;
     c->flush_ev = event_new(base, -1, 0, on_flush_ev, c);
     if (!c->flush_ev)
-        goto fail_bev;
+        goto fail_sock;
     if (nghttp2_session_server_new(&c->sess, cbs, c) != 0)
         goto fail_ev;
     if (send_settings(c) != 0)
         goto fail_sess;
-    bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUT_HIGH / 2, 0);
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->next = conns;
     if (conns)
         conns->prev = c;
     conns = c;
     nconns++;
     log_debug("conn_open", "peer=%s tls=%d", c->peer, ssl_ctx != NULL);
-    conn_schedule_flush(c);
+    conn_flush(c); /* SETTINGS (after the TLS handshake) */
     return;
 
 fail_sess:
     nghttp2_session_del(c->sess);
 fail_ev:
     event_free(c->flush_ev);
-fail_bev:
-    bufferevent_free(c->bev);
+fail_sock:
+    crisp_sock_free(c->sock);
 fail_close:
     if (fd >= 0)
         evutil_closesocket(fd);
