@@ -2,9 +2,12 @@
  *
  * One HTTP/2 client connection, multiplexed and reused. Request bytes are
  * relayed as they came (v1alpha2 calls go out on the v1 path: the messages
- * are wire-identical); responses are split into messages (capped) and queued
- * on the call; backend metadata, status codes, messages and trailers pass
- * through unchanged.
+ * are wire-identical). Response DATA is forwarded as it arrives: the 5-byte
+ * message prefixes are checked on the way (cap, compression flag; counted
+ * for the logs) without buffering the messages, and a stream that ends
+ * inside a message is reported as truncated. Only calls whose answer crisp
+ * rewrites (crisp_call_wants_msgs) are split into whole messages. Backend
+ * metadata, status codes, messages and trailers pass through unchanged.
  *
  * Connection states: IDLE -> CONNECTING -> READY; a failure or a lost
  * connection fails the calls it carried with UNAVAILABLE and moves to
@@ -27,6 +30,7 @@
 #include "crisp/backend.h"
 #include "crisp/call.h"
 #include "crisp/grpc.h"
+#include "crisp/grpc_scan.h"
 #include "crisp/log.h"
 #include "crisp/net.h"
 #include "crisp/sock.h"
@@ -61,13 +65,15 @@ struct cri_stream {
     int32_t id;
     size_t req_off;        /* request bytes sent, prefix included */
     uint8_t prefix[GRPC_PREFIX_LEN];
-    struct grpc_reader rd;
+    struct grpc_reader rd; /* whole-message mode (crisp_call_wants_msgs) */
+    struct grpc_scan scan; /* raw mode: prefixes checked as DATA passes */
     struct crisp_md hdrs;  /* metadata of the header block being read */
     size_t held;           /* DATA bytes not yet acknowledged */
     int http_status;
     int code;              /* grpc-status, -1 until seen */
     char *message;
     unsigned grpc_ctype : 1;
+    unsigned raw : 1;      /* forward DATA as it comes */
 };
 
 struct cri_conn {
@@ -129,6 +135,8 @@ static struct cri_stream *stream_new(struct crisp_call *call)
     s->call = call;
     s->code = -1;
     grpc_reader_init(&s->rd, call->max_msg);
+    grpc_scan_init(&s->scan, call->max_msg);
+    s->raw = !crisp_call_wants_msgs(call);
     crisp_md_init(&s->hdrs, 64 * 1024);
     grpc_prefix_write(s->prefix, call->req_len);
     crisp_call_ref(call);
@@ -332,6 +340,12 @@ static int on_resp_msg(void *ud, uint8_t *msg, size_t len)
     return crisp_call_send_msg(s->call, msg, len) < 0 ? -1 : 0;
 }
 
+static int emit_raw(void *ud, const uint8_t *p, size_t n)
+{
+    struct cri_stream *s = ud;
+    return crisp_call_send_raw(s->call, p, n) < 0 ? GRPC_E_NOMEM : 0;
+}
+
 static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *ud)
 {
@@ -343,12 +357,20 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const
         return 0;
     }
     s->held += len;
-    int rv = grpc_reader_feed(&s->rd, data, len, on_resp_msg, s);
+    int rv;
+    if (s->raw) {
+        unsigned before = s->scan.nmsgs;
+        rv = grpc_scan_feed(&s->scan, data, len, emit_raw, s);
+        s->call->nmsgs_out += s->scan.nmsgs - before;
+    } else {
+        rv = grpc_reader_feed(&s->rd, data, len, on_resp_msg, s);
+    }
     if (rv < 0 && s->call->state != CRISP_CALL_FINISHED) {
         if (rv == GRPC_E_TOO_LARGE)
             stream_finish(s, GRPC_RESOURCE_EXHAUSTED,
                           "response message of %zu bytes exceeds the limit of %zu bytes "
-                          "(--max-message-size)", s->rd.declared, s->rd.max);
+                          "(--max-message-size)", s->raw ? s->scan.declared : s->rd.declared,
+                          s->rd.max);
         else if (rv == GRPC_E_COMPRESSED)
             stream_finish(s, GRPC_INTERNAL, "backend sent a compressed message crisp did not ask for");
         else
@@ -368,7 +390,8 @@ static void finish_from_close(struct cri_stream *s, uint32_t error_code)
 {
     const char *name = s->conn->be->base.name;
     if (s->code >= 0) {
-        if (grpc_reader_pending(&s->rd) && s->code == GRPC_OK)
+        int cut = s->raw ? grpc_scan_partial(&s->scan) : grpc_reader_pending(&s->rd) > 0;
+        if (cut && s->code == GRPC_OK)
             stream_finish(s, GRPC_INTERNAL, "backend %s sent a truncated message", name);
         else
             crisp_call_finish(s->call, s->code, s->message);

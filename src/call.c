@@ -52,6 +52,13 @@ struct crisp_call *crisp_call_new(struct event_base *base,
     return call;
 }
 
+static void chunk_free(struct crisp_out_chunk *c)
+{
+    if (c->data != c->raw)
+        free(c->data);
+    free(c);
+}
+
 static void call_free(struct crisp_call *call)
 {
     if (call->deadline_ev)
@@ -61,8 +68,7 @@ static void call_free(struct crisp_call *call)
     crisp_md_free(&call->trailer_md);
     for (struct crisp_out_chunk *c = call->out_head, *next; c; c = next) {
         next = c->next;
-        free(c->msg);
-        free(c);
+        chunk_free(c);
     }
     if (call->req_msg)
         protobuf_c_message_free_unpacked(call->req_msg, NULL);
@@ -159,13 +165,18 @@ int crisp_call_send_headers(struct crisp_call *call)
     return 0;
 }
 
+int crisp_call_wants_msgs(const struct crisp_call *call)
+{
+    return call->api == CRISP_API_V1ALPHA2 && call->method &&
+           call->method->svc == CRISP_SVC_RUNTIME && strcmp(call->method->name, "Version") == 0;
+}
+
 /* A call that came in on runtime.v1alpha2 is served by a v1 backend; the
  * one answer that names the API is Version's runtime_api_version, which must
  * name the API the client spoke. Returns the (possibly new) message. */
 static uint8_t *adapt_to_api(struct crisp_call *call, uint8_t *msg, size_t *len)
 {
-    if (call->api != CRISP_API_V1ALPHA2 || call->method->svc != CRISP_SVC_RUNTIME ||
-        strcmp(call->method->name, "Version") != 0)
+    if (!crisp_call_wants_msgs(call))
         return msg;
     Runtime__V1__VersionResponse *v = runtime__v1__version_response__unpack(NULL, *len, msg);
     if (!v)
@@ -185,6 +196,19 @@ static uint8_t *adapt_to_api(struct crisp_call *call, uint8_t *msg, size_t *len)
     return msg;
 }
 
+static void queue_chunk(struct crisp_call *call, struct crisp_out_chunk *c)
+{
+    c->next = NULL;
+    if (call->out_tail)
+        call->out_tail->next = c;
+    else
+        call->out_head = c;
+    call->out_tail = c;
+    call->out_bytes += c->prefix_len + c->len;
+    call->headers_ready = 1;
+    notify_output(call);
+}
+
 int crisp_call_send_msg(struct crisp_call *call, uint8_t *msg, size_t len)
 {
     if (call->state == CRISP_CALL_FINISHED) {
@@ -192,24 +216,39 @@ int crisp_call_send_msg(struct crisp_call *call, uint8_t *msg, size_t len)
         return -1;
     }
     msg = adapt_to_api(call, msg, &len);
-    struct crisp_out_chunk *c = calloc(1, sizeof(*c));
+    struct crisp_out_chunk *c = malloc(sizeof(*c));
     if (!c) {
         free(msg);
         crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory queueing a response");
         return -1;
     }
     grpc_prefix_write(c->prefix, len);
-    c->msg = msg;
+    c->prefix_len = GRPC_PREFIX_LEN;
+    c->data = msg;
     c->len = len;
-    if (call->out_tail)
-        call->out_tail->next = c;
-    else
-        call->out_head = c;
-    call->out_tail = c;
-    call->out_bytes += len + GRPC_PREFIX_LEN;
+    c->off = 0;
     call->nmsgs_out++;
-    call->headers_ready = 1;
-    notify_output(call);
+    queue_chunk(call, c);
+    return 0;
+}
+
+int crisp_call_send_raw(struct crisp_call *call, const uint8_t *p, size_t len)
+{
+    if (call->state == CRISP_CALL_FINISHED)
+        return -1;
+    if (!len)
+        return 0;
+    struct crisp_out_chunk *c = malloc(sizeof(*c) + len);
+    if (!c) {
+        crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory queueing a response");
+        return -1;
+    }
+    memcpy(c->raw, p, len);
+    c->prefix_len = 0;
+    c->data = c->raw;
+    c->len = len;
+    c->off = 0;
+    queue_chunk(call, c);
     return 0;
 }
 
@@ -272,14 +311,14 @@ size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n)
     int was_full = crisp_call_out_full(call);
     while (done < n && call->out_head) {
         struct crisp_out_chunk *c = call->out_head;
-        size_t total = GRPC_PREFIX_LEN + c->len;
-        while (done < n && c->off < GRPC_PREFIX_LEN)
+        size_t total = c->prefix_len + c->len;
+        while (done < n && c->off < c->prefix_len)
             dst[done++] = c->prefix[c->off++];
         size_t take = total - c->off;
         if (take > n - done)
             take = n - done;
         if (take) {
-            memcpy(dst + done, c->msg + (c->off - GRPC_PREFIX_LEN), take);
+            memcpy(dst + done, c->data + (c->off - c->prefix_len), take);
             c->off += take;
             done += take;
         }
@@ -287,8 +326,7 @@ size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n)
             call->out_head = c->next;
             if (!call->out_head)
                 call->out_tail = NULL;
-            free(c->msg);
-            free(c);
+            chunk_free(c);
         }
     }
     call->out_bytes -= done;

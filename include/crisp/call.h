@@ -3,7 +3,8 @@
  * The call is the only object the front end and a backend share. The front
  * end fills the request side (method, metadata, deadline, the request
  * message) and dispatches it; the backend answers through
- * crisp_call_send_headers / crisp_call_send_msg / crisp_call_finish. The
+ * crisp_call_send_headers / crisp_call_send_msg (or crisp_call_send_raw,
+ * framed bytes relayed as they arrive) / crisp_call_finish. The
  * front end drains the response queue through crisp_call_pull.
  *
  * Lifetime: reference counted. The front end holds one reference for as long
@@ -45,12 +46,17 @@ struct crisp_frontend_ops {
     void (*on_output)(struct crisp_call *call);
 };
 
+/* One queued piece of the response: a whole message (prefix[] then the
+ * malloc'd message at data) or already-framed bytes relayed as they came
+ * (prefix_len 0; data points at raw[], same allocation). */
 struct crisp_out_chunk {
     struct crisp_out_chunk *next;
+    uint8_t *data;
+    size_t len;        /* bytes at data */
+    size_t off;        /* bytes already pulled, prefix included */
+    uint8_t prefix_len;
     uint8_t prefix[5];
-    uint8_t *msg;
-    size_t len; /* message length, prefix excluded */
-    size_t off; /* bytes already pulled, prefix included */
+    uint8_t raw[];
 };
 
 struct crisp_call {
@@ -113,6 +119,16 @@ int crisp_call_send_headers(struct crisp_call *call);
 /* Takes ownership of msg (malloc'd) in all cases. */
 int crisp_call_send_msg(struct crisp_call *call, uint8_t *msg, size_t len);
 int crisp_call_send_pb(struct crisp_call *call, const ProtobufCMessage *m);
+/* Queues response bytes that are already gRPC-framed (5-byte prefixes and
+ * messages, cut anywhere), copied: a relay forwards DATA as it arrives
+ * instead of waiting for whole messages. The caller checks the prefixes
+ * (caps, compression) and counts messages in call->nmsgs_out. Not for
+ * calls where crisp_call_wants_msgs() is true. */
+int crisp_call_send_raw(struct crisp_call *call, const uint8_t *p, size_t len);
+/* Whether this call's answers must come as whole messages (send_msg or
+ * send_pb) because crisp rewrites them (v1alpha2 Version names the API the
+ * client spoke). */
+int crisp_call_wants_msgs(const struct crisp_call *call);
 /* Finishes the call; message is plain text (may be NULL). Idempotent. */
 void crisp_call_finish(struct crisp_call *call, int code, const char *message);
 void crisp_call_finishf(struct crisp_call *call, int code, const char *fmt, ...)
