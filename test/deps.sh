@@ -13,7 +13,7 @@ PKGS=(
   # python test client
   python3 python3-grpcio python3-protobuf python3-h2 python3-pytest
   # engines and tools used by the test environment
-  containerd runc docker.io crun podman docker-registry busybox-static skopeo
+  containerd runc docker.io crun podman netavark docker-registry busybox-static skopeo
   containernetworking-plugins iptables iproute2 apache2-utils nghttp2-client curl
   util-linux procps
 )
