@@ -1,6 +1,11 @@
 /* backend_cri.c - relay to another CRI runtime over HTTP/2 (gRPC).
  *
- * One HTTP/2 client connection, multiplexed and reused. Request bytes are
+ * A small pool of HTTP/2 client connections (up to BE_POOL_MAX), each
+ * multiplexed and reused; a new call goes to the least-loaded ready one, and
+ * another connection is opened when every ready one already carries
+ * BE_POOL_GROW_AT calls (one connection is a bottleneck in the runtime:
+ * containerd serves each connection from one reader/writer pair). Request
+ * bytes are
  * relayed as they came (v1alpha2 calls go out on the v1 path: the messages
  * are wire-identical). Response DATA is forwarded as it arrives: the 5-byte
  * message prefixes are checked on the way (cap, compression flag; counted
@@ -9,11 +14,13 @@
  * rewrites (crisp_call_wants_msgs) are split into whole messages. Backend
  * metadata, status codes, messages and trailers pass through unchanged.
  *
- * Connection states: IDLE -> CONNECTING -> READY; a failure or a lost
- * connection fails the calls it carried with UNAVAILABLE and moves to
- * BACKOFF, from which a timer (100 ms doubling to 2 s) or the next call
- * reconnects. A connection that received GOAWAY drains its calls while a new
- * one takes new calls.
+ * Connection states: CONNECTING -> READY -> (GOAWAY) DRAINING. A failure or
+ * a lost connection fails the calls it carried with UNAVAILABLE; when no
+ * connection is left in the pool, the calls waiting for one fail too and a
+ * timer (100 ms doubling to 2 s) or the next call reconnects. A connection
+ * that received GOAWAY leaves the pool and drains its calls while the others
+ * (or a new one) take new calls. A connection that fails to open while
+ * others are ready costs nothing but a pause in growing the pool.
  *
  * Back-pressure: automatic WINDOW_UPDATEs are off. Received DATA is
  * acknowledged (nghttp2_session_consume) only while the call's response
@@ -42,6 +49,9 @@
 #define BE_BACKOFF_MIN_MS 100
 #define BE_BACKOFF_MAX_MS 2000
 #define BE_CONNECT_TIMEOUT_S 5
+#define BE_POOL_MAX 4          /* connections taking new calls */
+#define BE_POOL_GROW_AT 4      /* calls on every ready one before another opens */
+#define BE_POOL_GROW_PAUSE_US 1000000 /* after a failed extra connection */
 
 enum cri_conn_state {
     CONN_CONNECTING = 0,
@@ -84,6 +94,9 @@ struct cri_conn {
     nghttp2_session *sess;
     struct event *flush_ev;
     struct cri_stream *streams;
+    unsigned nstreams;
+    int32_t hdr_sid;       /* the stream whose header block is being read */
+    struct cri_stream *hdr_stream;
     unsigned dead : 1;
 };
 
@@ -91,9 +104,11 @@ struct cri_be {
     struct crisp_backend base;
     struct event_base *evb;
     struct crisp_addr addr;
-    struct cri_conn *cur;      /* the connection new calls go to */
+    struct cri_conn *pool[BE_POOL_MAX]; /* connecting or ready: take new calls */
+    unsigned npool;
     struct cri_conn *draining; /* connections finishing their calls */
-    struct cri_stream *waiting;/* calls waiting for cur to be ready */
+    struct cri_stream *waiting;/* calls waiting for a connection to be ready */
+    int64_t grow_after_us;     /* no extra connection before (monotonic) */
     struct event *retry_ev;
     int backoff_ms;
     char last_err[256];
@@ -125,13 +140,53 @@ static void conn_fail(struct cri_conn *c, const char *why);
         (x)->prev = (x)->next = NULL;                                          \
     } while (0)
 
+/* ---- pool ------------------------------------------------------------- */
+
+static int pool_has(const struct cri_be *be, const struct cri_conn *c)
+{
+    for (unsigned i = 0; i < be->npool; i++)
+        if (be->pool[i] == c)
+            return 1;
+    return 0;
+}
+
+static void pool_del(struct cri_be *be, struct cri_conn *c)
+{
+    for (unsigned i = 0; i < be->npool; i++) {
+        if (be->pool[i] == c) {
+            be->pool[i] = be->pool[--be->npool];
+            be->pool[be->npool] = NULL;
+            return;
+        }
+    }
+}
+
+static unsigned pool_connecting(const struct cri_be *be)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < be->npool; i++)
+        n += be->pool[i]->state == CONN_CONNECTING;
+    return n;
+}
+
+/* The connection stops taking new calls (GOAWAY) and finishes its own. */
+static void conn_drain(struct cri_conn *c)
+{
+    if (!pool_has(c->be, c))
+        return;
+    pool_del(c->be, c);
+    c->state = CONN_DRAINING;
+    LIST_PUSH(c->be->draining, c);
+}
+
 /* ---- streams ---------------------------------------------------------- */
 
 static struct cri_stream *stream_new(struct crisp_call *call)
 {
-    struct cri_stream *s = calloc(1, sizeof(*s));
+    struct cri_stream *s = malloc(sizeof(*s)); /* calloc would skip glibc's tcache */
     if (!s)
         return NULL;
+    memset(s, 0, sizeof(*s));
     s->call = call;
     s->code = -1;
     grpc_reader_init(&s->rd, call->max_msg);
@@ -249,6 +304,7 @@ static void stream_submit(struct cri_conn *c, struct cri_stream *s)
     s->id = id;
     s->conn = c;
     LIST_PUSH(c->streams, s);
+    c->nstreams++;
     conn_schedule_flush(c);
 }
 
@@ -268,10 +324,15 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
                      void *ud)
 {
     (void)flags;
-    (void)ud;
+    struct cri_conn *c = ud;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    /* one stream lookup per header block, not per header */
+    if (frame->hd.stream_id != c->hdr_sid) {
+        c->hdr_sid = frame->hd.stream_id;
+        c->hdr_stream = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    }
+    struct cri_stream *s = c->hdr_stream;
     if (!s)
         return 0;
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
@@ -287,7 +348,7 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
         s->code = code;
     } else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
         free(s->message);
-        s->message = grpc_percent_decode((const char *)value, valuelen);
+        s->message = valuelen ? grpc_percent_decode((const char *)value, valuelen) : NULL;
     } else if (!crisp_md_is_reserved(name, namelen)) {
         if (crisp_md_add(&s->hdrs, name, namelen, value, valuelen) < 0)
             log_warn("backend_md_dropped", "backend=%s name=%s", s->conn->be->base.name,
@@ -312,11 +373,7 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
     if (frame->hd.type == NGHTTP2_GOAWAY) {
         log_info("backend_goaway", "backend=%s error=%s", c->be->base.name,
                  nghttp2_http2_strerror(frame->goaway.error_code));
-        if (c->be->cur == c) {
-            c->be->cur = NULL;
-            c->state = CONN_DRAINING;
-            LIST_PUSH(c->be->draining, c);
-        }
+        conn_drain(c);
         return 0;
     }
     if (frame->hd.type != NGHTTP2_HEADERS)
@@ -414,6 +471,8 @@ static void finish_from_close(struct cri_stream *s, uint32_t error_code)
 static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_code, void *ud)
 {
     struct cri_conn *c = ud;
+    if (id == c->hdr_sid)
+        c->hdr_sid = 0, c->hdr_stream = NULL;
     struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, id);
     if (!s)
         return 0;
@@ -423,6 +482,7 @@ static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_cod
     if (s->call)
         finish_from_close(s, error_code);
     LIST_DEL(c->streams, s);
+    c->nstreams--;
     stream_free(s);
     return 0;
 }
@@ -432,10 +492,10 @@ static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_cod
 static void conn_free(struct cri_conn *c)
 {
     struct cri_be *be = c->be;
-    if (be->cur == c)
-        be->cur = NULL;
-    else if (c->state == CONN_DRAINING)
+    if (c->state == CONN_DRAINING)
         LIST_DEL(be->draining, c);
+    else
+        pool_del(be, c);
     if (c->sess)
         nghttp2_session_del(c->sess);
     if (c->flush_ev)
@@ -468,28 +528,39 @@ static void conn_fail(struct cri_conn *c, const char *why)
 {
     struct cri_be *be = c->be;
     int was_ready = c->state != CONN_CONNECTING;
+    int in_pool = pool_has(be, c);
+    /* An extra connection that does not open while others serve is no
+     * outage: note it and pause the pool's growth. */
+    int extra = !was_ready && in_pool && be->npool > 1;
     snprintf(be->last_err, sizeof(be->last_err), "%s", why);
     if (be->stopping)
         log_debug("backend_closed", "backend=%s", be->base.name);
     else if (was_ready)
         log_warn("backend_lost", "backend=%s state=%s err=%s", be->base.name,
                  cri_conn_state_to_str(c->state), crisp_logq(why));
+    else if (extra)
+        log_info("backend_connect_failed", "backend=%s err=%s extra=1", be->base.name,
+                 crisp_logq(why));
     else if (be->backoff_ms == 0 || CRISP_LOG_ENABLED(CRISP_LOG_DEBUG))
         log_warn("backend_connect_failed", "backend=%s err=%s", be->base.name, crisp_logq(why));
+    if (extra)
+        be->grow_after_us = crisp_now_us() + BE_POOL_GROW_PAUSE_US;
     c->dead = 1;
     while (c->streams) {
         struct cri_stream *s = c->streams;
         LIST_DEL(c->streams, s);
+        c->nstreams--;
         nghttp2_session_set_stream_user_data(c->sess, s->id, NULL);
         stream_finish(s, GRPC_UNAVAILABLE, "backend %s: %s", be->base.name,
                       was_ready ? "connection lost" : why);
         stream_free(s);
     }
-    int was_cur = be->cur == c;
     conn_free(c);
-    if (was_cur) {
+    if (in_pool && !pool_connecting(be) && !be->stopping) {
+        /* Nothing left that could take the waiting calls. */
         fail_waiting(be, why);
-        schedule_retry(be);
+        if (!be->npool)
+            schedule_retry(be);
     }
 }
 
@@ -648,7 +719,7 @@ static void conn_start(struct cri_be *be)
     }
     c->be = be;
     c->state = CONN_CONNECTING;
-    be->cur = c;
+    be->pool[be->npool++] = c;
     c->flush_ev = event_new(be->evb, -1, 0, on_flush_ev, c);
     if (!c->flush_ev) {
         conn_fail(c, "out of memory");
@@ -667,7 +738,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct cri_be *be = arg;
-    if (!be->cur)
+    if (!be->npool)
         conn_start(be);
 }
 
@@ -718,20 +789,27 @@ static void cri_start(struct crisp_backend *base, struct crisp_call *call)
         crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory relaying the call");
         return;
     }
-    if (be->cur && be->cur->state == CONN_READY &&
-        nghttp2_session_check_request_allowed(be->cur->sess)) {
-        stream_submit(be->cur, s);
+    struct cri_conn *best = NULL;
+    for (unsigned i = 0; i < be->npool;) {
+        struct cri_conn *c = be->pool[i];
+        if (c->state == CONN_READY && !nghttp2_session_check_request_allowed(c->sess)) {
+            /* GOAWAY arrived but the frame callback has not moved it yet. */
+            conn_drain(c);
+            continue;
+        }
+        if (c->state == CONN_READY && (!best || c->nstreams < best->nstreams))
+            best = c;
+        i++;
+    }
+    if (best) {
+        if (best->nstreams >= BE_POOL_GROW_AT && be->npool < BE_POOL_MAX &&
+            !pool_connecting(be) && crisp_now_us() >= be->grow_after_us)
+            conn_start(be);
+        stream_submit(best, s);
         return;
     }
-    if (be->cur && be->cur->state == CONN_READY) {
-        /* GOAWAY arrived but the frame callback has not moved it yet. */
-        struct cri_conn *old = be->cur;
-        be->cur = NULL;
-        old->state = CONN_DRAINING;
-        LIST_PUSH(be->draining, old);
-    }
     LIST_PUSH(be->waiting, s);
-    if (!be->cur) {
+    if (!pool_connecting(be)) {
         /* In backoff: try now rather than fail a call the backend may be
          * back for; the timer keeps running as the fallback. */
         evtimer_del(be->retry_ev);
@@ -773,8 +851,8 @@ static void cri_destroy(struct crisp_backend *base)
     fail_waiting(be, "crisp is shutting down");
     while (be->draining)
         conn_fail(be->draining, "crisp is shutting down");
-    if (be->cur)
-        conn_fail(be->cur, "crisp is shutting down");
+    while (be->npool)
+        conn_fail(be->pool[0], "crisp is shutting down");
     evtimer_del(be->retry_ev);
     event_free(be->retry_ev);
     free(be->base.name);
