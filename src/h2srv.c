@@ -32,8 +32,9 @@ struct fe_stream {
     struct crisp_call *call;
     struct grpc_reader rd;
     unsigned nmsgs;
-    char *path;
+    char *path;                   /* pathbuf, or malloc'd when longer */
     size_t pathlen;
+    char pathbuf[80];
     int64_t timeout_us;
     int http_status;              /* for Trailers-Only errors, 200 otherwise */
     int bad_code;                 /* a header problem found while parsing */
@@ -51,6 +52,8 @@ struct fe_conn {
     nghttp2_session *sess;
     struct event *flush_ev;
     struct fe_stream *streams;
+    int32_t hdr_sid;              /* the stream whose header block is being read */
+    struct fe_stream *hdr_stream;
     char peer[64];
     unsigned closing : 1;
     unsigned dead : 1;
@@ -75,9 +78,10 @@ size_t crisp_h2srv_conn_count(void)
 
 static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
 {
-    struct fe_stream *s = calloc(1, sizeof(*s));
+    struct fe_stream *s = malloc(sizeof(*s)); /* calloc would skip glibc's tcache */
     if (!s)
         return NULL;
+    memset(s, 0, sizeof(*s));
     s->call = crisp_call_new(c->base, &fe_ops, s, crisp_h2srv_cfg.max_msg);
     if (!s->call) {
         free(s);
@@ -111,7 +115,8 @@ static void stream_free(struct fe_stream *s, const char *why)
         crisp_call_cancel(call, GRPC_CANCELLED, why);
     crisp_call_unref(call);
     grpc_reader_free(&s->rd);
-    free(s->path);
+    if (s->path != s->pathbuf)
+        free(s->path);
     free(s);
 }
 
@@ -142,13 +147,32 @@ static void stream_fail(struct fe_stream *s, int http_status, int code, const ch
         (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE \
     }
 
+#define STATUS_NV_STACK 12
+
 struct status_nv {
     nghttp2_nv *nva;
     size_t n;
     char code[12];
     char *msg;
     char status[4];
+    nghttp2_nv stack[STATUS_NV_STACK];
+    char msgbuf[160];
 };
+
+/* Decimal digits of v (>= 0) into out (NUL-terminated); returns the length. */
+static size_t fmt_uint(unsigned v, char *out)
+{
+    char tmp[12];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+    return n;
+}
 
 /* grpc-status, grpc-message and the backend's trailers, optionally preceded
  * by :status and content-type (Trailers-Only). */
@@ -156,22 +180,23 @@ static int build_status_nv(struct fe_stream *s, int trailers_only, struct status
 {
     struct crisp_call *call = s->call;
     size_t extra = call->trailer_md.n + (trailers_only ? call->resp_md.n : 0);
-    out->nva = calloc(4 + extra, sizeof(nghttp2_nv));
+    out->nva = 4 + extra <= STATUS_NV_STACK ? out->stack : malloc((4 + extra) * sizeof(nghttp2_nv));
     out->msg = NULL;
     out->n = 0;
     if (!out->nva)
         return -1;
     if (trailers_only) {
-        snprintf(out->status, sizeof(out->status), "%d", s->http_status);
-        out->nva[out->n++] = NV(":status", out->status, strlen(out->status));
+        unsigned st = s->http_status > 0 && s->http_status < 1000 ? (unsigned)s->http_status : 500;
+        size_t sl = fmt_uint(st, out->status);
+        out->nva[out->n++] = NV(":status", out->status, sl);
         out->nva[out->n++] = NV("content-type", "application/grpc", 16);
     }
-    snprintf(out->code, sizeof(out->code), "%d", call->code);
-    out->nva[out->n++] = NV("grpc-status", out->code, strlen(out->code));
+    size_t cl = fmt_uint(call->code >= 0 ? (unsigned)call->code : (unsigned)GRPC_UNKNOWN, out->code);
+    out->nva[out->n++] = NV("grpc-status", out->code, cl);
     if (call->message) {
         size_t ml = strlen(call->message);
         size_t need = grpc_percent_encode(call->message, ml, NULL, 0);
-        out->msg = malloc(need + 1);
+        out->msg = need < sizeof(out->msgbuf) ? out->msgbuf : malloc(need + 1);
         if (out->msg) {
             grpc_percent_encode(call->message, ml, out->msg, need);
             out->nva[out->n++] = NV("grpc-message", out->msg, need);
@@ -190,8 +215,10 @@ static int build_status_nv(struct fe_stream *s, int trailers_only, struct status
 
 static void free_status_nv(struct status_nv *nv)
 {
-    free(nv->nva);
-    free(nv->msg);
+    if (nv->nva != nv->stack)
+        free(nv->nva);
+    if (nv->msg != nv->msgbuf)
+        free(nv->msg);
 }
 
 static ssize_t data_read_cb(nghttp2_session *sess, int32_t id, uint8_t *buf, size_t length,
@@ -280,6 +307,8 @@ static int on_begin_headers(nghttp2_session *sess, const nghttp2_frame *frame, v
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     struct fe_stream *s = stream_new(c, frame->hd.stream_id);
+    c->hdr_sid = frame->hd.stream_id;
+    c->hdr_stream = s;
     if (!s) {
         nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                   NGHTTP2_REFUSED_STREAM);
@@ -296,15 +325,19 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
                      void *ud)
 {
     (void)flags;
-    (void)ud;
-    struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
-    if (!s || frame->hd.type != NGHTTP2_HEADERS)
-        return 0;
-    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    struct fe_conn *c = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0; /* request trailers carry nothing crisp uses */
+    /* on_begin_headers just made the stream: no lookup per header */
+    struct fe_stream *s = frame->hd.stream_id == c->hdr_sid
+                              ? c->hdr_stream
+                              : nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    if (!s)
+        return 0;
     if (HDR_IS(name, namelen, ":path")) {
-        free(s->path);
-        s->path = malloc(valuelen + 1);
+        if (s->path != s->pathbuf)
+            free(s->path);
+        s->path = valuelen < sizeof(s->pathbuf) ? s->pathbuf : malloc(valuelen + 1);
         if (!s->path)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         memcpy(s->path, value, valuelen);
@@ -455,12 +488,16 @@ static int on_frame_send(nghttp2_session *sess, const nghttp2_frame *frame, void
 
 static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_code, void *ud)
 {
-    (void)ud;
+    struct fe_conn *c = ud;
+    if (id == c->hdr_sid)
+        c->hdr_sid = 0, c->hdr_stream = NULL;
     struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, id);
     if (!s)
         return 0;
-    char why[96];
-    snprintf(why, sizeof(why), "client cancelled the call (%s)", nghttp2_http2_strerror(error_code));
+    char why[96] = "";
+    if (s->call->state != CRISP_CALL_FINISHED) /* the reason is used only then */
+        snprintf(why, sizeof(why), "client cancelled the call (%s)",
+                 nghttp2_http2_strerror(error_code));
     stream_free(s, why);
     return 0;
 }
