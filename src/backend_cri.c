@@ -39,6 +39,7 @@
 #include "crisp/grpc.h"
 #include "crisp/grpc_scan.h"
 #include "crisp/log.h"
+#include "crisp/zalloc.h"
 #include "crisp/net.h"
 #include "crisp/sock.h"
 #include "crisp/version.h"
@@ -183,10 +184,9 @@ static void conn_drain(struct cri_conn *c)
 
 static struct cri_stream *stream_new(struct crisp_call *call)
 {
-    struct cri_stream *s = malloc(sizeof(*s)); /* calloc would skip glibc's tcache */
+    struct cri_stream *s = crisp_zalloc(sizeof(*s));
     if (!s)
         return NULL;
-    memset(s, 0, sizeof(*s));
     s->call = call;
     s->code = -1;
     grpc_reader_init(&s->rd, call->max_msg);

@@ -9,6 +9,7 @@
 #include "crisp/call.h"
 #include "crisp/grpc.h"
 #include "crisp/log.h"
+#include "crisp/zalloc.h"
 #include "runtime_v1.pb-c.h"
 
 #define CALL_MD_MAX (64 * 1024)
@@ -34,10 +35,9 @@ struct crisp_call *crisp_call_new(struct event_base *base,
                                   const struct crisp_frontend_ops *fe,
                                   void *fe_ctx, size_t max_msg)
 {
-    struct crisp_call *call = malloc(sizeof(*call)); /* calloc would skip glibc's tcache */
+    struct crisp_call *call = crisp_zalloc(sizeof(*call));
     if (!call)
         return NULL;
-    memset(call, 0, sizeof(*call));
     call->id = next_call_id++;
     call->refs = 1;
     call->base = base;

@@ -11,6 +11,7 @@
 #include "crisp/grpc.h"
 #include "crisp/h2srv.h"
 #include "crisp/log.h"
+#include "crisp/zalloc.h"
 #include "crisp/sock.h"
 
 #define CONN_OUT_HIGH (256 * 1024)   /* stop generating frames above this */
@@ -78,10 +79,9 @@ size_t crisp_h2srv_conn_count(void)
 
 static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
 {
-    struct fe_stream *s = malloc(sizeof(*s)); /* calloc would skip glibc's tcache */
+    struct fe_stream *s = crisp_zalloc(sizeof(*s));
     if (!s)
         return NULL;
-    memset(s, 0, sizeof(*s));
     s->call = crisp_call_new(c->base, &fe_ops, s, crisp_h2srv_cfg.max_msg);
     if (!s->call) {
         free(s);
