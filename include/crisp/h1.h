@@ -12,6 +12,9 @@
  *    another one to finish unless the pool is at max_conns: a long call (a
  *    pull, a stop with a grace period, an exec) does not hold up short ones.
  *
+ * Writes go through bufferevents (writev): the process must ignore SIGPIPE,
+ * as crisp's main does.
+ *
  * Error contract: functions returning int return 0 or a negative H1_E_*.
  * A request's callbacks run from the event loop, never from inside
  * h1_request() itself; after on_done (or h1_cancel) none run again. */
@@ -34,6 +37,7 @@ enum {
     H1_E_IO = -5,        /* connection lost mid-request */
     H1_E_TIMEOUT = -6,
     H1_E_ABORTED = -7,   /* a callback asked to stop */
+    H1_E_INVALID = -8,   /* bad request (CR/LF in a header, ...) or call in the wrong state */
 };
 const char *h1_strerror(int err);
 
@@ -53,14 +57,23 @@ struct h1_parser_cbs {
 /* head_max caps the status line + headers. */
 struct h1_parser *h1_parser_new(const struct h1_parser_cbs *cbs, void *ud, size_t head_max);
 void h1_parser_free(struct h1_parser *p);
-/* Tell the parser the request was HEAD or the status has no body. */
+/* Tell the parser the request was HEAD or the status has no body (also
+ * allowed from inside on_head). 204, 304 and 1xx never have a body anyway;
+ * interim 1xx responses other than 101 are skipped (no on_head). */
 void h1_parser_expect_no_body(struct h1_parser *p);
-/* Returns bytes consumed (>= 0) or H1_E_*. Stops after one message. */
+/* Returns bytes consumed (>= 0) or H1_E_*. Stops after one message: bytes
+ * after its end are not consumed (and later feeds return 0). A callback
+ * returning <0 makes it return H1_E_ABORTED. After an error every call
+ * returns the same error. */
 ssize_t h1_parser_feed(struct h1_parser *p, const uint8_t *data, size_t n);
-/* The connection closed: completes a read-until-close body, or returns
- * H1_E_IO if the message was cut short. */
+/* The connection closed: completes a read-until-close body (on_complete
+ * runs from here, returns 0), returns 0 after a complete message, or
+ * H1_E_IO if the message was cut short (or never started). */
 int h1_parser_eof(struct h1_parser *p);
-/* Whether the connection may carry another request after this message. */
+/* Whether the connection may carry another request after this message:
+ * 0 until the head is parsed, after an error, for a read-until-close body
+ * (101 included), "Connection: close", HTTP/1.0 without keep-alive, or both
+ * Content-Length and Transfer-Encoding. */
 int h1_parser_keepalive(const struct h1_parser *p);
 
 /* ---- pool --------------------------------------------------------------- */
@@ -80,7 +93,9 @@ struct h1_pool_opts {
 
 struct h1_pool *h1_pool_new(struct event_base *base, const struct h1_pool_opts *o,
                             char *err, size_t errlen);
-/* Fails every request in flight (on_done with H1_E_ABORTED) and frees. */
+/* Fails every request in flight (on_done with H1_E_ABORTED; a request
+ * already finished gets its own result) and frees. Not from inside a
+ * callback of this pool's requests. */
 void h1_pool_free(struct h1_pool *pool);
 
 struct h1_req_cbs {
@@ -110,22 +125,52 @@ struct h1_req_opts {
 };
 
 /* Queues a request. Returns NULL on out-of-memory only; every other
- * failure is reported through on_done. */
+ * failure is reported through on_done. The request is freed when on_done
+ * returns: do not use it after that. Header names or values with CR/LF,
+ * a target with spaces or control bytes: on_done with H1_E_INVALID. Host,
+ * Content-Length, Transfer-Encoding, Connection and Upgrade are the
+ * client's own headers; the same names in opts.headers are dropped (so is
+ * Content-Type when opts.content_type is set). A User-Agent in opts.headers
+ * replaces crisp's.
+ * A request that fails on a reused keep-alive connection before any
+ * response byte arrived is retried once on a new connection when it is
+ * GET/HEAD or none of it was written. timeout_ms counts from here. */
 struct h1_req *h1_request(struct h1_pool *pool, const struct h1_req_opts *o,
                           const struct h1_req_cbs *cbs, void *ud);
 /* Abandons a request: no callback runs after this. A connection with a
- * response in progress is closed, not reused. Safe from inside callbacks. */
+ * response in progress is closed, not reused. Safe from inside callbacks
+ * (the request's own included); the request is freed once no callback of
+ * it is running. */
 void h1_cancel(struct h1_req *r);
-/* Back-pressure for streamed bodies: stop/start reading the socket. */
+/* Back-pressure for streamed bodies: stop/start reading the socket. A pause
+ * from inside on_body takes effect at once (no more on_body until resume);
+ * resume delivers what was already read from the loop, never from inside
+ * h1_resume. Allowed at any time before on_done. */
 void h1_pause(struct h1_req *r);
 void h1_resume(struct h1_req *r);
 
 /* After a 101 upgrade (opts.upgrade): write raw bytes to the stream, and
- * half-close it (shutdown SHUT_WR; for TLS, close_notify). */
+ * half-close it (shutdown SHUT_WR; for TLS, close_notify). Allowed once
+ * on_head ran for any response whose body lasts until the connection closes
+ * (101, or dockerd's "200 application/vnd.docker.raw-stream" hijack);
+ * otherwise H1_E_INVALID. Writes are buffered; the half-close happens once
+ * they are flushed. */
 int h1_write(struct h1_req *r, const uint8_t *p, size_t n);
 int h1_close_write(struct h1_req *r);
 
-/* Number of open connections (busy + idle), for tests and metrics. */
+/* Number of open connections (connecting + busy + idle), for tests and
+ * metrics. */
 unsigned h1_pool_conns(const struct h1_pool *pool);
+
+/* Counters since h1_pool_new, for tests and metrics. */
+struct h1_pool_stats {
+    unsigned long conns_opened;    /* connections established */
+    unsigned long connect_failures;
+    unsigned long requests;        /* requests sent on a connection */
+    unsigned long reused;          /* ... of which on a kept-alive connection */
+    unsigned long retries;         /* stale keep-alive retries */
+    unsigned idle;                 /* idle connections now */
+};
+void h1_pool_get_stats(const struct h1_pool *pool, struct h1_pool_stats *st);
 
 #endif
