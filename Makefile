@@ -4,6 +4,7 @@
 #   make asan         build/asan/crisp (AddressSanitizer + UndefinedBehaviorSanitizer)
 #   make SANITIZER=address,undefined BUILD=dir   any sanitizer build
 #   make unit         C unit tests (no engine needed)
+#   make fuzz         libFuzzer harnesses (clang), e.g. build/fuzz/fuzz_h1 -max_total_time=60
 #   make check        the whole test suite (installs what it needs; root)
 #   make bench        benchmarks against the engine reached directly
 #   make run          start crisp in front of a real engine and run a pod through it
@@ -33,7 +34,7 @@ LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard test/unit/*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
-.PHONY: all asan unit check bench run clean deps
+.PHONY: all asan unit check bench run clean deps fuzz
 all: $(BUILD)/crisp
 
 $(GEN)/runtime_v1.pb-c.c: proto/runtime_v1.proto
@@ -71,6 +72,15 @@ asan:
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+# libFuzzer needs clang; each harness links only the sources it tests.
+FUZZ_CC ?= clang
+fuzz: $(BUILD)/fuzz/fuzz_h1
+
+$(BUILD)/fuzz/fuzz_h1: test/fuzz/fuzz_h1.c src/h1.c src/md.c src/buf.c src/log.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+		$(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ $(LIBS)
 
 deps:
 	./test/deps.sh

@@ -981,6 +981,10 @@ static int build_wire(struct h1_req *r, const struct h1_pool *pool, const struct
             snprintf(why, whylen, "request target with a space or a control byte");
             return H1_E_INVALID;
         }
+    if (o->body_len && !o->body) {
+        snprintf(why, whylen, "body_len without a body");
+        return H1_E_INVALID;
+    }
     if (o->content_type && !valid_value((const uint8_t *)o->content_type, strlen(o->content_type))) {
         snprintf(why, whylen, "bad Content-Type value");
         return H1_E_INVALID;
@@ -1553,6 +1557,9 @@ static void tls_error_text(struct h1_conn *c, int e, char *buf, size_t len)
     unsigned long err;
     size_t off = 0;
     while ((err = bufferevent_get_openssl_error(c->bev)) != 0) {
+        /* libevent also queues SSL_get_error() codes (lib 0): skip them. */
+        if (ERR_GET_LIB(err) == 0)
+            continue;
         const char *reason = ERR_reason_error_string(err);
         char tmp[256];
         if (!reason) {

@@ -107,7 +107,10 @@ struct h1_req_cbs {
     /* Always called once, unless h1_cancel came first. err: 0 or H1_E_*;
      * errmsg: a sentence for status messages (NULL when err == 0); status:
      * the HTTP status (0 if none arrived); body: the buffered body (NUL
-     * terminated, owned by the request, valid during the call). */
+     * terminated, owned by the request, valid during the call; "" when
+     * empty; NULL when err != 0 or the body was streamed). A non-2xx
+     * status is not an error: err is 0 and the body holds the engine's
+     * {"message": ...}. */
     void (*on_done)(struct h1_req *r, int err, const char *errmsg, int status,
                     const uint8_t *body, size_t body_len, void *ud);
 };
