@@ -46,7 +46,7 @@
 
 #define BE_STREAM_WINDOW (8 << 20)
 #define BE_CONN_WINDOW (64 << 20)
-#define BE_OUT_HIGH (256 * 1024)
+#define BE_OUT_HIGH (64 * 1024) /* frames queued per write; the cap on unsent output */
 #define BE_BACKOFF_MIN_MS 100
 #define BE_BACKOFF_MAX_MS 2000
 #define BE_CONNECT_TIMEOUT_S 5
@@ -624,7 +624,11 @@ static int on_sock_data(void *ud, const uint8_t *data, size_t len)
         conn_fail(c, nghttp2_strerror((int)n));
         return -1;
     }
-    return conn_flush(c);
+    /* What this produced here (PING acks, WINDOW_UPDATEs) goes out after
+     * the answers it produced for the clients: their flushes were scheduled
+     * first, so the client's bytes do not wait behind ours. */
+    conn_schedule_flush(c);
+    return 0;
 }
 
 static int on_sock_drain(void *ud)

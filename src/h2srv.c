@@ -14,7 +14,7 @@
 #include "crisp/zalloc.h"
 #include "crisp/sock.h"
 
-#define CONN_OUT_HIGH (256 * 1024)   /* stop generating frames above this */
+#define CONN_OUT_HIGH (64 * 1024)    /* frames queued per write; the cap on unsent output */
 #define STREAM_WINDOW (1 << 20)      /* per-stream receive window */
 #define CONN_WINDOW (16 << 20)       /* connection receive window */
 #define MAX_HEADER_LIST (64 * 1024)
@@ -54,6 +54,7 @@ struct fe_conn {
     struct event *flush_ev;
     struct fe_stream *streams;
     int32_t hdr_sid;              /* the stream whose header block is being read */
+    unsigned data_waits;          /* send_data_cb deferred a frame: output full */
     struct fe_stream *hdr_stream;
     char peer[64];
     unsigned closing : 1;
@@ -221,14 +222,18 @@ static void free_status_nv(struct status_nv *nv)
         free(nv->msg);
 }
 
+/* The response body: tells nghttp2 how much is queued on the call; the
+ * bytes themselves are copied once, by send_data_cb, straight from the call's
+ * queue into the socket's output (NGHTTP2_DATA_FLAG_NO_COPY). */
 static ssize_t data_read_cb(nghttp2_session *sess, int32_t id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
+    (void)buf;
     (void)ud;
     struct fe_stream *s = src->ptr;
     struct crisp_call *call = s->call;
-    size_t n = crisp_call_pull(call, buf, length);
-    if (call->state == CRISP_CALL_FINISHED && !call->out_head) {
+    size_t n = call->out_bytes < length ? call->out_bytes : length;
+    if (call->state == CRISP_CALL_FINISHED && n == call->out_bytes) {
         struct status_nv nv;
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (build_status_nv(s, 0, &nv) == 0) {
@@ -237,11 +242,41 @@ static ssize_t data_read_cb(nghttp2_session *sess, int32_t id, uint8_t *buf, siz
                 *flags &= ~(uint32_t)NGHTTP2_DATA_FLAG_NO_END_STREAM;
             free_status_nv(&nv);
         }
-        return (ssize_t)n;
-    }
-    if (n == 0)
+    } else if (n == 0) {
         return NGHTTP2_ERR_DEFERRED;
+    }
+    if (n)
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     return (ssize_t)n;
+}
+
+/* Writes one DATA frame: its header, then `length` bytes pulled from the
+ * call's queue directly into the socket's output. */
+static int send_data_cb(nghttp2_session *sess, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *src, void *ud)
+{
+    (void)sess;
+    struct fe_conn *c = ud;
+    struct fe_stream *s = src->ptr;
+    size_t padlen = frame->data.padlen; /* 0: crisp asks for no padding */
+    if (crisp_sock_pending(c->sock) >= CONN_OUT_HIGH) {
+        /* mem_send goes on with DATA frames without returning to
+         * conn_flush: stop here until the queue is written. */
+        c->data_waits = 1;
+        return NGHTTP2_ERR_WOULDBLOCK;
+    }
+    uint8_t *dst = crisp_sock_queue_reserve(c->sock, 9 + padlen + length);
+    if (!dst)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    memcpy(dst, framehd, 9);
+    dst += 9;
+    if (padlen)
+        *dst++ = (uint8_t)(padlen - 1);
+    if (crisp_call_pull(s->call, dst, length) != length)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (padlen > 1)
+        memset(dst + length, 0, padlen - 1);
+    return 0;
 }
 
 static void submit_trailers_only(struct fe_stream *s)
@@ -530,6 +565,7 @@ static int conn_flush(struct fe_conn *c)
 {
     for (;;) {
         ssize_t n = 0;
+        c->data_waits = 0;
         while (crisp_sock_pending(c->sock) < CONN_OUT_HIGH) {
             const uint8_t *data;
             n = nghttp2_session_mem_send(c->sess, &data);
@@ -551,7 +587,7 @@ static int conn_flush(struct fe_conn *c)
             conn_free(c);
             return -1;
         }
-        if (r == 0 || n == 0)
+        if (r == 0 || (n == 0 && !c->data_waits))
             break; /* the kernel is full (on_drain resumes), or all is out */
     }
     if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess) &&
@@ -582,7 +618,10 @@ static int on_sock_data(void *ud, const uint8_t *data, size_t len)
         log_info("h2_bad_input", "peer=%s err=%s", c->peer, nghttp2_strerror((int)n));
         nghttp2_session_terminate_session(c->sess, NGHTTP2_PROTOCOL_ERROR);
     }
-    return conn_flush(c);
+    /* Scheduled, not written here: the backend flushes this input caused
+     * (new calls) were scheduled first and go out first. */
+    conn_schedule_flush(c);
+    return 0;
 }
 
 static int on_sock_drain(void *ud)
@@ -630,6 +669,7 @@ static nghttp2_session_callbacks *server_callbacks(void)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_cb);
     return cbs;
 }
 

@@ -15,7 +15,7 @@
 
 #define SOCK_RBUF (64 * 1024)  /* one read */
 #define SOCK_READ_ROUNDS 4     /* full reads in a row before the loop gets a turn */
-#define SOCK_KEEP_BUF (64 * 1024) /* an emptied output buffer larger than this is freed */
+#define SOCK_KEEP_BUF (128 * 1024) /* an emptied output buffer larger than this is freed */
 
 /* One read buffer for every socket: crisp is single-threaded and a read is
  * handed to its owner before the next one starts. */
@@ -545,7 +545,7 @@ void crisp_sock_free(struct crisp_sock *s)
         really_free(s);
 }
 
-int crisp_sock_queue(struct crisp_sock *s, const void *p, size_t n)
+uint8_t *crisp_sock_queue_reserve(struct crisp_sock *s, size_t n)
 {
     if (s->off && s->out.len + n > s->out.cap) {
         /* Make room by dropping what was written. */
@@ -553,7 +553,22 @@ int crisp_sock_queue(struct crisp_sock *s, const void *p, size_t n)
         s->out.len -= s->off;
         s->off = 0;
     }
-    return crisp_buf_append(&s->out, p, n) < 0 ? -1 : 0;
+    if (crisp_buf_reserve(&s->out, n) < 0)
+        return NULL;
+    uint8_t *p = s->out.data + s->out.len;
+    s->out.len += n;
+    return p;
+}
+
+int crisp_sock_queue(struct crisp_sock *s, const void *p, size_t n)
+{
+    if (!n)
+        return 0;
+    uint8_t *dst = crisp_sock_queue_reserve(s, n);
+    if (!dst)
+        return -1;
+    memcpy(dst, p, n);
+    return 0;
 }
 
 int crisp_sock_flush(struct crisp_sock *s)

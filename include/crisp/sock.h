@@ -70,6 +70,10 @@ void crisp_sock_free(struct crisp_sock *s);
 /* Appends bytes to the output queue (copied). -1 past out_max or when
  * out of memory; the queue is unchanged then. */
 int crisp_sock_queue(struct crisp_sock *s, const void *p, size_t n);
+/* Appends n bytes to the output queue for the caller to fill at once (no
+ * copy through an intermediate buffer). NULL past out_max or when out of
+ * memory; the queue is unchanged then. */
+uint8_t *crisp_sock_queue_reserve(struct crisp_sock *s, size_t n);
 /* Writes the queue now, as far as the kernel takes it; arms write interest
  * for the rest. Never calls back. Returns 1 when the queue is empty, 0 when
  * some is left (on_drain follows once it has gone down), -1 when the
