@@ -38,6 +38,7 @@
 #include "crisp/call.h"
 #include "crisp/grpc.h"
 #include "crisp/grpc_scan.h"
+#include "crisp/h2mem.h"
 #include "crisp/log.h"
 #include "crisp/zalloc.h"
 #include "crisp/net.h"
@@ -657,7 +658,7 @@ static int conn_ready(struct cri_conn *c)
         return -1;
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_session_callbacks *cbs = client_callbacks();
-    int rv = cbs ? nghttp2_session_client_new2(&c->sess, cbs, c, opt) : -1;
+    int rv = cbs ? nghttp2_session_client_new3(&c->sess, cbs, c, opt, crisp_h2mem()) : -1;
     nghttp2_option_del(opt);
     if (rv != 0)
         return -1;

@@ -9,6 +9,7 @@
 
 #include "crisp/call.h"
 #include "crisp/grpc.h"
+#include "crisp/h2mem.h"
 #include "crisp/h2srv.h"
 #include "crisp/log.h"
 #include "crisp/zalloc.h"
@@ -692,7 +693,7 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
     c->flush_ev = event_new(base, -1, 0, on_flush_ev, c);
     if (!c->flush_ev)
         goto fail_sock;
-    if (nghttp2_session_server_new(&c->sess, cbs, c) != 0)
+    if (nghttp2_session_server_new3(&c->sess, cbs, c, NULL, crisp_h2mem()) != 0)
         goto fail_ev;
     if (send_settings(c) != 0)
         goto fail_sess;

@@ -70,20 +70,25 @@ void crisp_md_free(struct crisp_md *md)
     md->n = md->cap = md->bytes = 0;
 }
 
-static const char *const reserved[] = {
-    "content-type",  "te",          "grpc-timeout", "grpc-encoding",
-    "grpc-accept-encoding", "grpc-status", "grpc-message",
-    "connection",    "keep-alive",  "proxy-connection", "transfer-encoding",
-    "upgrade",       "host",        "content-length", "user-agent",
+#define R(s) {s, sizeof(s) - 1}
+static const struct {
+    const char *name;
+    size_t len;
+} reserved[] = {
+    R("content-type"), R("te"), R("grpc-timeout"), R("grpc-encoding"),
+    R("grpc-accept-encoding"), R("grpc-status"), R("grpc-message"),
+    R("connection"), R("keep-alive"), R("proxy-connection"), R("transfer-encoding"),
+    R("upgrade"), R("host"), R("content-length"), R("user-agent"),
 };
+#undef R
 
 int crisp_md_is_reserved(const uint8_t *name, size_t namelen)
 {
     if (namelen > 0 && name[0] == ':')
         return 1;
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
-        size_t n = strlen(reserved[i]);
-        if (n == namelen && memcmp(reserved[i], name, n) == 0)
+        if (reserved[i].len == namelen && reserved[i].name[0] == name[0] &&
+            memcmp(reserved[i].name, name, namelen) == 0)
             return 1;
     }
     return 0;
