@@ -7,6 +7,7 @@
 
 static const struct crisp_backend_ops *const kinds[] = {
     &crisp_backend_cri_ops,
+    &crisp_backend_docker_ops,
 };
 
 struct crisp_backend *crisp_backend_new(struct event_base *base, const char *spec, char *err,
@@ -23,7 +24,7 @@ struct crisp_backend *crisp_backend_new(struct event_base *base, const char *spe
         if (strlen(kinds[i]->kind) == kl && memcmp(kinds[i]->kind, spec, kl) == 0)
             return kinds[i]->create(base, colon + 1, err, errlen);
     }
-    snprintf(err, errlen, "backend %s: unknown kind %.*s (known: cri)", spec, (int)kl, spec);
+    snprintf(err, errlen, "backend %s: unknown kind %.*s (known: cri, docker)", spec, (int)kl, spec);
     return NULL;
 }
 

@@ -17,6 +17,7 @@
 
 #include "crisp/backend.h"
 #include "crisp/call.h"
+#include "crisp/docker.h"
 #include "crisp/h2srv.h"
 #include "crisp/listen.h"
 #include "crisp/log.h"
@@ -25,6 +26,7 @@
 
 #define DEFAULT_LISTEN "unix:///run/crisp/crisp.sock"
 #define MAX_LISTENERS 16
+#define MAX_HANDLERS 32
 
 struct options {
     const char *listen[MAX_LISTENERS];
@@ -32,6 +34,7 @@ struct options {
     const char *backend;
     struct crisp_tls_opts tls;
     double shutdown_timeout;
+    const char *handlers[MAX_HANDLERS];
 };
 
 static struct event_base *base;
@@ -53,6 +56,15 @@ static void usage(FILE *f)
 "  --backend KIND:URL       the engine behind crisp:\n"
 "                             cri:unix:///run/containerd/containerd.sock\n"
 "                             cri:tcp://host:port (plain HTTP/2)\n"
+"                             docker:unix:///var/run/docker.sock (Docker Engine,\n"
+"                             or podman's Docker-compatible API); docker: alone\n"
+"                             follows DOCKER_HOST; tcp:// uses TLS client\n"
+"                             certificates from DOCKER_CERT_PATH when set\n"
+"  --pod-infra-image IMAGE  docker: the pod sandbox image (default\n"
+"                           registry.k8s.io/pause:3.10, pulled when missing)\n"
+"  --runtime-handler NAME=RUNTIME\n"
+"                           docker: RuntimeClass handler NAME runs pods with the\n"
+"                           engine's runtime RUNTIME (repeatable; \"\" = default)\n"
 "  --max-message-size N     cap on one gRPC message, bytes (K/M suffixes;\n"
 "                           default 16M, the kubelet's)\n"
 "  --max-streams N          concurrent calls per connection (default 1024)\n"
@@ -90,7 +102,7 @@ static int parse_size(const char *s, size_t *out)
 static int parse_args(int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_BACKEND, O_MAXMSG, O_MAXSTREAMS, O_CERT, O_KEY, O_CA, O_SHUT,
-           O_LOG, O_VERSION, O_HELP };
+           O_LOG, O_VERSION, O_HELP, O_INFRA, O_HANDLER };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"backend", required_argument, NULL, O_BACKEND},
@@ -102,6 +114,8 @@ static int parse_args(int argc, char **argv)
         {"shutdown-timeout", required_argument, NULL, O_SHUT},
         {"log-level", required_argument, NULL, O_LOG},
         {"version", no_argument, NULL, O_VERSION},
+        {"pod-infra-image", required_argument, NULL, O_INFRA},
+        {"runtime-handler", required_argument, NULL, O_HANDLER},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -159,6 +173,22 @@ static int parse_args(int argc, char **argv)
                 fprintf(stderr, "crisp: --log-level %s: want error, warn, info or debug\n", optarg);
                 return -1;
             }
+            break;
+        case O_INFRA:
+            if (!*optarg) {
+                fprintf(stderr, "crisp: --pod-infra-image needs an image\n");
+                return -1;
+            }
+            crisp_docker_cfg.infra_image = optarg;
+            break;
+        case O_HANDLER:
+            if (!strchr(optarg, '=') || crisp_docker_cfg.nhandlers == MAX_HANDLERS) {
+                fprintf(stderr, "crisp: --runtime-handler %s: want NAME=DOCKER_RUNTIME (at most %d)\n",
+                        optarg, MAX_HANDLERS);
+                return -1;
+            }
+            opts.handlers[crisp_docker_cfg.nhandlers++] = optarg;
+            crisp_docker_cfg.handlers = opts.handlers;
             break;
         case O_VERSION:
             printf("crisp %s\n", CRISP_VERSION);

@@ -39,6 +39,7 @@ struct crisp_backend *crisp_backend_new(struct event_base *base,
 void crisp_backend_free(struct crisp_backend *be);
 
 extern const struct crisp_backend_ops crisp_backend_cri_ops;
+extern const struct crisp_backend_ops crisp_backend_docker_ops;
 
 /* The router: which backend serves a call. One default backend for now;
  * RuntimeClass handlers and ID prefixes come later. */

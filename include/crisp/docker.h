@@ -1,0 +1,271 @@
+/* docker.h - the Docker Engine backend (also podman's compatible API).
+ *
+ * Internal interface shared by docker*.c. One dk_op per CRI call: it holds a
+ * reference on the call and the decoded request, runs a chain of engine
+ * requests (each step a callback that issues the next), and ends with
+ * dk_op_reply() or dk_op_fail(). Engine transport errors end the op with
+ * UNAVAILABLE naming the engine. A cancelled op (client gone, deadline)
+ * stops at its next step unless it is cleaning up after itself: operations
+ * that create something (RunPodSandbox, CreateContainer) finish or roll
+ * back even when nobody waits for the answer.
+ *
+ * State: none. Pod and container metadata live in the engine, in
+ * cri-dockerd's label and naming scheme (see docker_meta.c). */
+#ifndef CRISP_DOCKER_H
+#define CRISP_DOCKER_H
+
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#include "crisp/backend.h"
+#include "crisp/call.h"
+#include "crisp/h1.h"
+#include "runtime_v1.pb-c.h"
+
+/* cri-dockerd's labels and names */
+#define DK_LABEL_TYPE "io.kubernetes.docker.type"
+#define DK_TYPE_SANDBOX "podsandbox"
+#define DK_TYPE_CONTAINER "container"
+#define DK_LABEL_SANDBOX_ID "io.kubernetes.sandbox.id"
+#define DK_LABEL_LOGPATH "io.kubernetes.container.logpath"
+#define DK_ANNOTATION_PREFIX "annotation."
+/* crisp's own: the RuntimeClass handler a pod was started with, and the
+ * creation time in nanoseconds */
+#define DK_LABEL_HANDLER "io.crisp.runtime-handler"
+#define DK_LABEL_CREATED "io.crisp.created-at"
+/* the pod's namespace modes ("network,pid,ipc" as CRI NamespaceMode
+ * numbers): podman's inspect does not report IPC host mode */
+#define DK_LABEL_NSMODES "io.crisp.namespace-modes"
+#define DK_NAME_PREFIX "k8s"
+#define DK_SANDBOX_NAME "POD"
+
+#define DK_API_MIN "1.41"
+#define DK_API_MAX "1.47"
+
+struct dk_handler_map {
+    char *handler; /* RuntimeClass handler ("" = default) */
+    char *runtime; /* Docker runtime name ("" = engine default) */
+};
+
+struct dk_be {
+    struct crisp_backend base;
+    struct event_base *evb;
+    struct h1_pool *pool;
+    char *engine;            /* "unix:///var/run/docker.sock", for messages */
+    char api[16];            /* negotiated "1.41", "" until known */
+    int podman;              /* the engine is podman's compatible API */
+    char *infra_image;
+    struct dk_handler_map *handlers;
+    size_t nhandlers;
+    struct dk_op *ops;       /* live ops, for shutdown */
+    int stopping;
+};
+
+struct dk_op;
+struct dk_sub;
+typedef void (*dk_json_cb)(struct dk_op *op, int status, cJSON *json);
+typedef void (*dk_free_fn)(void *state);
+
+struct dk_op {
+    struct dk_op *prev, *next;
+    struct dk_be *be;
+    struct crisp_call *call;
+    const ProtobufCMessage *req; /* the decoded request (owned by the call) */
+    struct h1_req *h1;           /* the engine request issued last, if in flight */
+    struct dk_sub *subs;         /* every engine request in flight */
+    unsigned pending;            /* how many */
+    int cancelled;
+    int must_finish;
+    int oom;             /* keep going after a cancel (cleanup) */
+    void *state;                 /* the handler's own */
+    dk_free_fn free_state;
+    void *cur_ud;                /* the ud of the dk_callx being answered */
+    void *aux;                   /* a shared step's own (a pull inside RunPodSandbox) */
+    dk_free_fn free_aux;
+};
+
+/* Options from the command line, set before the backend is created. */
+struct crisp_docker_config {
+    const char *infra_image;
+    const char *log_max_size;  /* json-file max-size (engine-side rotation) */
+    const char *log_max_files; /* json-file max-file */
+    const char **handlers; /* "NAME=DOCKER_RUNTIME" */
+    size_t nhandlers;
+};
+extern struct crisp_docker_config crisp_docker_cfg;
+
+/* A CRI method handler: starts the op's first engine request. */
+typedef void (*dk_handler_fn)(struct dk_op *op);
+
+struct dk_method {
+    const char *name;
+    dk_handler_fn fn;
+    int unversioned; /* may run before the API version is known (Status) */
+};
+
+/* A response message from the op's arena, initialised; NULL (and op->oom)
+ * when memory is short. */
+void *dk_msg(struct dk_op *op, const ProtobufCMessageDescriptor *desc);
+#define DK_NEW(op, var, desc)                                                  \
+    var = dk_msg(op, &desc);                                                   \
+    if (!var) {                                                                \
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response"); \
+        return;                                                                \
+    }
+
+/* ---- ops --------------------------------------------------------------- */
+
+/* Answers the call with a response message and ends the op. */
+void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp);
+void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Ends the op without touching the call (already answered). */
+void dk_op_end(struct dk_op *op);
+/* Whether the op should stop here (cancelled and not must_finish): ends
+ * it and returns 1. */
+int dk_op_stopped(struct dk_op *op);
+
+/* Engine request with a JSON (or empty) body; the response body is parsed
+ * as JSON (NULL when empty or not JSON) and handed to cb with the HTTP
+ * status. Transport failures end the op with UNAVAILABLE. The target is
+ * printf-formatted and prefixed with the negotiated API version. With
+ * parallel set, several may run at once (op->pending counts them). */
+void dk_call(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb,
+             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* As dk_call, with a pointer the callback finds in op->cur_ud (for
+ * parallel requests, e.g. one per container). */
+void dk_callx(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
+              const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Streaming answers: a message without finishing (0, or -1 when the op
+ * ended), then OK. */
+int dk_op_send(struct dk_op *op, const ProtobufCMessage *msg);
+void dk_op_finish_ok(struct dk_op *op);
+
+/* Targets starting with /libpod/ go to podman's native API (for what its
+ * Docker-compatible API lacks); all others get the Docker API version. */
+/* As dk_call, but with the caller's options and callbacks (streaming,
+ * headers, upgrade); the callbacks get the op as their ud. o->target is
+ * prefixed with the API version. */
+void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_cbs *cbs);
+
+/* The engine's error message from a JSON error body ({"message": ...}),
+ * or a generic sentence. */
+const char *dk_errmsg(cJSON *json, int status);
+/* gRPC code for an engine HTTP status (404 -> NOT_FOUND, 409 -> ...). */
+int dk_code_for_status(int status);
+/* Fails the op from an engine error answer: "<what>: <engine message>". */
+void dk_fail_http(struct dk_op *op, int status, cJSON *json, const char *what);
+
+/* URL-escapes s into a static rotating buffer (for ids and names in paths). */
+const char *dk_esc(const char *s);
+
+/* ---- JSON helpers ------------------------------------------------------- */
+
+const char *dk_str(const cJSON *obj, const char *key);     /* "" if absent */
+int64_t dk_int(const cJSON *obj, const char *key);         /* 0 if absent */
+int dk_bool(const cJSON *obj, const char *key);
+cJSON *dk_obj(const cJSON *obj, const char *key);          /* NULL if absent */
+/* RFC 3339 (nanoseconds) to Unix ns; 0 for Docker's zero time or garbage. */
+int64_t dk_time_ns(const char *rfc3339);
+
+/* ---- response memory ---------------------------------------------------- */
+
+/* Zeroed memory freed with the op (an arena): responses are built from it
+ * and packed before the op ends. NULL when out of memory, and op->oom is
+ * set: dk_op_reply then answers RESOURCE_EXHAUSTED instead. */
+void *dk_alloc(struct dk_op *op, size_t n);
+/* Copies into the arena; "" (static) when s is NULL or memory is short. */
+char *dk_strdup(struct dk_op *op, const char *s);
+/* An array of n protobuf-c messages of type desc, each initialised. */
+void **dk_msgs(struct dk_op *op, const ProtobufCMessageDescriptor *desc, size_t n);
+
+/* ---- metadata (docker_meta.c) ----------------------------------------- */
+
+struct dk_name {
+    char *name; /* "POD" for sandboxes, else the container's name */
+    char *pod, *ns, *uid;
+    uint32_t attempt;
+    char buf[512];
+};
+/* Parses "/k8s_<name>_<pod>_<ns>_<uid>_<attempt>[_<random>]"; -1 if the
+ * name is not in that scheme. */
+int dk_parse_name(const char *docker_name, struct dk_name *out);
+/* Writes cri-dockerd's name for a sandbox (ctr NULL) or a container. */
+int dk_make_name(char *out, size_t n, const char *ctr, const char *pod, const char *ns,
+                 const char *uid, uint32_t attempt);
+
+/* A protobuf-c map<string,string> entry: every such entry type has this
+ * layout (base, key, value). */
+struct dk_map_entry {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+};
+/* Docker labels -> a CRI map: annotations (keys with the annotation.
+ * prefix, prefix removed) when want_annotations, else the labels that are
+ * not crisp's or cri-dockerd's own. */
+void dk_map_from_labels(struct dk_op *op, const cJSON *labels, int want_annotations,
+                        const ProtobufCMessageDescriptor *entry_desc, size_t *n_out,
+                        void *entries_out);
+/* A CRI map (labels, or annotations with the prefix added) -> Docker labels. */
+void dk_labels_add(cJSON *dst, size_t n, void *entries, int as_annotations);
+/* Adds the creation-time label; reads it back (fallback when absent). */
+void dk_label_created(cJSON *labels);
+int64_t dk_created_ns(const cJSON *labels, int64_t fallback);
+/* Whether Docker labels match a CRI label selector (every key=value). */
+int dk_labels_match(const cJSON *labels, size_t n, void *entries);
+
+/* ---- CRI config -> Docker JSON (docker_spec.c) ------------------------------ */
+
+cJSON *dk_strv(char **v, size_t n);
+/* Percent-escapes for a query string; -1 if it does not fit. */
+int dk_query_esc(char *out, size_t cap, const char *s);
+/* The escaped filters={"label":[...]} value for a list call: the type
+ * label, the sandbox label (if sandbox_id), and a CRI label selector.
+ * malloc'd; NULL when out of memory. */
+char *dk_label_filters(const char *type, const char *sandbox_id, size_t nsel, void *sel);
+int dk_sandbox_security(cJSON *cfg, cJSON *hc, const Runtime__V1__LinuxSandboxSecurityContext *sc,
+                        char *err, size_t errlen);
+int dk_container_security(cJSON *cfg, cJSON *hc,
+                          const Runtime__V1__LinuxContainerSecurityContext *sc, char *err,
+                          size_t errlen);
+void dk_resources(cJSON *hc, const Runtime__V1__LinuxContainerResources *r, int for_update);
+void dk_mounts(cJSON *hc, size_t n, Runtime__V1__Mount **m);
+void dk_devices(cJSON *hc, size_t n, Runtime__V1__Device **d);
+void dk_dns(cJSON *hc, const Runtime__V1__DNSConfig *dns);
+void dk_ports(cJSON *cfg, cJSON *hc, size_t n, Runtime__V1__PortMapping **pm);
+void dk_libpod_resources(cJSON *body, const Runtime__V1__LinuxContainerResources *r);
+void dk_sysctls(cJSON *hc, size_t n, Runtime__V1__LinuxPodSandboxConfig__SysctlsEntry **s);
+
+/* ---- handlers (one file per family) ------------------------------------ */
+extern const struct dk_method dk_runtime_methods[];
+extern const struct dk_method dk_pod_methods[];
+extern const struct dk_method dk_container_methods[];
+extern const struct dk_method dk_image_methods[];
+extern const struct dk_method dk_stats_methods[];
+
+/* ---- shared between families ---------------------------------------------- */
+
+/* Pulls ref (X-Registry-Auth header value or NULL), then cb(op, ok, code,
+ * message). docker_image.c. */
+typedef void (*dk_pull_cb)(struct dk_op *op, int ok, int code, const char *msg);
+void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pull_cb cb);
+/* GET /containers/json for sandboxes (label selector applied by the
+ * engine), and the filtered PodSandbox list from its answer. docker_pod.c */
+void dk_list_sandboxes(struct dk_op *op, const Runtime__V1__PodSandboxFilter *f, dk_json_cb cb);
+size_t dk_sandboxes_from_list(struct dk_op *op, const cJSON *list,
+                              const Runtime__V1__PodSandboxFilter *f,
+                              Runtime__V1__PodSandbox ***out);
+
+/* Containers: list call and filtered list (docker_ctr.c); a status from an
+ * inspect answer. */
+void dk_list_containers(struct dk_op *op, const Runtime__V1__ContainerFilter *f, dk_json_cb cb);
+size_t dk_containers_from_list(struct dk_op *op, const cJSON *list,
+                               const Runtime__V1__ContainerFilter *f,
+                               Runtime__V1__Container ***out);
+int dk_container_status(struct dk_op *op, const cJSON *inspect, Runtime__V1__ContainerStatus **out);
+
+/* Docker runtime for a RuntimeClass handler; NULL if not configured. */
+const char *dk_runtime_for_handler(const struct dk_be *be, const char *handler);
+
+#endif

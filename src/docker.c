@@ -1,0 +1,832 @@
+/* docker.c - the Docker Engine backend: engine connection, API version,
+ * the op framework every handler runs on, and JSON helpers. */
+#define _GNU_SOURCE /* strptime, timegm */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+
+#include "crisp/docker.h"
+#include "crisp/grpc.h"
+#include "crisp/log.h"
+#include "crisp/net.h"
+
+struct crisp_docker_config crisp_docker_cfg = {
+    .infra_image = "registry.k8s.io/pause:3.10",
+    /* the kubelet's containerLogMaxSize/MaxFiles defaults: the engine keeps
+     * the file under the kubelet's threshold, so the kubelet never needs to
+     * rotate a log it cannot reopen */
+    .log_max_size = "10m",
+    .log_max_files = "5",
+};
+
+/* ---- arena ------------------------------------------------------------- */
+
+struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+struct op_priv {
+    struct dk_op op;
+    struct arena_block *arena;
+    dk_handler_fn handler;
+};
+
+static struct op_priv *priv(struct dk_op *op)
+{
+    return (struct op_priv *)op;
+}
+
+void *dk_alloc(struct dk_op *op, size_t n)
+{
+    struct op_priv *p = priv(op);
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    struct arena_block *b = p->arena;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 16384 ? n : 16384;
+        b = malloc(sizeof(*b) + cap);
+        if (!b) {
+            op->oom = 1;
+            return NULL;
+        }
+        b->used = 0;
+        b->cap = cap;
+        b->next = p->arena;
+        p->arena = b;
+    }
+    void *m = (char *)b->data + b->used;
+    b->used += n;
+    memset(m, 0, n);
+    return m;
+}
+
+char *dk_strdup(struct dk_op *op, const char *s)
+{
+    static char empty[1];
+    if (!s)
+        return empty;
+    size_t n = strlen(s);
+    char *d = dk_alloc(op, n + 1);
+    if (!d)
+        return empty;
+    memcpy(d, s, n + 1);
+    return d;
+}
+
+void *dk_msg(struct dk_op *op, const ProtobufCMessageDescriptor *desc)
+{
+    void *m = dk_alloc(op, desc->sizeof_message);
+    if (m)
+        protobuf_c_message_init(desc, m);
+    return m;
+}
+
+void **dk_msgs(struct dk_op *op, const ProtobufCMessageDescriptor *desc, size_t n)
+{
+    void **v = dk_alloc(op, (n ? n : 1) * sizeof(void *));
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = dk_alloc(op, desc->sizeof_message);
+        if (!v[i])
+            return NULL;
+        protobuf_c_message_init(desc, v[i]);
+    }
+    return v;
+}
+
+static void arena_free(struct op_priv *p)
+{
+    while (p->arena) {
+        struct arena_block *b = p->arena;
+        p->arena = b->next;
+        free(b);
+    }
+}
+
+/* ---- JSON helpers ------------------------------------------------------- */
+
+cJSON *dk_obj(const cJSON *obj, const char *key)
+{
+    return obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+}
+
+const char *dk_str(const cJSON *obj, const char *key)
+{
+    cJSON *v = dk_obj(obj, key);
+    return cJSON_IsString(v) && v->valuestring ? v->valuestring : "";
+}
+
+int64_t dk_int(const cJSON *obj, const char *key)
+{
+    cJSON *v = dk_obj(obj, key);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+int dk_bool(const cJSON *obj, const char *key)
+{
+    return cJSON_IsTrue(dk_obj(obj, key));
+}
+
+int64_t dk_time_ns(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    if (!s || !*s)
+        return 0;
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p || tm.tm_year + 1900 < 1971)
+        return 0; /* Docker's zero time is 0001-01-01T00:00:00Z */
+    int64_t ns = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            if (digits < 9) {
+                ns = ns * 10 + (*p - '0');
+                digits++;
+            }
+        }
+        for (; digits < 9; digits++)
+            ns *= 10;
+    }
+    int64_t off = 0;
+    if (*p == '+' || *p == '-') {
+        int hh = 0, mm = 0;
+        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) == 2)
+            off = (int64_t)(hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
+    }
+    return ((int64_t)timegm(&tm) - off) * 1000000000LL + ns;
+}
+
+const char *dk_esc(const char *s)
+{
+    static char bufs[4][512];
+    static unsigned next;
+    char *out = bufs[next++ % 4];
+    size_t o = 0;
+    for (; s && *s && o + 4 < sizeof(bufs[0]); s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~') {
+            out[o++] = (char)c;
+        } else {
+            snprintf(out + o, 4, "%%%02X", c);
+            o += 3;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
+/* ---- ops --------------------------------------------------------------- */
+
+static void cancel_subs(struct dk_op *op);
+
+static void op_free(struct dk_op *op)
+{
+    struct dk_be *be = op->be;
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        be->ops = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    if (op->call) {
+        op->call->be_ctx = NULL;
+        crisp_call_unref(op->call);
+    }
+    if (op->free_state && op->state)
+        op->free_state(op->state);
+    if (op->free_aux && op->aux)
+        op->free_aux(op->aux);
+    arena_free(priv(op));
+    free(op);
+}
+
+void dk_op_end(struct dk_op *op)
+{
+    cancel_subs(op);
+    op_free(op);
+}
+
+void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
+{
+    if (op->oom) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building the %s response",
+                   op->call ? op->call->method->name : "");
+        return;
+    }
+    if (op->call && !op->cancelled) {
+        if (crisp_call_send_pb(op->call, resp) == 0)
+            crisp_call_finish(op->call, GRPC_OK, NULL);
+    }
+    dk_op_end(op);
+}
+
+void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
+{
+    if (op->call && !op->cancelled) {
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        crisp_call_finish(op->call, code, msg);
+    }
+    dk_op_end(op);
+}
+
+int dk_op_send(struct dk_op *op, const ProtobufCMessage *msg)
+{
+    if (op->oom) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
+        return -1;
+    }
+    if (!op->call || op->cancelled)
+        return 0;
+    return crisp_call_send_pb(op->call, msg) < 0 ? -1 : 0;
+}
+
+void dk_op_finish_ok(struct dk_op *op)
+{
+    if (op->call && !op->cancelled)
+        crisp_call_finish(op->call, GRPC_OK, NULL);
+    dk_op_end(op);
+}
+
+int dk_op_stopped(struct dk_op *op)
+{
+    if (!op->cancelled || op->must_finish)
+        return 0;
+    dk_op_end(op);
+    return 1;
+}
+
+int dk_code_for_status(int status)
+{
+    switch (status) {
+    case 400:
+        return GRPC_INVALID_ARGUMENT;
+    case 401:
+        return GRPC_UNAUTHENTICATED;
+    case 403:
+        return GRPC_PERMISSION_DENIED;
+    case 404:
+        return GRPC_NOT_FOUND;
+    case 409:
+        return GRPC_FAILED_PRECONDITION;
+    case 501:
+        return GRPC_UNIMPLEMENTED;
+    case 503:
+        return GRPC_UNAVAILABLE;
+    default:
+        return GRPC_UNKNOWN;
+    }
+}
+
+const char *dk_errmsg(cJSON *json, int status)
+{
+    const char *m = dk_str(json, "message");
+    if (*m)
+        return m;
+    static char buf[64];
+    snprintf(buf, sizeof(buf), "engine answered HTTP %d", status);
+    return buf;
+}
+
+void dk_fail_http(struct dk_op *op, int status, cJSON *json, const char *what)
+{
+    dk_op_fail(op, dk_code_for_status(status), "%s: %s", what, dk_errmsg(json, status));
+}
+
+/* ---- engine requests ---------------------------------------------------- */
+
+/* One engine request of an op. The op keeps a list so that ending it
+ * cancels every request still in flight. */
+struct dk_sub {
+    struct dk_sub *prev, *next;
+    struct dk_op *op;
+    struct h1_req *r;
+    dk_json_cb json_cb;            /* dk_call */
+    void *ud;                      /* dk_callx: handed to the callback via op->cur_ud */
+    const struct h1_req_cbs *cbs;  /* dk_call_opts: the caller's callbacks */
+};
+
+static struct dk_sub *sub_new(struct dk_op *op)
+{
+    struct dk_sub *sub = calloc(1, sizeof(*sub));
+    if (!sub)
+        return NULL;
+    sub->op = op;
+    return sub;
+}
+
+static void sub_link(struct dk_sub *sub)
+{
+    struct dk_op *op = sub->op;
+    sub->next = op->subs;
+    if (op->subs)
+        op->subs->prev = sub;
+    op->subs = sub;
+    op->pending++;
+}
+
+/* Unlinks and frees; the h1 request is finished or cancelled already. */
+static struct dk_op *sub_done(struct dk_sub *sub)
+{
+    struct dk_op *op = sub->op;
+    if (sub->prev)
+        sub->prev->next = sub->next;
+    else
+        op->subs = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
+    op->pending--;
+    if (op->h1 == sub->r)
+        op->h1 = NULL;
+    free(sub);
+    return op;
+}
+
+static void cancel_subs(struct dk_op *op)
+{
+    while (op->subs) {
+        struct dk_sub *sub = op->subs;
+        h1_cancel(sub->r);
+        sub_done(sub);
+    }
+}
+
+static void on_json_done(struct h1_req *r, int err, const char *errmsg, int status,
+                         const uint8_t *body, size_t len, void *ud)
+{
+    (void)r;
+    struct dk_sub *sub = ud;
+    dk_json_cb cb = sub->json_cb;
+    void *cb_ud = sub->ud;
+    struct dk_op *op = sub_done(sub);
+    if (err) {
+        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", op->be->engine,
+                   errmsg ? errmsg : h1_strerror(err));
+        return;
+    }
+    if (dk_op_stopped(op))
+        return;
+    cJSON *json = len ? cJSON_ParseWithLength((const char *)body, len) : NULL;
+    op->cur_ud = cb_ud;
+    cb(op, status, json);
+    cJSON_Delete(json);
+}
+
+static const struct h1_req_cbs json_cbs = {.on_done = on_json_done};
+
+static int wrap_head(struct h1_req *r, int status, const struct crisp_md *h, void *ud)
+{
+    struct dk_sub *sub = ud;
+    return sub->cbs->on_head ? sub->cbs->on_head(r, status, h, sub->op) : 0;
+}
+
+static int wrap_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
+{
+    struct dk_sub *sub = ud;
+    return sub->cbs->on_body(r, p, n, sub->op);
+}
+
+static void wrap_done(struct h1_req *r, int err, const char *errmsg, int status,
+                      const uint8_t *body, size_t len, void *ud)
+{
+    struct dk_sub *sub = ud;
+    const struct h1_req_cbs *cbs = sub->cbs;
+    struct dk_op *op = sub_done(sub);
+    cbs->on_done(r, err, errmsg, status, body, len, op);
+}
+
+static const struct h1_req_cbs wrap_cbs = {.on_head = wrap_head, .on_done = wrap_done};
+static const struct h1_req_cbs wrap_stream_cbs = {
+    .on_head = wrap_head, .on_body = wrap_body, .on_done = wrap_done};
+
+static void issue(struct dk_op *op, struct dk_sub *sub, struct h1_req_opts *o,
+                  const struct h1_req_cbs *cbs)
+{
+    char target[2048];
+    /* Before the version is known (Status only): unversioned paths. */
+    if (strncmp(o->target, "/libpod/", 8) == 0)
+        snprintf(target, sizeof(target), "/v4.0.0%s", o->target);
+    else
+        snprintf(target, sizeof(target), "%s%s%s", op->be->api[0] ? "/v" : "", op->be->api,
+                 o->target);
+    o->target = target;
+    sub->r = h1_request(op->be->pool, o, cbs, sub);
+    if (!sub->r) {
+        free(sub);
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
+        return;
+    }
+    sub_link(sub);
+    op->h1 = sub->r;
+}
+
+static void vcall(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
+                  const char *fmt, va_list ap)
+{
+    char target[2048];
+    vsnprintf(target, sizeof(target), fmt, ap);
+    char *json = body ? cJSON_PrintUnformatted(body) : NULL;
+    int body_oom = body && !json;
+    cJSON_Delete(body);
+    struct dk_sub *sub = body_oom ? NULL : sub_new(op);
+    if (!sub) {
+        free(json);
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
+        return;
+    }
+    sub->json_cb = cb;
+    sub->ud = ud;
+    struct h1_req_opts o = {
+        .method = method,
+        .target = target,
+        .content_type = json ? "application/json" : NULL,
+        .body = (const uint8_t *)json,
+        .body_len = json ? strlen(json) : 0,
+    };
+    issue(op, sub, &o, &json_cbs);
+    free(json);
+}
+
+void dk_call(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, const char *fmt,
+             ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vcall(op, method, body, cb, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void dk_callx(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
+              const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vcall(op, method, body, cb, ud, fmt, ap);
+    va_end(ap);
+}
+
+void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_cbs *cbs)
+{
+    struct dk_sub *sub = sub_new(op);
+    if (!sub) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
+        return;
+    }
+    sub->cbs = cbs;
+    issue(op, sub, o, cbs->on_body ? &wrap_stream_cbs : &wrap_cbs);
+}
+
+/* ---- API version --------------------------------------------------------- */
+
+static int api_cmp(const char *a, const char *b)
+{
+    int am = 0, an = 0, bm = 0, bn = 0;
+    sscanf(a, "%d.%d", &am, &an);
+    sscanf(b, "%d.%d", &bm, &bn);
+    return am != bm ? am - bm : an - bn;
+}
+
+static void run_handler(struct dk_op *op);
+
+static void on_version_negotiated(struct h1_req *r, int err, const char *errmsg, int status,
+                                  const uint8_t *body, size_t len, void *ud)
+{
+    (void)r;
+    struct dk_op *op = sub_done(ud);
+    struct dk_be *be = op->be;
+    if (err) {
+        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", be->engine,
+                   errmsg ? errmsg : h1_strerror(err));
+        return;
+    }
+    cJSON *json = cJSON_ParseWithLength((const char *)body, len);
+    const char *max = dk_str(json, "ApiVersion");
+    if (status != 200 || !*max) {
+        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: GET /version answered HTTP %d",
+                   be->engine, status);
+        cJSON_Delete(json);
+        return;
+    }
+    if (api_cmp(max, DK_API_MIN) < 0) {
+        dk_op_fail(op, GRPC_FAILED_PRECONDITION,
+                   "docker engine %s speaks API %s; crisp needs %s or newer", be->engine, max,
+                   DK_API_MIN);
+        cJSON_Delete(json);
+        return;
+    }
+    const char *use = api_cmp(max, DK_API_MAX) > 0 ? DK_API_MAX : max;
+    const cJSON *comp;
+    cJSON_ArrayForEach(comp, dk_obj(json, "Components")) {
+        if (strstr(dk_str(comp, "Name"), "Podman"))
+            be->podman = 1;
+    }
+    if (strcmp(be->api, use) != 0) {
+        snprintf(be->api, sizeof(be->api), "%s", use);
+        log_info("docker_api", "engine=%s version=%s api=%s podman=%d", be->engine,
+                 crisp_logq(dk_str(json, "Version")), be->api, be->podman);
+    }
+    cJSON_Delete(json);
+    if (!dk_op_stopped(op))
+        run_handler(op);
+}
+
+static const struct h1_req_cbs version_cbs = {.on_done = on_version_negotiated};
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static dk_handler_fn *handler_table;
+static unsigned char *unversioned_table;
+static unsigned table_users; /* docker backends sharing the tables */
+
+static void unsupported(struct dk_op *op)
+{
+    dk_op_fail(op, GRPC_UNIMPLEMENTED, "%s is not implemented by crisp's Docker backend",
+               op->call->method->name);
+}
+
+static int build_handler_table(char *err, size_t errlen)
+{
+    if (handler_table) {
+        table_users++;
+        return 0;
+    }
+    size_t n = crisp_methods_count();
+    handler_table = calloc(n ? n : 1, sizeof(*handler_table));
+    unversioned_table = calloc(n ? n : 1, 1);
+    if (!handler_table || !unversioned_table) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const struct dk_method *families[] = {dk_runtime_methods, dk_pod_methods,
+                                          dk_container_methods, dk_image_methods,
+                                          dk_stats_methods};
+    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+        for (const struct dk_method *m = families[f]; m->name; m++) {
+            for (size_t i = 0; i < n; i++) {
+                if (strcmp(crisp_method_at(i)->name, m->name) == 0) {
+                    handler_table[i] = m->fn;
+                    unversioned_table[i] = (unsigned char)m->unversioned;
+                }
+            }
+        }
+    }
+    table_users = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!handler_table[i]) {
+            log_debug("docker_unsupported", "method=%s", crisp_method_at(i)->name);
+            handler_table[i] = unsupported;
+        }
+    }
+    return 0;
+}
+
+static void run_handler(struct dk_op *op)
+{
+    priv(op)->handler(op);
+}
+
+static void dk_start(struct crisp_backend *base, struct crisp_call *call)
+{
+    struct dk_be *be = (struct dk_be *)base;
+    struct op_priv *p = calloc(1, sizeof(*p));
+    if (!p) {
+        crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    struct dk_op *op = &p->op;
+    op->be = be;
+    op->call = call;
+    op->req = crisp_call_request(call);
+    p->handler = handler_table[call->method->index];
+    crisp_call_ref(call);
+    call->be_ctx = op;
+    op->next = be->ops;
+    if (be->ops)
+        be->ops->prev = op;
+    be->ops = op;
+    if (be->api[0] || unversioned_table[call->method->index]) {
+        run_handler(op);
+        return;
+    }
+    /* The unversioned path: the engine answers it whatever it speaks. */
+    struct h1_req_opts o = {.method = "GET", .target = "/version"};
+    struct dk_sub *sub = sub_new(op);
+    if (sub)
+        sub->r = h1_request(be->pool, &o, &version_cbs, sub);
+    if (!sub || !sub->r) {
+        free(sub);
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    sub_link(sub);
+}
+
+static void dk_cancel(struct crisp_backend *base, struct crisp_call *call)
+{
+    (void)base;
+    struct dk_op *op = call->be_ctx;
+    if (!op)
+        return;
+    op->cancelled = 1;
+    if (op->must_finish)
+        return; /* it finishes or rolls back on its own; the answer is dropped */
+    dk_op_end(op);
+}
+
+static void dk_drained(struct crisp_backend *base, struct crisp_call *call)
+{
+    (void)base;
+    struct dk_op *op = call->be_ctx;
+    if (op && op->h1)
+        h1_resume(op->h1);
+}
+
+static void dk_destroy(struct crisp_backend *base)
+{
+    struct dk_be *be = (struct dk_be *)base;
+    be->stopping = 1;
+    while (be->ops) {
+        struct dk_op *op = be->ops;
+        op->must_finish = 0;
+        dk_op_fail(op, GRPC_UNAVAILABLE, "crisp is shutting down");
+    }
+    h1_pool_free(be->pool);
+    for (size_t i = 0; i < be->nhandlers; i++) {
+        free(be->handlers[i].handler);
+        free(be->handlers[i].runtime);
+    }
+    free(be->handlers);
+    free(be->engine);
+    free(be->base.name);
+    free(be);
+    if (--table_users == 0) {
+        free(handler_table);
+        free(unversioned_table);
+        handler_table = NULL;
+        unversioned_table = NULL;
+    }
+}
+
+/* ---- creation ------------------------------------------------------------- */
+
+static SSL_CTX *client_tls(const char *cert_path, int verify, char *err, size_t errlen)
+{
+    char ca[1100], cert[1100], key[1100];
+    snprintf(ca, sizeof(ca), "%.1000s/ca.pem", cert_path);
+    snprintf(cert, sizeof(cert), "%.1000s/cert.pem", cert_path);
+    snprintf(key, sizeof(key), "%.1000s/key.pem", cert_path);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "TLS: out of memory");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        char e[256];
+        ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+        snprintf(err, errlen, "docker TLS client certificate %s / %s: %s", cert, key, e);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (verify) {
+        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+            char e[256];
+            ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+            snprintf(err, errlen, "docker TLS CA %s: %s", ca, e);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    return ctx;
+}
+
+static int parse_handlers(struct dk_be *be, char *err, size_t errlen)
+{
+    size_t n = crisp_docker_cfg.nhandlers;
+    be->handlers = calloc(n + 1, sizeof(*be->handlers));
+    if (!be->handlers)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        const char *spec = crisp_docker_cfg.handlers[i];
+        const char *eq = strchr(spec, '=');
+        if (!eq) {
+            snprintf(err, errlen, "--runtime-handler %s: want NAME=DOCKER_RUNTIME", spec);
+            return -1;
+        }
+        be->handlers[i].handler = strndup(spec, (size_t)(eq - spec));
+        be->handlers[i].runtime = strdup(eq + 1);
+        be->nhandlers++;
+        if (!be->handlers[i].handler || !be->handlers[i].runtime)
+            goto oom;
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+const char *dk_runtime_for_handler(const struct dk_be *be, const char *handler)
+{
+    for (size_t i = 0; i < be->nhandlers; i++)
+        if (strcmp(be->handlers[i].handler, handler ? handler : "") == 0)
+            return be->handlers[i].runtime;
+    if (!handler || !*handler)
+        return "";
+    return NULL;
+}
+
+static struct crisp_backend *dk_create(struct event_base *evb, const char *url, char *err,
+                                       size_t errlen)
+{
+    if (!*url) {
+        const char *host = getenv("DOCKER_HOST");
+        url = host && *host ? host : "unix:///var/run/docker.sock";
+    }
+    struct crisp_addr addr;
+    if (crisp_addr_parse(url, &addr, err, errlen) < 0)
+        return NULL;
+    if (addr.kind == CRISP_ADDR_FD) {
+        snprintf(err, errlen, "a docker backend needs unix:// or tcp://, not %s", url);
+        return NULL;
+    }
+    if (build_handler_table(err, errlen) < 0)
+        return NULL;
+    struct dk_be *be = calloc(1, sizeof(*be));
+    if (!be) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    SSL_CTX *tls = NULL;
+    const char *cert_path = getenv("DOCKER_CERT_PATH");
+    const char *verify = getenv("DOCKER_TLS_VERIFY");
+    if (addr.kind == CRISP_ADDR_TCP && ((cert_path && *cert_path) || (verify && *verify))) {
+        char def[1024];
+        if (!cert_path || !*cert_path) {
+            snprintf(def, sizeof(def), "%s/.docker", getenv("HOME") ? getenv("HOME") : "/root");
+            cert_path = def;
+        }
+        tls = client_tls(cert_path, verify && *verify && strcmp(verify, "0") != 0, err, errlen);
+        if (!tls)
+            goto fail;
+    }
+    struct h1_pool_opts po = {
+        .addr = &addr,
+        .tls = tls,
+        .host = addr.kind == CRISP_ADDR_UNIX ? "docker" : addr.host,
+    };
+    be->pool = h1_pool_new(evb, &po, err, errlen);
+    SSL_CTX_free(tls); /* the pool holds its own reference */
+    if (!be->pool)
+        goto fail;
+    be->evb = evb;
+    be->engine = strdup(url);
+    size_t nl = strlen(url) + 8;
+    be->base.name = malloc(nl);
+    be->infra_image = (char *)crisp_docker_cfg.infra_image;
+    if (!be->engine || !be->base.name) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    snprintf(be->base.name, nl, "docker:%s", url);
+    if (parse_handlers(be, err, errlen) < 0)
+        goto fail;
+    be->base.ops = &crisp_backend_docker_ops;
+    return &be->base;
+fail:
+    if (be->pool)
+        h1_pool_free(be->pool);
+    if (be->handlers) {
+        for (size_t i = 0; i < be->nhandlers; i++) {
+            free(be->handlers[i].handler);
+            free(be->handlers[i].runtime);
+        }
+        free(be->handlers);
+    }
+    free(be->engine);
+    free(be->base.name);
+    free(be);
+    return NULL;
+}
+
+const struct crisp_backend_ops crisp_backend_docker_ops = {
+    .kind = "docker",
+    .create = dk_create,
+    .start = dk_start,
+    .cancel = dk_cancel,
+    .drained = dk_drained,
+    .destroy = dk_destroy,
+};

@@ -1,0 +1,875 @@
+/* docker_ctr.c - containers on Docker: create (joined to the sandbox's
+ * namespaces), start (with the kubelet's log symlink), stop, remove, list,
+ * status, resource updates, and ExecSync over a hijacked exec stream. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crisp/docker.h"
+#include "crisp/grpc.h"
+#include "crisp/log.h"
+
+#define EXEC_OUTPUT_MAX (16u << 20) /* the kubelet's message cap */
+
+static int check_id(struct dk_op *op, const char *id)
+{
+    if (id && *id)
+        return 0;
+    dk_op_fail(op, GRPC_INVALID_ARGUMENT, "container_id is empty");
+    return -1;
+}
+
+static Runtime__V1__ContainerState state_of(const char *docker_state)
+{
+    if (strcmp(docker_state, "created") == 0)
+        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED;
+    if (strcmp(docker_state, "running") == 0 || strcmp(docker_state, "paused") == 0 ||
+        strcmp(docker_state, "restarting") == 0)
+        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING;
+    if (strcmp(docker_state, "exited") == 0 || strcmp(docker_state, "dead") == 0 ||
+        strcmp(docker_state, "stopped") == 0)
+        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
+    return RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN;
+}
+
+static Runtime__V1__ContainerMetadata *ctr_metadata(struct dk_op *op, const char *docker_name)
+{
+    struct dk_name nm;
+    if (dk_parse_name(docker_name, &nm) < 0 || strcmp(nm.name, DK_SANDBOX_NAME) == 0)
+        return NULL;
+    Runtime__V1__ContainerMetadata *md = dk_msg(op, &runtime__v1__container_metadata__descriptor);
+    if (!md)
+        return NULL;
+    md->name = dk_strdup(op, nm.name);
+    md->attempt = nm.attempt;
+    return md;
+}
+
+static Runtime__V1__ImageSpec *image_spec(struct dk_op *op, const char *image)
+{
+    Runtime__V1__ImageSpec *s = dk_msg(op, &runtime__v1__image_spec__descriptor);
+    if (s)
+        s->image = dk_strdup(op, image);
+    return s;
+}
+
+/* ---- CreateContainer ------------------------------------------------------------- */
+
+struct create_state {
+    char name[400];
+    cJSON *body;
+    int renamed;
+    char id[80];
+};
+
+static void create_state_free(void *p)
+{
+    cJSON_Delete(((struct create_state *)p)->body);
+}
+
+static void create_issue(struct dk_op *op);
+
+static void on_create_rollback(struct dk_op *op, int status, cJSON *json)
+{
+    (void)status;
+    (void)json;
+    dk_op_end(op); /* cancelled: nobody waits for an answer */
+}
+
+static void on_created(struct dk_op *op, int status, cJSON *json)
+{
+    struct create_state *st = op->state;
+    if (status == 409 && !st->renamed) {
+        size_t l = strlen(st->name);
+        snprintf(st->name + l, sizeof(st->name) - l, "_%08x", (unsigned)random());
+        st->renamed = 1;
+        create_issue(op);
+        return;
+    }
+    if (status != 201) {
+        dk_fail_http(op, status, json, "creating the container");
+        return;
+    }
+    snprintf(st->id, sizeof(st->id), "%s", dk_str(json, "Id"));
+    if (op->cancelled) {
+        dk_call(op, "DELETE", NULL, on_create_rollback, "/containers/%s?force=1&v=1", st->id);
+        return;
+    }
+    Runtime__V1__CreateContainerResponse r = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
+    r.container_id = st->id;
+    dk_op_reply(op, &r.base);
+}
+
+static void create_issue(struct dk_op *op)
+{
+    struct create_state *st = op->state;
+    if (op->cancelled) {
+        dk_op_end(op);
+        return;
+    }
+    char name[1300];
+    dk_query_esc(name, sizeof(name), st->name);
+    dk_call(op, "POST", cJSON_Duplicate(st->body, 1), on_created, "/containers/create?name=%s",
+            name);
+}
+
+static cJSON *container_body(const Runtime__V1__CreateContainerRequest *req, const cJSON *sandbox,
+                             int podman, char *err, size_t errlen)
+{
+    const Runtime__V1__ContainerConfig *c = req->config;
+    const Runtime__V1__PodSandboxConfig *sbc = req->sandbox_config;
+    const Runtime__V1__LinuxContainerConfig *lx = c->linux;
+    const Runtime__V1__LinuxContainerSecurityContext *sc = lx ? lx->security_context : NULL;
+    const Runtime__V1__NamespaceOption *ns = sc ? sc->namespace_options : NULL;
+    if (!ns && sbc && sbc->linux && sbc->linux->security_context)
+        ns = sbc->linux->security_context->namespace_options; /* the pod's, by default */
+    const char *sid = dk_str(sandbox, "Id");
+    char mode[128];
+    cJSON *body = cJSON_CreateObject();
+    cJSON *hc = cJSON_AddObjectToObject(body, "HostConfig");
+    cJSON *labels = cJSON_AddObjectToObject(body, "Labels");
+    cJSON_AddStringToObject(body, "Image", c->image->image);
+    if (c->n_command)
+        cJSON_AddItemToObject(body, "Entrypoint", dk_strv(c->command, c->n_command));
+    if (c->n_args)
+        cJSON_AddItemToObject(body, "Cmd", dk_strv(c->args, c->n_args));
+    if (c->working_dir && *c->working_dir)
+        cJSON_AddStringToObject(body, "WorkingDir", c->working_dir);
+    if (c->n_envs) {
+        cJSON *env = cJSON_AddArrayToObject(body, "Env");
+        for (size_t i = 0; i < c->n_envs; i++) {
+            size_t kl = strlen(c->envs[i]->key), vl = c->envs[i]->value.len;
+            char *kv = malloc(kl + vl + 2);
+            if (!kv)
+                continue;
+            memcpy(kv, c->envs[i]->key, kl);
+            kv[kl] = '=';
+            memcpy(kv + kl + 1, c->envs[i]->value.data, vl);
+            kv[kl + 1 + vl] = 0;
+            cJSON_AddItemToArray(env, cJSON_CreateString(kv));
+            free(kv);
+        }
+    }
+    if (c->tty)
+        cJSON_AddBoolToObject(body, "Tty", 1);
+    if (c->stdin) {
+        cJSON_AddBoolToObject(body, "OpenStdin", 1);
+        cJSON_AddBoolToObject(body, "AttachStdin", 1);
+    }
+    if (c->stdin_once)
+        cJSON_AddBoolToObject(body, "StdinOnce", 1);
+    dk_labels_add(labels, c->n_labels, c->labels, 0);
+    dk_labels_add(labels, c->n_annotations, c->annotations, 1);
+    cJSON_AddStringToObject(labels, DK_LABEL_TYPE, DK_TYPE_CONTAINER);
+    cJSON_AddStringToObject(labels, DK_LABEL_SANDBOX_ID, sid);
+    dk_label_created(labels);
+    if (c->log_path && *c->log_path && sbc && sbc->log_directory && *sbc->log_directory) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", sbc->log_directory, c->log_path);
+        cJSON_AddStringToObject(labels, DK_LABEL_LOGPATH, path);
+    }
+    snprintf(mode, sizeof(mode), "container:%s", sid);
+    cJSON_AddStringToObject(hc, "NetworkMode", mode);
+    /* Docker shares the sandbox's hostname with its network; podman needs
+     * the UTS namespace joined explicitly (Docker refuses container: here). */
+    if (podman)
+        cJSON_AddStringToObject(hc, "UTSMode", mode);
+    cJSON_AddStringToObject(hc, "IpcMode",
+                            ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE ? "host" : mode);
+    if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__NODE)
+        cJSON_AddStringToObject(hc, "PidMode", "host");
+    else if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__POD)
+        cJSON_AddStringToObject(hc, "PidMode", mode);
+    else if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__TARGET && ns->target_id &&
+             *ns->target_id) {
+        char target[128];
+        snprintf(target, sizeof(target), "container:%s", ns->target_id);
+        cJSON_AddStringToObject(hc, "PidMode", target);
+    }
+    dk_mounts(hc, c->n_mounts, c->mounts);
+    dk_devices(hc, c->n_devices, c->devices);
+    if (lx)
+        dk_resources(hc, lx->resources, 0);
+    const char *cgp = dk_str(dk_obj(sandbox, "HostConfig"), "CgroupParent");
+    if (sbc && sbc->linux && sbc->linux->cgroup_parent && *sbc->linux->cgroup_parent)
+        cgp = sbc->linux->cgroup_parent;
+    if (*cgp)
+        cJSON_AddStringToObject(hc, "CgroupParent", cgp);
+    const char *runtime = dk_str(dk_obj(sandbox, "HostConfig"), "Runtime");
+    if (*runtime)
+        cJSON_AddStringToObject(hc, "Runtime", runtime);
+    /* The kubelet reads the engine's json-file log through the symlink
+     * made at start; other drivers would leave log_path empty. */
+    cJSON *lc = cJSON_AddObjectToObject(hc, "LogConfig");
+    cJSON_AddStringToObject(lc, "Type", "json-file");
+    cJSON *lo = cJSON_AddObjectToObject(lc, "Config");
+    cJSON_AddStringToObject(lo, "max-size", crisp_docker_cfg.log_max_size);
+    cJSON_AddStringToObject(lo, "max-file", crisp_docker_cfg.log_max_files);
+    if (dk_container_security(body, hc, sc, err, errlen) < 0) {
+        cJSON_Delete(body);
+        return NULL;
+    }
+    return body;
+}
+
+static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
+{
+    const Runtime__V1__CreateContainerRequest *req = (const void *)op->req;
+    if (status == 404 ||
+        (status == 200 && strcmp(dk_str(dk_obj(dk_obj(sb, "Config"), "Labels"), DK_LABEL_TYPE),
+                                 DK_TYPE_SANDBOX) != 0)) {
+        dk_op_fail(op, GRPC_NOT_FOUND, "pod sandbox %s not found", req->pod_sandbox_id);
+        return;
+    }
+    if (status != 200) {
+        dk_fail_http(op, status, sb, "inspecting the pod sandbox");
+        return;
+    }
+    struct create_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    op->state = st;
+    op->free_state = create_state_free;
+    struct dk_name nm;
+    const Runtime__V1__PodSandboxMetadata *pm =
+        req->sandbox_config ? req->sandbox_config->metadata : NULL;
+    const char *pod = pm ? pm->name : NULL, *pns = pm ? pm->namespace_ : NULL,
+               *uid = pm ? pm->uid : NULL;
+    if ((!pod || !*pod) && dk_parse_name(dk_str(sb, "Name"), &nm) == 0) {
+        pod = nm.pod;
+        pns = nm.ns;
+        uid = nm.uid;
+    }
+    const Runtime__V1__ContainerMetadata *cm = req->config->metadata;
+    if (!pod || !*pod || strchr(cm->name, '_') ||
+        dk_make_name(st->name, sizeof(st->name), cm->name, pod, pns, uid, cm->attempt) < 0) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
+                   "container name %s cannot form a Docker name (no '_', pod metadata needed)",
+                   cm->name);
+        return;
+    }
+    char err[512] = "";
+    st->body = container_body(req, sb, op->be->podman, err, sizeof(err));
+    if (!st->body) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err[0] ? err : "out of memory");
+        return;
+    }
+    op->must_finish = 1;
+    create_issue(op);
+}
+
+static void dk_create_container(struct dk_op *op)
+{
+    const Runtime__V1__CreateContainerRequest *req = (const void *)op->req;
+    const Runtime__V1__ContainerConfig *c = req->config;
+    if (!c || !c->metadata || !c->metadata->name[0] || !c->image || !c->image->image[0]) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
+                   "CreateContainer needs config.metadata.name and config.image.image");
+        return;
+    }
+    if (!req->pod_sandbox_id[0]) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+        return;
+    }
+    dk_call(op, "GET", NULL, create_found_sandbox, "/containers/%s/json",
+            dk_esc(req->pod_sandbox_id));
+}
+
+/* ---- StartContainer ------------------------------------------------------------------ */
+
+/* The kubelet reads log_path; Docker writes its json-file log elsewhere.
+ * A symlink joins them (as cri-dockerd does), remade at every start. */
+static int link_log(const char *log_path, const char *docker_log, char *err, size_t errlen)
+{
+    if (!*log_path || !*docker_log)
+        return 0;
+    struct stat st;
+    if (lstat(log_path, &st) == 0) {
+        if (!S_ISLNK(st.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a symlink", log_path);
+            return -1;
+        }
+        unlink(log_path);
+    }
+    if (symlink(docker_log, log_path) < 0) {
+        snprintf(err, errlen, "cannot link %s to %s: %s", log_path, docker_log, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void on_start_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the started container");
+        return;
+    }
+    char err[600];
+    const char *lp = dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_LOGPATH);
+    if (link_log(lp, dk_str(json, "LogPath"), err, sizeof(err)) < 0) {
+        dk_op_fail(op, GRPC_INTERNAL, "container started, but its log is not readable: %s", err);
+        return;
+    }
+    Runtime__V1__StartContainerResponse r = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
+    dk_op_reply(op, &r.base);
+}
+
+static void on_started(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__StartContainerRequest *req = (const void *)op->req;
+    if (status != 204 && status != 304) {
+        dk_fail_http(op, status, json, "starting the container");
+        return;
+    }
+    dk_call(op, "GET", NULL, on_start_inspect, "/containers/%s/json", dk_esc(req->container_id));
+}
+
+static void dk_start_container(struct dk_op *op)
+{
+    const Runtime__V1__StartContainerRequest *req = (const void *)op->req;
+    if (check_id(op, req->container_id) == 0)
+        dk_call(op, "POST", NULL, on_started, "/containers/%s/start", dk_esc(req->container_id));
+}
+
+/* ---- StopContainer / RemoveContainer ---------------------------------------------------- */
+
+static void on_stopped(struct dk_op *op, int status, cJSON *json)
+{
+    if (status != 204 && status != 304) {
+        dk_fail_http(op, status, json, "stopping the container");
+        return;
+    }
+    Runtime__V1__StopContainerResponse r = RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT;
+    dk_op_reply(op, &r.base);
+}
+
+static void dk_stop_container(struct dk_op *op)
+{
+    const Runtime__V1__StopContainerRequest *req = (const void *)op->req;
+    if (check_id(op, req->container_id) < 0)
+        return;
+    op->must_finish = 1;
+    dk_call(op, "POST", NULL, on_stopped, "/containers/%s/stop?t=%lld", dk_esc(req->container_id),
+            (long long)(req->timeout > 0 ? req->timeout : 0));
+}
+
+struct remove_state {
+    char log_path[4096];
+};
+
+static void on_removed(struct dk_op *op, int status, cJSON *json)
+{
+    struct remove_state *st = op->state;
+    if (status != 204 && status != 404) {
+        dk_fail_http(op, status, json, "removing the container");
+        return;
+    }
+    struct stat sb;
+    if (st->log_path[0] && lstat(st->log_path, &sb) == 0 && S_ISLNK(sb.st_mode))
+        unlink(st->log_path);
+    Runtime__V1__RemoveContainerResponse r = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
+    dk_op_reply(op, &r.base);
+}
+
+static void on_remove_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__RemoveContainerRequest *req = (const void *)op->req;
+    if (status == 404) {
+        on_removed(op, 404, NULL); /* idempotent */
+        return;
+    }
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the container");
+        return;
+    }
+    struct remove_state *st = op->state;
+    snprintf(st->log_path, sizeof(st->log_path), "%s",
+             dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_LOGPATH));
+    dk_call(op, "DELETE", NULL, on_removed, "/containers/%s?force=1&v=1", dk_esc(req->container_id));
+}
+
+static void dk_remove_container(struct dk_op *op)
+{
+    const Runtime__V1__RemoveContainerRequest *req = (const void *)op->req;
+    if (check_id(op, req->container_id) < 0)
+        return;
+    op->state = dk_alloc(op, sizeof(struct remove_state));
+    if (!op->state) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    op->must_finish = 1;
+    dk_call(op, "GET", NULL, on_remove_inspect, "/containers/%s/json", dk_esc(req->container_id));
+}
+
+/* ---- ListContainers ------------------------------------------------------------------- */
+
+size_t dk_containers_from_list(struct dk_op *op, const cJSON *list,
+                               const Runtime__V1__ContainerFilter *f,
+                               Runtime__V1__Container ***out)
+{
+    size_t cap = (size_t)cJSON_GetArraySize(list), n = 0;
+    Runtime__V1__Container **v = dk_alloc(op, (cap ? cap : 1) * sizeof(*v));
+    *out = v;
+    if (!v)
+        return 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, list) {
+        const char *id = dk_str(c, "Id");
+        if (f && f->id && *f->id && strncmp(id, f->id, strlen(f->id)) != 0)
+            continue;
+        Runtime__V1__ContainerState state = state_of(dk_str(c, "State"));
+        if (f && f->state && f->state->state != state)
+            continue;
+        const cJSON *names = dk_obj(c, "Names");
+        const cJSON *labels = dk_obj(c, "Labels");
+        Runtime__V1__ContainerMetadata *md =
+            ctr_metadata(op, cJSON_IsArray(names) && cJSON_GetArraySize(names) > 0
+                                 ? cJSON_GetArrayItem(names, 0)->valuestring
+                                 : NULL);
+        if (!md)
+            continue;
+        Runtime__V1__Container *x = dk_msg(op, &runtime__v1__container__descriptor);
+        if (!x)
+            return 0;
+        x->id = dk_strdup(op, id);
+        x->pod_sandbox_id = dk_strdup(op, dk_str(labels, DK_LABEL_SANDBOX_ID));
+        x->metadata = md;
+        x->image = image_spec(op, dk_str(c, "Image"));
+        x->image_ref = dk_strdup(op, dk_str(c, "ImageID"));
+        x->image_id = x->image_ref;
+        x->state = state;
+        x->created_at = dk_created_ns(labels, dk_int(c, "Created") * 1000000000LL);
+        dk_map_from_labels(op, labels, 0, &runtime__v1__container__labels_entry__descriptor,
+                           &x->n_labels, &x->labels);
+        dk_map_from_labels(op, labels, 1, &runtime__v1__container__annotations_entry__descriptor,
+                           &x->n_annotations, &x->annotations);
+        v[n++] = x;
+    }
+    return n;
+}
+
+static void on_ctr_list(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, "listing containers");
+        return;
+    }
+    Runtime__V1__ListContainersResponse r = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
+    r.n_containers = dk_containers_from_list(op, json, req->filter, &r.containers);
+    dk_op_reply(op, &r.base);
+}
+
+void dk_list_containers(struct dk_op *op, const Runtime__V1__ContainerFilter *f, dk_json_cb cb)
+{
+    char *filters = dk_label_filters(DK_TYPE_CONTAINER, f ? f->pod_sandbox_id : NULL,
+                                     f ? f->n_label_selector : 0,
+                                     f ? (void *)f->label_selector : NULL);
+    if (!filters) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    dk_call(op, "GET", NULL, cb, "/containers/json?all=1&filters=%s", filters);
+    free(filters);
+}
+
+static void dk_list_ctrs(struct dk_op *op)
+{
+    const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
+    dk_list_containers(op, req->filter, on_ctr_list);
+}
+
+/* ---- ContainerStatus ------------------------------------------------------------------ */
+
+static void status_mounts(struct dk_op *op, const cJSON *mounts, Runtime__V1__ContainerStatus *s)
+{
+    size_t n = (size_t)cJSON_GetArraySize(mounts), k = 0;
+    if (!n)
+        return;
+    Runtime__V1__Mount **v = (void *)dk_msgs(op, &runtime__v1__mount__descriptor, n);
+    if (!v)
+        return;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, mounts) {
+        if (k == n)
+            break;
+        Runtime__V1__Mount *x = v[k++];
+        x->container_path = dk_strdup(op, dk_str(m, "Destination"));
+        x->host_path = dk_strdup(op, dk_str(m, "Source"));
+        x->readonly = !dk_bool(m, "RW");
+        const char *mode = dk_str(m, "Mode");
+        x->selinux_relabel = strchr(mode, 'Z') || strchr(mode, 'z');
+        const char *prop = dk_str(m, "Propagation");
+        x->propagation = strstr(prop, "slave")   ? RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER
+                         : strstr(prop, "shared") ? RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL
+                                                  : RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE;
+    }
+    s->n_mounts = k;
+    s->mounts = v;
+}
+
+int dk_container_status(struct dk_op *op, const cJSON *ins, Runtime__V1__ContainerStatus **out)
+{
+    const cJSON *cfg = dk_obj(ins, "Config"), *state = dk_obj(ins, "State");
+    const cJSON *labels = dk_obj(cfg, "Labels");
+    Runtime__V1__ContainerStatus *s = dk_msg(op, &runtime__v1__container_status__descriptor);
+    *out = s;
+    if (!s)
+        return -1;
+    s->id = dk_strdup(op, dk_str(ins, "Id"));
+    s->metadata = ctr_metadata(op, dk_str(ins, "Name"));
+    s->state = state_of(dk_str(state, "Status"));
+    s->created_at = dk_created_ns(labels, dk_time_ns(dk_str(ins, "Created")) / 1000000000LL * 1000000000LL);
+    s->started_at = dk_time_ns(dk_str(state, "StartedAt"));
+    s->finished_at = dk_time_ns(dk_str(state, "FinishedAt"));
+    s->exit_code = (int32_t)dk_int(state, "ExitCode");
+    s->image = image_spec(op, dk_str(cfg, "Image"));
+    s->image_ref = dk_strdup(op, dk_str(ins, "Image"));
+    s->image_id = s->image_ref;
+    if (s->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
+        s->reason = dk_bool(state, "OOMKilled") ? "OOMKilled"
+                    : s->exit_code == 0         ? "Completed"
+                                                : "Error";
+        s->message = dk_strdup(op, dk_str(state, "Error"));
+    }
+    dk_map_from_labels(op, labels, 0, &runtime__v1__container_status__labels_entry__descriptor,
+                       &s->n_labels, &s->labels);
+    dk_map_from_labels(op, labels, 1, &runtime__v1__container_status__annotations_entry__descriptor,
+                       &s->n_annotations, &s->annotations);
+    status_mounts(op, dk_obj(ins, "Mounts"), s);
+    s->log_path = dk_strdup(op, dk_str(labels, DK_LABEL_LOGPATH));
+    return op->oom ? -1 : 0;
+}
+
+static void on_ctr_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__ContainerStatusRequest *req = (const void *)op->req;
+    if (status == 404 ||
+        (status == 200 && strcmp(dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_TYPE),
+                                 DK_TYPE_CONTAINER) != 0)) {
+        dk_op_fail(op, GRPC_NOT_FOUND, "container %s not found", req->container_id);
+        return;
+    }
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the container");
+        return;
+    }
+    Runtime__V1__ContainerStatusResponse r = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+    if (dk_container_status(op, json, &r.status) < 0) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
+        return;
+    }
+    Runtime__V1__ContainerStatusResponse__InfoEntry info =
+        RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
+    Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = {&info};
+    char *verbose = NULL;
+    if (req->verbose && (verbose = cJSON_PrintUnformatted(json))) {
+        info.key = "info";
+        info.value = verbose;
+        r.n_info = 1;
+        r.info = infos;
+    }
+    dk_op_reply(op, &r.base);
+    free(verbose);
+}
+
+static void dk_ctr_status(struct dk_op *op)
+{
+    const Runtime__V1__ContainerStatusRequest *req = (const void *)op->req;
+    if (check_id(op, req->container_id) == 0)
+        dk_call(op, "GET", NULL, on_ctr_inspect, "/containers/%s/json", dk_esc(req->container_id));
+}
+
+/* ---- UpdateContainerResources / ReopenContainerLog ------------------------------------- */
+
+static void on_updated(struct dk_op *op, int status, cJSON *json)
+{
+    if (status != 200 && status != 201 && status != 204) {
+        dk_fail_http(op, status, json, "updating the container's resources");
+        return;
+    }
+    Runtime__V1__UpdateContainerResourcesResponse r =
+        RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_RESPONSE__INIT;
+    dk_op_reply(op, &r.base);
+}
+
+static void dk_update_resources(struct dk_op *op)
+{
+    const Runtime__V1__UpdateContainerResourcesRequest *req = (const void *)op->req;
+    if (check_id(op, req->container_id) < 0)
+        return;
+    cJSON *body = cJSON_CreateObject();
+    if (op->be->podman) {
+        /* podman's compatible API has no update (4.3); its own API has. */
+        dk_libpod_resources(body, req->linux);
+        dk_call(op, "POST", body, on_updated, "/libpod/containers/%s/update",
+                dk_esc(req->container_id));
+        return;
+    }
+    dk_resources(body, req->linux, 1);
+    dk_call(op, "POST", body, on_updated, "/containers/%s/update", dk_esc(req->container_id));
+}
+
+/* Docker's json-file driver cannot reopen its file; it rotates it itself
+ * (crisp creates containers with max-size/max-file below the kubelet's
+ * rotation threshold). What the kubelet needs after renaming log_path is a
+ * log at log_path again: the symlink is remade. */
+static void on_reopen_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__ReopenContainerLogRequest *req = (const void *)op->req;
+    if (status == 404 ||
+        (status == 200 && strcmp(dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_TYPE),
+                                 DK_TYPE_CONTAINER) != 0)) {
+        dk_op_fail(op, GRPC_NOT_FOUND, "container %s not found", req->container_id);
+        return;
+    }
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the container");
+        return;
+    }
+    if (!dk_bool(dk_obj(json, "State"), "Running")) {
+        dk_op_fail(op, GRPC_FAILED_PRECONDITION, "container %s is not running", req->container_id);
+        return;
+    }
+    char err[600];
+    const char *lp = dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_LOGPATH);
+    if (link_log(lp, dk_str(json, "LogPath"), err, sizeof(err)) < 0) {
+        dk_op_fail(op, GRPC_INTERNAL, "reopening the log: %s", err);
+        return;
+    }
+    Runtime__V1__ReopenContainerLogResponse r = RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT;
+    dk_op_reply(op, &r.base);
+}
+
+static void dk_reopen_log(struct dk_op *op)
+{
+    const Runtime__V1__ReopenContainerLogRequest *req = (const void *)op->req;
+    if (check_id(op, req->container_id) == 0)
+        dk_call(op, "GET", NULL, on_reopen_inspect, "/containers/%s/json",
+                dk_esc(req->container_id));
+}
+
+/* ---- ExecSync ------------------------------------------------------------------------- */
+
+struct exec_state {
+    char exec_id[80];
+    struct crisp_buf out, err;
+    uint8_t hdr[8];
+    size_t hdr_len;
+    size_t frame_left;
+    int frame_stream;
+    int truncated;
+    int polls;
+    struct event *timer; /* the ExecSync timeout */
+    struct event *poll;  /* waiting for the engine to record the exit */
+};
+
+static void exec_state_free(void *p)
+{
+    struct exec_state *st = p;
+    crisp_buf_free(&st->out);
+    crisp_buf_free(&st->err);
+    if (st->timer)
+        event_free(st->timer);
+    if (st->poll)
+        event_free(st->poll);
+}
+
+static void exec_reply(struct dk_op *op, int exit_code)
+{
+    struct exec_state *st = op->state;
+    Runtime__V1__ExecSyncResponse r = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
+    r.stdout.data = st->out.data;
+    r.stdout.len = st->out.len;
+    r.stderr.data = st->err.data;
+    r.stderr.len = st->err.len;
+    r.exit_code = exit_code;
+    dk_op_reply(op, &r.base);
+}
+
+static void on_exec_inspect(struct dk_op *op, int status, cJSON *json);
+
+static void exec_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dk_op *op = arg;
+    struct exec_state *st = op->state;
+    dk_call(op, "GET", NULL, on_exec_inspect, "/exec/%s/json", st->exec_id);
+}
+
+static void on_exec_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    struct exec_state *st = op->state;
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the exec");
+        return;
+    }
+    /* The stream can end a moment before the engine records the exit. */
+    if (dk_bool(json, "Running") && st->polls++ < 100) {
+        struct timeval tv = {0, 10000};
+        if (!st->poll)
+            st->poll = evtimer_new(op->be->evb, exec_poll, op);
+        if (st->poll && evtimer_add(st->poll, &tv) == 0)
+            return;
+    }
+    exec_reply(op, (int)dk_int(json, "ExitCode"));
+}
+
+/* Demultiplexes Docker's stream: frames of [stream, 0, 0, 0, size32be]. */
+static int exec_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
+{
+    (void)r;
+    struct dk_op *op = ud;
+    struct exec_state *st = op->state;
+    while (n) {
+        if (!st->frame_left) {
+            size_t take = 8 - st->hdr_len < n ? 8 - st->hdr_len : n;
+            memcpy(st->hdr + st->hdr_len, p, take);
+            st->hdr_len += take;
+            p += take;
+            n -= take;
+            if (st->hdr_len < 8)
+                return 0;
+            st->hdr_len = 0;
+            st->frame_stream = st->hdr[0];
+            st->frame_left = ((size_t)st->hdr[4] << 24) | ((size_t)st->hdr[5] << 16) |
+                             ((size_t)st->hdr[6] << 8) | st->hdr[7];
+            continue;
+        }
+        size_t take = st->frame_left < n ? st->frame_left : n;
+        struct crisp_buf *b = st->frame_stream == 2 ? &st->err : &st->out;
+        if (st->out.len + st->err.len + take > EXEC_OUTPUT_MAX - 1024)
+            st->truncated = 1; /* keep draining; what fits is kept */
+        else
+            crisp_buf_append(b, p, take);
+        st->frame_left -= take;
+        p += take;
+        n -= take;
+    }
+    return 0;
+}
+
+static void exec_done(struct h1_req *r, int err, const char *errmsg, int status,
+                      const uint8_t *body, size_t len, void *ud)
+{
+    (void)r;
+    (void)body;
+    (void)len;
+    struct dk_op *op = ud;
+    struct exec_state *st = op->state;
+    if (err) {
+        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: exec stream: %s", op->be->engine,
+                   errmsg ? errmsg : h1_strerror(err));
+        return;
+    }
+    if (status != 101 && status != 200) {
+        dk_op_fail(op, dk_code_for_status(status), "starting the exec: engine answered HTTP %d",
+                   status);
+        return;
+    }
+    if (dk_op_stopped(op))
+        return;
+    if (st->timer)
+        evtimer_del(st->timer);
+    dk_call(op, "GET", NULL, on_exec_inspect, "/exec/%s/json", st->exec_id);
+}
+
+static const struct h1_req_cbs exec_stream_cbs = {.on_body = exec_body, .on_done = exec_done};
+
+static void exec_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dk_op *op = arg;
+    const Runtime__V1__ExecSyncRequest *req = (const void *)op->req;
+    /* Docker has no call to kill an exec: the command is abandoned (it
+     * ends when it ends); the kubelet gets the timeout it asked for. */
+    dk_op_fail(op, GRPC_DEADLINE_EXCEEDED, "command timed out after %llds (ExecSync timeout)",
+               (long long)req->timeout);
+}
+
+static void on_exec_created(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__ExecSyncRequest *req = (const void *)op->req;
+    if (status == 404) {
+        dk_op_fail(op, GRPC_NOT_FOUND, "container %s not found", req->container_id);
+        return;
+    }
+    if (status == 409) {
+        dk_op_fail(op, GRPC_FAILED_PRECONDITION, "container %s is not running: %s",
+                   req->container_id, dk_errmsg(json, status));
+        return;
+    }
+    if (status != 201) {
+        dk_fail_http(op, status, json, "creating the exec");
+        return;
+    }
+    struct exec_state *st = op->state;
+    snprintf(st->exec_id, sizeof(st->exec_id), "%s", dk_str(json, "Id"));
+    if (req->timeout > 0) {
+        st->timer = evtimer_new(op->be->evb, exec_timeout, op);
+        struct timeval tv = {(time_t)req->timeout, 0};
+        if (!st->timer || evtimer_add(st->timer, &tv) < 0) {
+            dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "cannot arm the exec timer");
+            return;
+        }
+    }
+    static const char start[] = "{\"Detach\":false,\"Tty\":false}";
+    char target[160];
+    snprintf(target, sizeof(target), "/exec/%s/start", st->exec_id);
+    struct h1_req_opts o = {
+        .method = "POST",
+        .target = target,
+        .content_type = "application/json",
+        .body = (const uint8_t *)start,
+        .body_len = sizeof(start) - 1,
+        .upgrade = 1,
+    };
+    dk_call_opts(op, &o, &exec_stream_cbs);
+}
+
+static void dk_exec_sync(struct dk_op *op)
+{
+    const Runtime__V1__ExecSyncRequest *req = (const void *)op->req;
+    if (check_id(op, req->container_id) < 0)
+        return;
+    if (!req->n_cmd) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "ExecSync needs a command");
+        return;
+    }
+    struct exec_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    crisp_buf_init(&st->out, EXEC_OUTPUT_MAX);
+    crisp_buf_init(&st->err, EXEC_OUTPUT_MAX);
+    op->state = st;
+    op->free_state = exec_state_free;
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddBoolToObject(body, "AttachStdout", 1);
+    cJSON_AddBoolToObject(body, "AttachStderr", 1);
+    cJSON_AddBoolToObject(body, "Tty", 0);
+    cJSON_AddItemToObject(body, "Cmd", dk_strv(req->cmd, req->n_cmd));
+    dk_call(op, "POST", body, on_exec_created, "/containers/%s/exec", dk_esc(req->container_id));
+}
+
+const struct dk_method dk_container_methods[] = {
+    {"CreateContainer", dk_create_container, 0},
+    {"StartContainer", dk_start_container, 0},
+    {"StopContainer", dk_stop_container, 0},
+    {"RemoveContainer", dk_remove_container, 0},
+    {"ListContainers", dk_list_ctrs, 0},
+    {"ContainerStatus", dk_ctr_status, 0},
+    {"UpdateContainerResources", dk_update_resources, 0},
+    {"ReopenContainerLog", dk_reopen_log, 0},
+    {"ExecSync", dk_exec_sync, 0},
+    {NULL, NULL, 0},
+};

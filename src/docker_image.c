@@ -1,0 +1,555 @@
+/* docker_image.c - the ImageService on Docker: list, status, pull (every
+ * AuthConfig form, sent as X-Registry-Auth), remove, filesystem usage. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "crisp/docker.h"
+#include "crisp/grpc.h"
+#include "crisp/log.h"
+
+#define PULL_LINE_MAX (64 * 1024)
+
+/* ---- Image from Docker's JSON ------------------------------------------------------- */
+
+static size_t copy_refs(struct dk_op *op, const cJSON *arr, const char *none, char ***out)
+{
+    size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;
+    *out = NULL;
+    if (!n)
+        return 0;
+    char **v = dk_alloc(op, n * sizeof(char *));
+    if (!v)
+        return 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, none) != 0 && k < n)
+            v[k++] = dk_strdup(op, it->valuestring);
+    }
+    *out = v;
+    return k;
+}
+
+static Runtime__V1__Image *image_from_json(struct dk_op *op, const cJSON *j, const char *spec)
+{
+    Runtime__V1__Image *im = dk_msg(op, &runtime__v1__image__descriptor);
+    if (!im)
+        return NULL;
+    im->id = dk_strdup(op, dk_str(j, "Id"));
+    im->n_repo_tags = copy_refs(op, dk_obj(j, "RepoTags"), "<none>:<none>", &im->repo_tags);
+    im->n_repo_digests = copy_refs(op, dk_obj(j, "RepoDigests"), "<none>@<none>", &im->repo_digests);
+    int64_t size = dk_int(j, "Size");
+    im->size = size > 0 ? (uint64_t)size : 0;
+    /* The image's user, from an inspect answer: numeric -> uid, else name. */
+    const char *user = dk_str(dk_obj(j, "Config"), "User");
+    if (*user) {
+        char name[256];
+        snprintf(name, sizeof(name), "%s", user);
+        char *colon = strchr(name, ':');
+        if (colon)
+            *colon = 0;
+        char *end;
+        long long uid = strtoll(name, &end, 10);
+        if (*name && !*end) {
+            im->uid = dk_msg(op, &runtime__v1__int64_value__descriptor);
+            if (im->uid)
+                im->uid->value = uid;
+        } else {
+            im->username = dk_strdup(op, name);
+        }
+    }
+    if (spec) {
+        im->spec = dk_msg(op, &runtime__v1__image_spec__descriptor);
+        if (im->spec)
+            im->spec->image = dk_strdup(op, spec);
+    }
+    return im;
+}
+
+/* ---- ListImages ------------------------------------------------------------------ */
+
+#define STREAM_CHUNK 100
+
+static void on_images(struct dk_op *op, int status, cJSON *json)
+{
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, "listing images");
+        return;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(json), k = 0;
+    Runtime__V1__Image **v = dk_alloc(op, (n ? n : 1) * sizeof(*v));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, json) {
+        if (v && k < n && (v[k] = image_from_json(op, it, NULL)))
+            k++;
+    }
+    if (strcmp(op->call->method->name, "StreamImages") == 0) {
+        for (size_t i = 0; i < k; i += STREAM_CHUNK) {
+            Runtime__V1__StreamImagesResponse r = RUNTIME__V1__STREAM_IMAGES_RESPONSE__INIT;
+            r.n_images = k - i < STREAM_CHUNK ? k - i : STREAM_CHUNK;
+            r.images = v + i;
+            if (dk_op_send(op, &r.base) < 0)
+                return;
+        }
+        dk_op_finish_ok(op);
+        return;
+    }
+    Runtime__V1__ListImagesResponse r = RUNTIME__V1__LIST_IMAGES_RESPONSE__INIT;
+    r.n_images = k;
+    r.images = v;
+    dk_op_reply(op, &r.base);
+}
+
+/* ListImages and StreamImages: the request messages share their layout. */
+static void dk_list_images(struct dk_op *op)
+{
+    const Runtime__V1__ListImagesRequest *req = (const void *)op->req;
+    const char *want = req->filter && req->filter->image ? req->filter->image->image : NULL;
+    if (!want || !*want) {
+        dk_call(op, "GET", NULL, on_images, "/images/json");
+        return;
+    }
+    cJSON *f = cJSON_CreateObject();
+    cJSON *refs = cJSON_AddArrayToObject(f, "reference");
+    cJSON_AddItemToArray(refs, cJSON_CreateString(want));
+    char *json = cJSON_PrintUnformatted(f);
+    cJSON_Delete(f);
+    char q[4096];
+    if (!json || dk_query_esc(q, sizeof(q), json) < 0) {
+        free(json);
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "image filter too long");
+        return;
+    }
+    free(json);
+    dk_call(op, "GET", NULL, on_images, "/images/json?filters=%s", q);
+}
+
+/* ---- ImageStatus ----------------------------------------------------------------- */
+
+static void on_image_status(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__ImageStatusRequest *req = (const void *)op->req;
+    Runtime__V1__ImageStatusResponse r = RUNTIME__V1__IMAGE_STATUS_RESPONSE__INIT;
+    if (status == 404) {
+        dk_op_reply(op, &r.base); /* not present: no image, no error */
+        return;
+    }
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the image");
+        return;
+    }
+    r.image = image_from_json(op, json, req->image->image);
+    Runtime__V1__ImageStatusResponse__InfoEntry info =
+        RUNTIME__V1__IMAGE_STATUS_RESPONSE__INFO_ENTRY__INIT;
+    Runtime__V1__ImageStatusResponse__InfoEntry *infos[1] = {&info};
+    char *verbose = NULL;
+    if (req->verbose && (verbose = cJSON_PrintUnformatted(json))) {
+        info.key = "info";
+        info.value = verbose;
+        r.n_info = 1;
+        r.info = infos;
+    }
+    dk_op_reply(op, &r.base);
+    free(verbose);
+}
+
+static int check_spec(struct dk_op *op, const Runtime__V1__ImageSpec *spec)
+{
+    if (spec && spec->image && *spec->image)
+        return 0;
+    dk_op_fail(op, GRPC_INVALID_ARGUMENT, "image.image is empty");
+    return -1;
+}
+
+static void dk_image_status(struct dk_op *op)
+{
+    const Runtime__V1__ImageStatusRequest *req = (const void *)op->req;
+    if (check_spec(op, req->image) == 0)
+        dk_call(op, "GET", NULL, on_image_status, "/images/%s/json", dk_esc(req->image->image));
+}
+
+/* ---- pull -------------------------------------------------------------------------- */
+
+struct pull_state {
+    dk_pull_cb cb;
+    char ref[1024];
+    struct crisp_md headers;
+    char line[PULL_LINE_MAX];
+    size_t line_len;
+    char error[1024];
+};
+
+static void pull_state_free(void *p)
+{
+    struct pull_state *st = p;
+    crisp_md_free(&st->headers);
+    free(st);
+}
+
+static void pull_line(struct pull_state *st)
+{
+    st->line[st->line_len] = 0;
+    cJSON *j = cJSON_Parse(st->line);
+    const char *e = dk_str(j, "error");
+    if (!*e)
+        e = dk_str(dk_obj(j, "errorDetail"), "message");
+    if (!*e)
+        e = dk_str(j, "message"); /* an error answer ({"message": ...}) */
+    if (*e && !st->error[0])
+        snprintf(st->error, sizeof(st->error), "%s", e);
+    cJSON_Delete(j);
+    st->line_len = 0;
+}
+
+/* The pull's progress: one JSON object a line; an "error" may come at any
+ * point with HTTP 200 already sent. */
+static int pull_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
+{
+    (void)r;
+    struct dk_op *op = ud;
+    struct pull_state *st = op->aux;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            pull_line(st);
+        } else if (st->line_len < PULL_LINE_MAX - 1) {
+            st->line[st->line_len++] = (char)p[i];
+        }
+    }
+    return 0;
+}
+
+static int pull_code(const char *msg)
+{
+    if (strstr(msg, "unauthorized") || strstr(msg, "authentication required") ||
+        strstr(msg, "no basic auth credentials") || strstr(msg, "401"))
+        return GRPC_UNAUTHENTICATED;
+    if (strstr(msg, "not found") || strstr(msg, "manifest unknown") ||
+        strstr(msg, "does not exist"))
+        return GRPC_NOT_FOUND;
+    return GRPC_UNKNOWN;
+}
+
+static void pull_done(struct h1_req *r, int err, const char *errmsg, int status,
+                      const uint8_t *body, size_t len, void *ud)
+{
+    (void)r;
+    struct dk_op *op = ud;
+    struct pull_state *st = op->aux;
+    op->aux = NULL;
+    op->free_aux = NULL;
+    dk_pull_cb cb = st->cb;
+    char msg[1100];
+    int ok = 0, code = GRPC_OK;
+    if (err) {
+        code = GRPC_UNAVAILABLE;
+        snprintf(msg, sizeof(msg), "docker engine %s: %s", op->be->engine,
+                 errmsg ? errmsg : h1_strerror(err));
+    } else if (status != 200) {
+        (void)body;
+        (void)len;
+        if (st->line_len)
+            pull_line(st);
+        if (st->error[0])
+            snprintf(msg, sizeof(msg), "%s", st->error);
+        else
+            snprintf(msg, sizeof(msg), "engine answered HTTP %d", status);
+        code = status == 404 ? GRPC_NOT_FOUND : pull_code(msg);
+        if (code == GRPC_UNKNOWN)
+            code = dk_code_for_status(status);
+    } else {
+        if (st->line_len)
+            pull_line(st);
+        if (st->error[0]) {
+            snprintf(msg, sizeof(msg), "%s", st->error);
+            code = pull_code(msg);
+        } else {
+            ok = 1;
+            msg[0] = 0;
+        }
+    }
+    pull_state_free(st);
+    cb(op, ok, code, msg);
+}
+
+static const struct h1_req_cbs pull_cbs = {.on_body = pull_body, .on_done = pull_done};
+
+static void split_ref(const char *ref, char *name, size_t nn, char *tag, size_t tn)
+{
+    const char *at = strchr(ref, '@');
+    const char *slash = strrchr(ref, '/');
+    const char *colon = strrchr(ref, ':');
+    if (at) {
+        snprintf(name, nn, "%.*s", (int)(at - ref), ref);
+        snprintf(tag, tn, "%s", at + 1);
+    } else if (colon && (!slash || colon > slash)) {
+        snprintf(name, nn, "%.*s", (int)(colon - ref), ref);
+        snprintf(tag, tn, "%s", colon + 1);
+    } else {
+        snprintf(name, nn, "%s", ref);
+        snprintf(tag, tn, "latest");
+    }
+}
+
+void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pull_cb cb)
+{
+    struct pull_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        free(st);
+        cb(op, 0, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    st->cb = cb;
+    crisp_md_init(&st->headers, 64 * 1024);
+    if (registry_auth &&
+        crisp_md_add(&st->headers, (const uint8_t *)"X-Registry-Auth", 15,
+                     (const uint8_t *)registry_auth, strlen(registry_auth)) < 0) {
+        pull_state_free(st);
+        cb(op, 0, GRPC_INVALID_ARGUMENT, "registry credentials too large");
+        return;
+    }
+    char name[1024], tag[512], qn[3100], qt[1600];
+    split_ref(ref, name, sizeof(name), tag, sizeof(tag));
+    if (dk_query_esc(qn, sizeof(qn), name) < 0 || dk_query_esc(qt, sizeof(qt), tag) < 0) {
+        pull_state_free(st);
+        cb(op, 0, GRPC_INVALID_ARGUMENT, "image reference too long");
+        return;
+    }
+    char target[5000];
+    snprintf(target, sizeof(target), "/images/create?fromImage=%s&tag=%s", qn, qt);
+    op->aux = st;
+    op->free_aux = (dk_free_fn)pull_state_free;
+    struct h1_req_opts o = {.method = "POST", .target = target, .headers = &st->headers};
+    dk_call_opts(op, &o, &pull_cbs);
+}
+
+/* ---- PullImage --------------------------------------------------------------------- */
+
+static char *b64(const uint8_t *p, size_t n, int url)
+{
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (!out)
+        return NULL;
+    EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+    for (char *c = url ? out : NULL; c && *c; c++)
+        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+    return out;
+}
+
+/* AuthConfig -> X-Registry-Auth (base64url JSON). `auth` (base64
+ * "user:password", as in a docker config.json) is decoded here: the engine
+ * takes username and password. NULL when there are no credentials. */
+static char *registry_auth(const Runtime__V1__AuthConfig *a, char *err, size_t errlen)
+{
+    if (!a)
+        return NULL;
+    char user[512] = "", pass[1024] = "";
+    snprintf(user, sizeof(user), "%s", a->username ? a->username : "");
+    snprintf(pass, sizeof(pass), "%s", a->password ? a->password : "");
+    if (a->auth && *a->auth && !user[0]) {
+        size_t l = strlen(a->auth);
+        unsigned char *dec = malloc(l + 4);
+        int n = dec ? EVP_DecodeBlock(dec, (const unsigned char *)a->auth, (int)l) : -1;
+        if (n < 0) {
+            free(dec);
+            snprintf(err, errlen, "auth.auth is not valid base64");
+            return (char *)-1;
+        }
+        while (n > 0 && dec[n - 1] == 0)
+            n--; /* EVP_DecodeBlock counts padding as zero bytes */
+        dec[n] = 0;
+        char *colon = strchr((char *)dec, ':');
+        if (!colon) {
+            free(dec);
+            snprintf(err, errlen, "auth.auth must encode user:password");
+            return (char *)-1;
+        }
+        *colon = 0;
+        snprintf(user, sizeof(user), "%s", (char *)dec);
+        snprintf(pass, sizeof(pass), "%s", colon + 1);
+        free(dec);
+    }
+    cJSON *j = cJSON_CreateObject();
+    if (user[0])
+        cJSON_AddStringToObject(j, "username", user);
+    if (pass[0])
+        cJSON_AddStringToObject(j, "password", pass);
+    if (a->server_address && *a->server_address)
+        cJSON_AddStringToObject(j, "serveraddress", a->server_address);
+    if (a->identity_token && *a->identity_token)
+        cJSON_AddStringToObject(j, "identitytoken", a->identity_token);
+    if (a->registry_token && *a->registry_token)
+        cJSON_AddStringToObject(j, "registrytoken", a->registry_token);
+    char *json = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!json)
+        return NULL;
+    char *enc = b64((const uint8_t *)json, strlen(json), 1);
+    /* the JSON held a secret: do not leave it in freed memory */
+    OPENSSL_cleanse(json, strlen(json));
+    free(json);
+    OPENSSL_cleanse(pass, sizeof(pass));
+    return enc;
+}
+
+static void on_pulled_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the pulled image");
+        return;
+    }
+    Runtime__V1__PullImageResponse r = RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
+    r.image_ref = dk_strdup(op, dk_str(json, "Id"));
+    dk_op_reply(op, &r.base);
+}
+
+static void on_pulled(struct dk_op *op, int ok, int code, const char *msg)
+{
+    const Runtime__V1__PullImageRequest *req = (const void *)op->req;
+    if (!ok) {
+        dk_op_fail(op, code, "pulling image %s: %s", req->image->image, msg);
+        return;
+    }
+    dk_call(op, "GET", NULL, on_pulled_inspect, "/images/%s/json", dk_esc(req->image->image));
+}
+
+static void dk_pull_image(struct dk_op *op)
+{
+    const Runtime__V1__PullImageRequest *req = (const void *)op->req;
+    if (check_spec(op, req->image) < 0)
+        return;
+    char err[256];
+    char *auth = registry_auth(req->auth, err, sizeof(err));
+    if (auth == (char *)-1) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err);
+        return;
+    }
+    if (req->auth && !auth) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    dk_pull(op, req->image->image, auth, on_pulled);
+    if (auth) {
+        OPENSSL_cleanse(auth, strlen(auth));
+        free(auth);
+    }
+}
+
+/* ---- RemoveImage ----------------------------------------------------------------------- */
+
+static void on_image_removed(struct dk_op *op, int status, cJSON *json)
+{
+    if (status != 200 && status != 404) {
+        dk_fail_http(op, status, json, "removing the image");
+        return;
+    }
+    Runtime__V1__RemoveImageResponse r = RUNTIME__V1__REMOVE_IMAGE_RESPONSE__INIT;
+    dk_op_reply(op, &r.base);
+}
+
+static void on_remove_image_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    if (status == 404) {
+        on_image_removed(op, 404, NULL); /* idempotent */
+        return;
+    }
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the image");
+        return;
+    }
+    /* By ID, forced: every tag goes, as the CRI means by removing an image;
+     * an image a running container uses is refused by the engine (409). */
+    dk_call(op, "DELETE", NULL, on_image_removed, "/images/%s?force=1", dk_esc(dk_str(json, "Id")));
+}
+
+static void dk_remove_image(struct dk_op *op)
+{
+    const Runtime__V1__RemoveImageRequest *req = (const void *)op->req;
+    if (check_spec(op, req->image) == 0)
+        dk_call(op, "GET", NULL, on_remove_image_inspect, "/images/%s/json",
+                dk_esc(req->image->image));
+}
+
+/* ---- ImageFsInfo ------------------------------------------------------------------------ */
+
+static Runtime__V1__FilesystemUsage *fs_usage(struct dk_op *op, const char *dir, int64_t now,
+                                              int *ok)
+{
+    Runtime__V1__FilesystemUsage *u = dk_msg(op, &runtime__v1__filesystem_usage__descriptor);
+    Runtime__V1__FilesystemIdentifier *id = dk_msg(op, &runtime__v1__filesystem_identifier__descriptor);
+    Runtime__V1__UInt64Value *bytes = dk_msg(op, &runtime__v1__uint64_value__descriptor);
+    Runtime__V1__UInt64Value *inodes = dk_msg(op, &runtime__v1__uint64_value__descriptor);
+    if (!u || !id || !bytes || !inodes)
+        return NULL;
+    struct statvfs sv;
+    *ok = statvfs(dir, &sv) == 0;
+    if (*ok) {
+        bytes->value = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
+        inodes->value = (uint64_t)(sv.f_files - sv.f_ffree);
+    }
+    id->mountpoint = dk_strdup(op, dir);
+    u->timestamp = now;
+    u->fs_id = id;
+    u->used_bytes = bytes;
+    u->inodes_used = inodes;
+    return u;
+}
+
+static void on_fs_info(struct dk_op *op, int status, cJSON *json)
+{
+    if (status != 200) {
+        dk_fail_http(op, status, json, "docker info");
+        return;
+    }
+    /* The engine's root holds both its images and its containers' writable
+     * layers. crisp runs on the node, as the kubelet does, and measures the
+     * filesystem there. */
+    const char *root = dk_str(json, "DockerRootDir");
+    if (!*root)
+        root = dk_str(dk_obj(json, "Store"), "GraphRoot"); /* podman's /info */
+    if (!*root) {
+        dk_op_fail(op, GRPC_UNKNOWN, "the engine did not say where it stores images (DockerRootDir)");
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    int ok1 = 0, ok2 = 0;
+    Runtime__V1__FilesystemUsage *img = fs_usage(op, root, now, &ok1);
+    Runtime__V1__FilesystemUsage *ctr = fs_usage(op, root, now, &ok2);
+    if (!img || !ctr) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
+        return;
+    }
+    if (!ok1) {
+        dk_op_fail(op, GRPC_UNAVAILABLE,
+                   "cannot measure the engine's storage %s from crisp's host (is the engine remote?)",
+                   root);
+        return;
+    }
+    Runtime__V1__FilesystemUsage *imgs[1] = {img}, *ctrs[1] = {ctr};
+    Runtime__V1__ImageFsInfoResponse r = RUNTIME__V1__IMAGE_FS_INFO_RESPONSE__INIT;
+    r.n_image_filesystems = 1;
+    r.image_filesystems = imgs;
+    r.n_container_filesystems = 1;
+    r.container_filesystems = ctrs;
+    dk_op_reply(op, &r.base);
+}
+
+static void dk_image_fs_info(struct dk_op *op)
+{
+    dk_call(op, "GET", NULL, on_fs_info, "/info");
+}
+
+const struct dk_method dk_image_methods[] = {
+    {"ListImages", dk_list_images, 0},
+    {"StreamImages", dk_list_images, 0},
+    {"ImageStatus", dk_image_status, 0},
+    {"PullImage", dk_pull_image, 0},
+    {"RemoveImage", dk_remove_image, 0},
+    {"ImageFsInfo", dk_image_fs_info, 0},
+    {NULL, NULL, 0},
+};

@@ -1,0 +1,578 @@
+/* docker_pod.c - pod sandboxes on Docker: an infra ("pause") container that
+ * owns the pod's network, IPC and UTS namespaces, named and labelled as
+ * cri-dockerd does, so pods survive a move between the two. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crisp/docker.h"
+#include "crisp/grpc.h"
+#include "crisp/log.h"
+
+/* ---- RunPodSandbox ------------------------------------------------------------ */
+
+struct run_state {
+    char name[400];
+    char id[80];
+    cJSON *body;        /* create body, kept for a retry under another name */
+    int renamed;
+    int start_status;
+    char start_err[512];
+};
+
+static void run_state_free(void *p)
+{
+    struct run_state *st = p;
+    cJSON_Delete(st->body);
+}
+
+static void run_create(struct dk_op *op);
+
+static void on_run_rollback(struct dk_op *op, int status, cJSON *json)
+{
+    struct run_state *st = op->state;
+    (void)json;
+    if (status != 204 && status != 404)
+        log_warn("docker_rollback_failed", "container=%s status=%d", st->id, status);
+    dk_op_fail(op, dk_code_for_status(st->start_status), "starting the pod sandbox: %s",
+               st->start_err);
+}
+
+static void on_run_started(struct dk_op *op, int status, cJSON *json)
+{
+    struct run_state *st = op->state;
+    if (status != 204 && status != 304) {
+        /* Half-made: remove what was made, then answer the start error. */
+        st->start_status = status;
+        snprintf(st->start_err, sizeof(st->start_err), "%s", dk_errmsg(json, status));
+        dk_call(op, "DELETE", NULL, on_run_rollback, "/containers/%s?force=1&v=1", st->id);
+        return;
+    }
+    if (op->cancelled) {
+        /* Nobody will learn this ID: do not leave the pod behind. */
+        st->start_status = 499;
+        snprintf(st->start_err, sizeof(st->start_err), "the call was cancelled");
+        dk_call(op, "DELETE", NULL, on_run_rollback, "/containers/%s?force=1&v=1", st->id);
+        return;
+    }
+    Runtime__V1__RunPodSandboxResponse r = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
+    r.pod_sandbox_id = st->id;
+    dk_op_reply(op, &r.base);
+}
+
+static void on_run_created(struct dk_op *op, int status, cJSON *json)
+{
+    struct run_state *st = op->state;
+    if (status == 409 && !st->renamed) {
+        /* The name is taken (a sandbox of the same attempt left over): as
+         * cri-dockerd, add a random suffix the name parser ignores. */
+        size_t l = strlen(st->name);
+        snprintf(st->name + l, sizeof(st->name) - l, "_%08x", (unsigned)random());
+        st->renamed = 1;
+        run_create(op);
+        return;
+    }
+    if (status != 201) {
+        dk_fail_http(op, status, json, "creating the pod sandbox");
+        return;
+    }
+    snprintf(st->id, sizeof(st->id), "%s", dk_str(json, "Id"));
+    if (op->cancelled) {
+        st->start_status = 499;
+        snprintf(st->start_err, sizeof(st->start_err), "the call was cancelled");
+        dk_call(op, "DELETE", NULL, on_run_rollback, "/containers/%s?force=1&v=1", st->id);
+        return;
+    }
+    dk_call(op, "POST", NULL, on_run_started, "/containers/%s/start", st->id);
+}
+
+static void run_create(struct dk_op *op)
+{
+    struct run_state *st = op->state;
+    if (op->cancelled) {
+        dk_op_end(op); /* nothing made yet */
+        return;
+    }
+    char name[1300];
+    dk_query_esc(name, sizeof(name), st->name);
+    dk_call(op, "POST", cJSON_Duplicate(st->body, 1), on_run_created, "/containers/create?name=%s",
+            name);
+}
+
+static void run_pull_done(struct dk_op *op, int ok, int code, const char *msg)
+{
+    if (!ok) {
+        dk_op_fail(op, code, "pulling the pod infra image %s: %s", op->be->infra_image, msg);
+        return;
+    }
+    run_create(op);
+}
+
+static void on_run_image(struct dk_op *op, int status, cJSON *json)
+{
+    if (status == 200) {
+        run_create(op);
+        return;
+    }
+    if (status != 404) {
+        dk_fail_http(op, status, json, "inspecting the pod infra image");
+        return;
+    }
+    dk_pull(op, op->be->infra_image, NULL, run_pull_done);
+}
+
+static cJSON *sandbox_body(struct dk_op *op, const Runtime__V1__RunPodSandboxRequest *req,
+                           const char *runtime, char *err, size_t errlen)
+{
+    const Runtime__V1__PodSandboxConfig *c = req->config;
+    const Runtime__V1__LinuxPodSandboxConfig *lx = c->linux;
+    const Runtime__V1__LinuxSandboxSecurityContext *sc = lx ? lx->security_context : NULL;
+    const Runtime__V1__NamespaceOption *ns = sc ? sc->namespace_options : NULL;
+    cJSON *body = cJSON_CreateObject();
+    cJSON *hc = cJSON_AddObjectToObject(body, "HostConfig");
+    cJSON *labels = cJSON_AddObjectToObject(body, "Labels");
+    cJSON_AddStringToObject(body, "Image", op->be->infra_image);
+    if (c->hostname && *c->hostname)
+        cJSON_AddStringToObject(body, "Hostname", c->hostname);
+    dk_labels_add(labels, c->n_labels, c->labels, 0);
+    dk_labels_add(labels, c->n_annotations, c->annotations, 1);
+    cJSON_AddStringToObject(labels, DK_LABEL_TYPE, DK_TYPE_SANDBOX);
+    dk_label_created(labels);
+    if (req->runtime_handler && *req->runtime_handler)
+        cJSON_AddStringToObject(labels, DK_LABEL_HANDLER, req->runtime_handler);
+    int host_net = ns && ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE;
+    char modes[32];
+    snprintf(modes, sizeof(modes), "%d,%d,%d", host_net ? 2 : 0,
+             ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__NODE ? 2 : 1,
+             ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE ? 2 : 0);
+    cJSON_AddStringToObject(labels, DK_LABEL_NSMODES, modes);
+    if (host_net)
+        cJSON_AddStringToObject(hc, "NetworkMode", "host");
+    /* Containers join this IPC namespace, so it must be shareable. */
+    cJSON_AddStringToObject(hc, "IpcMode",
+                            ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE ? "host"
+                                                                              : "shareable");
+    if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__NODE)
+        cJSON_AddStringToObject(hc, "PidMode", "host");
+    if (!host_net) {
+        dk_dns(hc, c->dns_config);
+        dk_ports(body, hc, c->n_port_mappings, c->port_mappings);
+    }
+    if (lx && lx->cgroup_parent && *lx->cgroup_parent)
+        cJSON_AddStringToObject(hc, "CgroupParent", lx->cgroup_parent);
+    if (lx)
+        dk_sysctls(hc, lx->n_sysctls, lx->sysctls);
+    if (lx && lx->resources)
+        dk_resources(hc, lx->resources, 0);
+    /* The kubelet's value for infra containers: the last to be OOM-killed. */
+    cJSON_DeleteItemFromObjectCaseSensitive(hc, "OomScoreAdj");
+    cJSON_AddNumberToObject(hc, "OomScoreAdj", -998);
+    if (runtime && *runtime)
+        cJSON_AddStringToObject(hc, "Runtime", runtime);
+    if (dk_sandbox_security(body, hc, sc, err, errlen) < 0) {
+        cJSON_Delete(body);
+        return NULL;
+    }
+    (void)op;
+    return body;
+}
+
+static void dk_run_pod(struct dk_op *op)
+{
+    const Runtime__V1__RunPodSandboxRequest *req = (const void *)op->req;
+    const Runtime__V1__PodSandboxConfig *c = req->config;
+    const Runtime__V1__PodSandboxMetadata *md = c ? c->metadata : NULL;
+    if (!md || !md->name[0] || !md->namespace_[0] || !md->uid[0]) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
+                   "RunPodSandbox needs config.metadata with name, namespace and uid");
+        return;
+    }
+    if (strchr(md->name, '_') || strchr(md->namespace_, '_') || strchr(md->uid, '_')) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
+                   "pod name, namespace and uid may not contain '_' (Docker names join them with it)");
+        return;
+    }
+    const char *runtime = dk_runtime_for_handler(op->be, req->runtime_handler);
+    if (!runtime) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
+                   "runtime handler \"%s\" is not configured (crisp --runtime-handler NAME=DOCKER_RUNTIME)",
+                   req->runtime_handler);
+        return;
+    }
+    struct run_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    op->state = st;
+    op->free_state = run_state_free;
+    char err[512] = "";
+    st->body = sandbox_body(op, req, runtime, err, sizeof(err));
+    if (!st->body) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err[0] ? err : "out of memory");
+        return;
+    }
+    if (dk_make_name(st->name, sizeof(st->name), NULL, md->name, md->namespace_, md->uid,
+                     md->attempt) < 0) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod metadata too long for a container name");
+        return;
+    }
+    /* From here on, anything made is removed if the call fails or goes. */
+    op->must_finish = 1;
+    dk_call(op, "GET", NULL, on_run_image, "/images/%s/json", dk_esc(op->be->infra_image));
+}
+
+/* ---- shared: look a sandbox up ------------------------------------------------------ */
+
+/* Inspects id and checks it is a sandbox; cb gets the inspect JSON, or
+ * NULL when the sandbox does not exist (status 404). */
+struct sb_lookup {
+    void (*cb)(struct dk_op *op, cJSON *sandbox);
+};
+
+static void on_sandbox_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    struct sb_lookup *lk = op->state;
+    if (status == 404) {
+        lk->cb(op, NULL);
+        return;
+    }
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the pod sandbox");
+        return;
+    }
+    if (strcmp(dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_TYPE),
+               DK_TYPE_SANDBOX) != 0) {
+        lk->cb(op, NULL);
+        return;
+    }
+    lk->cb(op, json);
+}
+
+static int sandbox_lookup(struct dk_op *op, const char *id, size_t state_size,
+                          void (*cb)(struct dk_op *, cJSON *))
+{
+    if (!id || !*id) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+        return -1;
+    }
+    struct sb_lookup *lk = dk_alloc(op, state_size);
+    if (!lk) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    lk->cb = cb;
+    op->state = lk;
+    dk_call(op, "GET", NULL, on_sandbox_inspect, "/containers/%s/json", dk_esc(id));
+    return 0;
+}
+
+/* ---- Stop / Remove ---------------------------------------------------------------- */
+
+struct sbx_state {
+    struct sb_lookup lk;
+    char id[80];
+    int remove;      /* RemovePodSandbox rather than Stop */
+    unsigned failed;
+    char err[512];
+};
+
+static void sbx_final(struct dk_op *op, int status, cJSON *json)
+{
+    struct sbx_state *st = op->state;
+    if (status != 204 && status != 304 && status != 404) {
+        dk_fail_http(op, status, json, st->remove ? "removing the pod sandbox" : "stopping the pod sandbox");
+        return;
+    }
+    if (st->remove) {
+        Runtime__V1__RemovePodSandboxResponse r = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
+        dk_op_reply(op, &r.base);
+    } else {
+        Runtime__V1__StopPodSandboxResponse r = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
+        dk_op_reply(op, &r.base);
+    }
+}
+
+static void sbx_sandbox(struct dk_op *op)
+{
+    struct sbx_state *st = op->state;
+    if (st->failed) {
+        dk_op_fail(op, GRPC_UNKNOWN, "%s the pod's containers: %s",
+                   st->remove ? "removing" : "stopping", st->err);
+        return;
+    }
+    if (st->remove)
+        dk_call(op, "DELETE", NULL, sbx_final, "/containers/%s?force=1&v=1", st->id);
+    else
+        dk_call(op, "POST", NULL, sbx_final, "/containers/%s/stop?t=10", st->id);
+}
+
+static void on_member_done(struct dk_op *op, int status, cJSON *json)
+{
+    struct sbx_state *st = op->state;
+    if (status != 204 && status != 304 && status != 404) {
+        st->failed++;
+        snprintf(st->err, sizeof(st->err), "%s", dk_errmsg(json, status));
+    }
+    if (op->pending == 0)
+        sbx_sandbox(op);
+}
+
+static void on_members(struct dk_op *op, int status, cJSON *json)
+{
+    struct sbx_state *st = op->state;
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, "listing the pod's containers");
+        return;
+    }
+    const cJSON *c;
+    unsigned n = 0;
+    cJSON_ArrayForEach(c, json) {
+        const char *cid = dk_str(c, "Id");
+        if (st->remove) {
+            dk_call(op, "DELETE", NULL, on_member_done, "/containers/%s?force=1&v=1", cid);
+            n++;
+        } else if (strcmp(dk_str(c, "State"), "running") == 0) {
+            /* The kubelet stopped them gracefully already; what is left is
+             * forcibly terminated, as the CRI asks. */
+            dk_call(op, "POST", NULL, on_member_done, "/containers/%s/stop?t=0", cid);
+            n++;
+        }
+    }
+    if (n == 0)
+        sbx_sandbox(op);
+}
+
+static void sbx_found(struct dk_op *op, cJSON *sandbox)
+{
+    struct sbx_state *st = op->state;
+    if (!sandbox) {
+        /* Idempotent: a sandbox that is gone is stopped and removed. */
+        sbx_final(op, 404, NULL);
+        return;
+    }
+    snprintf(st->id, sizeof(st->id), "%s", dk_str(sandbox, "Id"));
+    char *filters = dk_label_filters(DK_TYPE_CONTAINER, st->id, 0, NULL);
+    if (!filters) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    dk_call(op, "GET", NULL, on_members, "/containers/json?all=1&filters=%s", filters);
+    free(filters);
+}
+
+static void dk_stop_pod(struct dk_op *op)
+{
+    const Runtime__V1__StopPodSandboxRequest *req = (const void *)op->req;
+    if (sandbox_lookup(op, req->pod_sandbox_id, sizeof(struct sbx_state), sbx_found) == 0)
+        op->must_finish = 1;
+}
+
+static void dk_remove_pod(struct dk_op *op)
+{
+    const Runtime__V1__RemovePodSandboxRequest *req = (const void *)op->req;
+    if (sandbox_lookup(op, req->pod_sandbox_id, sizeof(struct sbx_state), sbx_found) == 0) {
+        ((struct sbx_state *)op->state)->remove = 1;
+        op->must_finish = 1;
+    }
+}
+
+/* ---- PodSandboxStatus ------------------------------------------------------------------ */
+
+static Runtime__V1__PodSandboxMetadata *pod_metadata(struct dk_op *op, const char *docker_name)
+{
+    struct dk_name nm;
+    if (dk_parse_name(docker_name, &nm) < 0 || strcmp(nm.name, DK_SANDBOX_NAME) != 0)
+        return NULL;
+    Runtime__V1__PodSandboxMetadata *md = dk_msg(op, &runtime__v1__pod_sandbox_metadata__descriptor);
+    if (!md)
+        return NULL;
+    md->name = dk_strdup(op, nm.pod);
+    md->namespace_ = dk_strdup(op, nm.ns);
+    md->uid = dk_strdup(op, nm.uid);
+    md->attempt = nm.attempt;
+    return md;
+}
+
+static void sandbox_ips(struct dk_op *op, const cJSON *inspect, Runtime__V1__PodSandboxNetworkStatus *net)
+{
+    const cJSON *ns = dk_obj(inspect, "NetworkSettings");
+    const char *ip = dk_str(ns, "IPAddress");
+    const cJSON *nets = dk_obj(ns, "Networks");
+    const cJSON *n;
+    size_t extra = 0;
+    cJSON_ArrayForEach(n, nets) {
+        if (!*ip && *dk_str(n, "IPAddress"))
+            ip = dk_str(n, "IPAddress");
+        extra += *dk_str(n, "GlobalIPv6Address") != 0;
+    }
+    net->ip = dk_strdup(op, ip);
+    if (!extra)
+        return;
+    Runtime__V1__PodIP **ips = (void *)dk_msgs(op, &runtime__v1__pod_ip__descriptor, extra);
+    if (!ips)
+        return;
+    size_t k = 0;
+    cJSON_ArrayForEach(n, nets) {
+        if (*dk_str(n, "GlobalIPv6Address") && k < extra)
+            ips[k++]->ip = dk_strdup(op, dk_str(n, "GlobalIPv6Address"));
+    }
+    net->n_additional_ips = k;
+    net->additional_ips = ips;
+}
+
+static void status_found(struct dk_op *op, cJSON *sb)
+{
+    const Runtime__V1__PodSandboxStatusRequest *req = (const void *)op->req;
+    if (!sb) {
+        dk_op_fail(op, GRPC_NOT_FOUND, "pod sandbox %s not found", req->pod_sandbox_id);
+        return;
+    }
+    const cJSON *cfg = dk_obj(sb, "Config"), *hc = dk_obj(sb, "HostConfig");
+    const cJSON *labels = dk_obj(cfg, "Labels");
+    Runtime__V1__PodSandboxStatus *s;
+    Runtime__V1__PodSandboxNetworkStatus *net;
+    Runtime__V1__LinuxPodSandboxStatus *lx;
+    Runtime__V1__Namespace *nsp;
+    Runtime__V1__NamespaceOption *opt;
+    DK_NEW(op, s, runtime__v1__pod_sandbox_status__descriptor);
+    DK_NEW(op, net, runtime__v1__pod_sandbox_network_status__descriptor);
+    DK_NEW(op, lx, runtime__v1__linux_pod_sandbox_status__descriptor);
+    DK_NEW(op, nsp, runtime__v1__namespace__descriptor);
+    DK_NEW(op, opt, runtime__v1__namespace_option__descriptor);
+    s->id = dk_strdup(op, dk_str(sb, "Id"));
+    s->metadata = pod_metadata(op, dk_str(sb, "Name"));
+    s->state = dk_bool(dk_obj(sb, "State"), "Running") ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
+                                                        : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+    s->created_at = dk_created_ns(labels, dk_time_ns(dk_str(sb, "Created")) / 1000000000LL * 1000000000LL);
+    int host_net = strcmp(dk_str(hc, "NetworkMode"), "host") == 0;
+    if (!host_net)
+        sandbox_ips(op, sb, net);
+    s->network = net;
+    opt->network = host_net ? RUNTIME__V1__NAMESPACE_MODE__NODE : RUNTIME__V1__NAMESPACE_MODE__POD;
+    opt->pid = strcmp(dk_str(hc, "PidMode"), "host") == 0 ? RUNTIME__V1__NAMESPACE_MODE__NODE
+                                                           : RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
+    opt->ipc = strcmp(dk_str(hc, "IpcMode"), "host") == 0 ? RUNTIME__V1__NAMESPACE_MODE__NODE
+                                                           : RUNTIME__V1__NAMESPACE_MODE__POD;
+    int nmode, pmode, imode;
+    if (sscanf(dk_str(labels, DK_LABEL_NSMODES), "%d,%d,%d", &nmode, &pmode, &imode) == 3) {
+        /* what was asked at creation (podman does not report IPC host) */
+        opt->network = (Runtime__V1__NamespaceMode)nmode;
+        opt->pid = (Runtime__V1__NamespaceMode)pmode;
+        opt->ipc = (Runtime__V1__NamespaceMode)imode;
+    }
+    nsp->options = opt;
+    lx->namespaces = nsp;
+    s->linux = lx;
+    dk_map_from_labels(op, labels, 0, &runtime__v1__pod_sandbox_status__labels_entry__descriptor,
+                       &s->n_labels, &s->labels);
+    dk_map_from_labels(op, labels, 1,
+                       &runtime__v1__pod_sandbox_status__annotations_entry__descriptor,
+                       &s->n_annotations, &s->annotations);
+    s->runtime_handler = dk_strdup(op, dk_str(labels, DK_LABEL_HANDLER));
+    Runtime__V1__PodSandboxStatusResponse r = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
+    r.status = s;
+    Runtime__V1__PodSandboxStatusResponse__InfoEntry info =
+        RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
+    Runtime__V1__PodSandboxStatusResponse__InfoEntry *infos[1] = {&info};
+    char *verbose = NULL;
+    if (req->verbose && (verbose = cJSON_PrintUnformatted(sb))) {
+        info.key = "info";
+        info.value = verbose;
+        r.n_info = 1;
+        r.info = infos;
+    }
+    dk_op_reply(op, &r.base);
+    free(verbose);
+}
+
+static void dk_pod_status(struct dk_op *op)
+{
+    const Runtime__V1__PodSandboxStatusRequest *req = (const void *)op->req;
+    sandbox_lookup(op, req->pod_sandbox_id, sizeof(struct sb_lookup), status_found);
+}
+
+/* ---- ListPodSandbox / StreamPodSandboxes --------------------------------------------- */
+
+/* Builds the PodSandbox list from GET /containers/json, filtered. */
+size_t dk_sandboxes_from_list(struct dk_op *op, const cJSON *list,
+                              const Runtime__V1__PodSandboxFilter *f, Runtime__V1__PodSandbox ***out)
+{
+    size_t cap = (size_t)cJSON_GetArraySize(list), n = 0;
+    Runtime__V1__PodSandbox **v = dk_alloc(op, (cap ? cap : 1) * sizeof(*v));
+    *out = v;
+    if (!v)
+        return 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, list) {
+        const char *id = dk_str(c, "Id");
+        if (f && f->id && *f->id && strncmp(id, f->id, strlen(f->id)) != 0)
+            continue;
+        int ready = strcmp(dk_str(c, "State"), "running") == 0;
+        Runtime__V1__PodSandboxState state = ready ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
+                                                   : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+        if (f && f->state && f->state->state != state)
+            continue;
+        const cJSON *names = dk_obj(c, "Names");
+        const cJSON *labels = dk_obj(c, "Labels");
+        Runtime__V1__PodSandboxMetadata *md =
+            pod_metadata(op, cJSON_IsArray(names) && cJSON_GetArraySize(names) > 0
+                                 ? cJSON_GetArrayItem(names, 0)->valuestring
+                                 : NULL);
+        if (!md)
+            continue; /* not in the k8s naming scheme: not a pod crisp can describe */
+        Runtime__V1__PodSandbox *p = dk_msg(op, &runtime__v1__pod_sandbox__descriptor);
+        if (!p)
+            return 0;
+        p->id = dk_strdup(op, id);
+        p->metadata = md;
+        p->state = state;
+        p->created_at = dk_created_ns(labels, dk_int(c, "Created") * 1000000000LL);
+        dk_map_from_labels(op, labels, 0, &runtime__v1__pod_sandbox__labels_entry__descriptor,
+                           &p->n_labels, &p->labels);
+        dk_map_from_labels(op, labels, 1, &runtime__v1__pod_sandbox__annotations_entry__descriptor,
+                           &p->n_annotations, &p->annotations);
+        p->runtime_handler = dk_strdup(op, dk_str(labels, DK_LABEL_HANDLER));
+        v[n++] = p;
+    }
+    return n;
+}
+
+static void on_pod_list(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, "listing pod sandboxes");
+        return;
+    }
+    Runtime__V1__ListPodSandboxResponse r = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
+    r.n_items = dk_sandboxes_from_list(op, json, req->filter, &r.items);
+    dk_op_reply(op, &r.base);
+}
+
+void dk_list_sandboxes(struct dk_op *op, const Runtime__V1__PodSandboxFilter *f, dk_json_cb cb)
+{
+    char *filters = dk_label_filters(DK_TYPE_SANDBOX, NULL, f ? f->n_label_selector : 0,
+                                     f ? (void *)f->label_selector : NULL);
+    if (!filters) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    dk_call(op, "GET", NULL, cb, "/containers/json?all=1&filters=%s", filters);
+    free(filters);
+}
+
+static void dk_list_pods(struct dk_op *op)
+{
+    const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
+    dk_list_sandboxes(op, req->filter, on_pod_list);
+}
+
+const struct dk_method dk_pod_methods[] = {
+    {"RunPodSandbox", dk_run_pod, 0},
+    {"StopPodSandbox", dk_stop_pod, 0},
+    {"RemovePodSandbox", dk_remove_pod, 0},
+    {"PodSandboxStatus", dk_pod_status, 0},
+    {"ListPodSandbox", dk_list_pods, 0},
+    {NULL, NULL, 0},
+};

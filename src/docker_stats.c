@@ -1,0 +1,869 @@
+/* docker_stats.c - stats, events and the Stream* list RPCs on Docker.
+ *
+ * Stats come from one-shot GET /containers/{id}/stats (no 1 s sampling
+ * wait), issued in parallel; the writable layer from the size=1 list or
+ * inspect. usage_nano_cores needs two samples: a small bounded cache keeps
+ * the previous one per container (a cache, not state: after a restart the
+ * first answer lacks the rate, which the kubelet then computes itself). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crisp/docker.h"
+#include "crisp/grpc.h"
+#include "crisp/log.h"
+
+#define STREAM_CHUNK 100 /* items per message of a Stream* answer */
+
+/* ---- nano-cores cache ---------------------------------------------------------- */
+
+#define CPU_CACHE_SLOTS 4096
+struct cpu_sample {
+    char id[16];
+    int64_t ts;
+    uint64_t usage;
+};
+static struct cpu_sample cpu_cache[CPU_CACHE_SLOTS];
+
+static uint64_t nano_cores(const char *id, int64_t ts, uint64_t usage, int *have)
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 16 && id[i]; i++)
+        h = (h ^ (uint8_t)id[i]) * 16777619u;
+    struct cpu_sample *s = &cpu_cache[h % CPU_CACHE_SLOTS];
+    uint64_t rate = 0;
+    *have = 0;
+    if (strncmp(s->id, id, sizeof(s->id)) == 0 && ts > s->ts && usage >= s->usage) {
+        rate = (uint64_t)((double)(usage - s->usage) * 1e9 / (double)(ts - s->ts));
+        *have = 1;
+    }
+    strncpy(s->id, id, sizeof(s->id));
+    s->ts = ts;
+    s->usage = usage;
+    return rate;
+}
+
+/* ---- building blocks ------------------------------------------------------------ */
+
+static Runtime__V1__UInt64Value *u64(struct dk_op *op, int64_t v)
+{
+    Runtime__V1__UInt64Value *x = dk_msg(op, &runtime__v1__uint64_value__descriptor);
+    if (x)
+        x->value = v > 0 ? (uint64_t)v : 0;
+    return x;
+}
+
+static int64_t read_ns(const cJSON *stats)
+{
+    int64_t t = dk_time_ns(dk_str(stats, "read"));
+    if (!t) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        t = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
+    return t;
+}
+
+static Runtime__V1__CpuUsage *cpu_usage(struct dk_op *op, const char *id, const cJSON *stats)
+{
+    Runtime__V1__CpuUsage *c = dk_msg(op, &runtime__v1__cpu_usage__descriptor);
+    if (!c)
+        return NULL;
+    int64_t ts = read_ns(stats);
+    int64_t total = dk_int(dk_obj(dk_obj(stats, "cpu_stats"), "cpu_usage"), "total_usage");
+    c->timestamp = ts;
+    c->usage_core_nano_seconds = u64(op, total);
+    int have;
+    uint64_t rate = nano_cores(id, ts, total > 0 ? (uint64_t)total : 0, &have);
+    if (have)
+        c->usage_nano_cores = u64(op, (int64_t)rate);
+    return c;
+}
+
+static int64_t mem_stat(const cJSON *ms, const char *v1, const char *v2)
+{
+    const cJSON *s = dk_obj(ms, "stats");
+    return dk_obj(s, v1) ? dk_int(s, v1) : dk_int(s, v2);
+}
+
+static Runtime__V1__MemoryUsage *mem_usage(struct dk_op *op, const cJSON *stats)
+{
+    Runtime__V1__MemoryUsage *m = dk_msg(op, &runtime__v1__memory_usage__descriptor);
+    if (!m)
+        return NULL;
+    const cJSON *ms = dk_obj(stats, "memory_stats");
+    int64_t usage = dk_int(ms, "usage");
+    int64_t inactive = mem_stat(ms, "total_inactive_file", "inactive_file");
+    int64_t ws = usage > inactive ? usage - inactive : 0;
+    int64_t limit = dk_int(ms, "limit");
+    m->timestamp = read_ns(stats);
+    m->usage_bytes = u64(op, usage);
+    m->working_set_bytes = u64(op, ws);
+    m->rss_bytes = u64(op, mem_stat(ms, "total_rss", "anon"));
+    m->page_faults = u64(op, mem_stat(ms, "total_pgfault", "pgfault"));
+    m->major_page_faults = u64(op, mem_stat(ms, "total_pgmajfault", "pgmajfault"));
+    if (limit > 0 && limit < (1LL << 62))
+        m->available_bytes = u64(op, limit > ws ? limit - ws : 0);
+    return m;
+}
+
+static Runtime__V1__ContainerStats *container_stats(struct dk_op *op, const char *id,
+                                                    const char *name, const cJSON *labels,
+                                                    int64_t size_rw, const cJSON *stats)
+{
+    Runtime__V1__ContainerStats *cs = dk_msg(op, &runtime__v1__container_stats__descriptor);
+    Runtime__V1__ContainerAttributes *a = dk_msg(op, &runtime__v1__container_attributes__descriptor);
+    Runtime__V1__FilesystemUsage *fs = dk_msg(op, &runtime__v1__filesystem_usage__descriptor);
+    if (!cs || !a || !fs)
+        return NULL;
+    a->id = dk_strdup(op, id);
+    struct dk_name nm;
+    if (dk_parse_name(name, &nm) == 0) {
+        a->metadata = dk_msg(op, &runtime__v1__container_metadata__descriptor);
+        if (a->metadata) {
+            a->metadata->name = dk_strdup(op, nm.name);
+            a->metadata->attempt = nm.attempt;
+        }
+    }
+    dk_map_from_labels(op, labels, 0, &runtime__v1__container_attributes__labels_entry__descriptor,
+                       &a->n_labels, &a->labels);
+    dk_map_from_labels(op, labels, 1,
+                       &runtime__v1__container_attributes__annotations_entry__descriptor,
+                       &a->n_annotations, &a->annotations);
+    cs->attributes = a;
+    if (stats) {
+        cs->cpu = cpu_usage(op, id, stats);
+        cs->memory = mem_usage(op, stats);
+        fs->timestamp = read_ns(stats);
+    }
+    fs->used_bytes = u64(op, size_rw);
+    fs->fs_id = dk_msg(op, &runtime__v1__filesystem_identifier__descriptor);
+    cs->writable_layer = fs;
+    return cs;
+}
+
+/* ---- the stats op: list, then one stats request per running container ------------- */
+
+enum stats_kind {
+    ST_CONTAINER,      /* ContainerStats */
+    ST_CONTAINER_LIST, /* ListContainerStats / StreamContainerStats */
+    ST_POD,            /* PodSandboxStats */
+    ST_POD_LIST,       /* ListPodSandboxStats / StreamPodSandboxStats */
+};
+
+struct st_item {
+    const cJSON *entry; /* list entry or inspect answer (in state->ctrs/sbs) */
+    cJSON *stats;
+    int sandbox;
+};
+
+struct stats_state {
+    enum stats_kind kind;
+    int stream;
+    cJSON *sbs;   /* sandboxes (list answer), pod kinds */
+    cJSON *ctrs;  /* containers (list answer, or one inspect answer) */
+    struct st_item *items;
+    size_t n;
+    char want_sb[80]; /* ST_POD: the sandbox's ID; ST_POD_LIST: an ID prefix */
+    char want_ctr[80]; /* ST_CONTAINER_LIST: an ID prefix */
+    const Runtime__V1__PodSandboxStatsFilter *pod_filter;
+};
+
+static void stats_state_free(void *p)
+{
+    struct stats_state *st = p;
+    for (size_t i = 0; i < st->n; i++)
+        cJSON_Delete(st->items[i].stats);
+    free(st->items);
+    cJSON_Delete(st->sbs);
+    cJSON_Delete(st->ctrs);
+    free(st);
+}
+
+static const char *entry_id(const cJSON *e)
+{
+    return dk_str(e, "Id");
+}
+
+static const char *entry_name(const cJSON *e)
+{
+    const cJSON *names = dk_obj(e, "Names");
+    if (cJSON_IsArray(names) && cJSON_GetArraySize(names) > 0)
+        return cJSON_GetArrayItem(names, 0)->valuestring;
+    return dk_str(e, "Name");
+}
+
+static const cJSON *entry_labels(const cJSON *e)
+{
+    const cJSON *l = dk_obj(e, "Labels");
+    return l ? l : dk_obj(dk_obj(e, "Config"), "Labels");
+}
+
+static int entry_running(const cJSON *e)
+{
+    const cJSON *state = dk_obj(e, "State");
+    return cJSON_IsObject(state) ? dk_bool(state, "Running")
+                                 : strcmp(dk_str(e, "State"), "running") == 0;
+}
+
+static void stats_build(struct dk_op *op);
+
+static void on_one_stats(struct dk_op *op, int status, cJSON *json)
+{
+    struct st_item *it = op->cur_ud;
+    /* A container that stopped meanwhile has no stats: listed without them. */
+    if (status == 200 && json)
+        it->stats = cJSON_Duplicate(json, 1);
+    if (op->pending == 0)
+        stats_build(op);
+}
+
+static void stats_fetch(struct dk_op *op)
+{
+    struct stats_state *st = op->state;
+    if (st->n == 0) {
+        stats_build(op);
+        return;
+    }
+    for (size_t i = 0; i < st->n; i++)
+        dk_callx(op, "GET", NULL, on_one_stats, &st->items[i],
+                 "/containers/%s/stats?stream=false&one-shot=true", entry_id(st->items[i].entry));
+}
+
+static int add_item(struct stats_state *st, const cJSON *e, int sandbox, size_t cap)
+{
+    if (st->n == cap)
+        return -1;
+    st->items[st->n].entry = e;
+    st->items[st->n].sandbox = sandbox;
+    st->n++;
+    return 0;
+}
+
+/* Picks what to sample once the lists are in. */
+static void stats_select(struct dk_op *op)
+{
+    struct stats_state *st = op->state;
+    size_t cap = (size_t)cJSON_GetArraySize(st->ctrs) + (size_t)cJSON_GetArraySize(st->sbs) + 1;
+    st->items = calloc(cap, sizeof(*st->items));
+    if (!st->items) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    const cJSON *e;
+    if (st->kind == ST_CONTAINER) {
+        add_item(st, st->ctrs, 0, cap);
+    } else {
+        cJSON_ArrayForEach(e, st->ctrs) {
+            if (!entry_running(e))
+                continue;
+            if (st->want_ctr[0] && strncmp(entry_id(e), st->want_ctr, strlen(st->want_ctr)) != 0)
+                continue;
+            if (st->kind == ST_POD &&
+                strcmp(dk_str(entry_labels(e), DK_LABEL_SANDBOX_ID), st->want_sb) != 0)
+                continue;
+            add_item(st, e, 0, cap);
+        }
+        cJSON_ArrayForEach(e, st->sbs) {
+            if (entry_running(e))
+                add_item(st, e, 1, cap);
+        }
+    }
+    stats_fetch(op);
+}
+
+static void sum_u64(Runtime__V1__UInt64Value **dst, const Runtime__V1__UInt64Value *src,
+                    struct dk_op *op)
+{
+    if (!src)
+        return;
+    if (!*dst)
+        *dst = u64(op, 0);
+    if (*dst)
+        (*dst)->value += src->value;
+}
+
+static Runtime__V1__NetworkUsage *network_usage(struct dk_op *op, const cJSON *stats)
+{
+    const cJSON *nets = dk_obj(stats, "networks");
+    size_t n = (size_t)cJSON_GetArraySize(nets);
+    if (!n)
+        return NULL;
+    Runtime__V1__NetworkUsage *nu = dk_msg(op, &runtime__v1__network_usage__descriptor);
+    Runtime__V1__NetworkInterfaceUsage **ifs =
+        (void *)dk_msgs(op, &runtime__v1__network_interface_usage__descriptor, n);
+    if (!nu || !ifs)
+        return NULL;
+    size_t k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, nets) {
+        if (k == n)
+            break;
+        Runtime__V1__NetworkInterfaceUsage *x = ifs[k++];
+        x->name = dk_strdup(op, it->string);
+        x->rx_bytes = u64(op, dk_int(it, "rx_bytes"));
+        x->rx_errors = u64(op, dk_int(it, "rx_errors"));
+        x->tx_bytes = u64(op, dk_int(it, "tx_bytes"));
+        x->tx_errors = u64(op, dk_int(it, "tx_errors"));
+        if (!nu->default_interface || strcmp(x->name, "eth0") == 0)
+            nu->default_interface = x;
+    }
+    nu->timestamp = read_ns(stats);
+    nu->n_interfaces = k;
+    nu->interfaces = ifs;
+    return nu;
+}
+
+static Runtime__V1__PodSandboxStats *pod_stats(struct dk_op *op, const struct st_item *sb)
+{
+    struct stats_state *st = op->state;
+    const char *sid = entry_id(sb->entry);
+    Runtime__V1__PodSandboxStats *ps = dk_msg(op, &runtime__v1__pod_sandbox_stats__descriptor);
+    Runtime__V1__PodSandboxAttributes *a = dk_msg(op, &runtime__v1__pod_sandbox_attributes__descriptor);
+    Runtime__V1__LinuxPodSandboxStats *lx = dk_msg(op, &runtime__v1__linux_pod_sandbox_stats__descriptor);
+    Runtime__V1__CpuUsage *cpu = dk_msg(op, &runtime__v1__cpu_usage__descriptor);
+    Runtime__V1__MemoryUsage *mem = dk_msg(op, &runtime__v1__memory_usage__descriptor);
+    Runtime__V1__ContainerStats **cv = dk_alloc(op, (st->n ? st->n : 1) * sizeof(*cv));
+    if (!ps || !a || !lx || !cpu || !mem || !cv)
+        return NULL;
+    a->id = dk_strdup(op, sid);
+    struct dk_name nm;
+    if (dk_parse_name(entry_name(sb->entry), &nm) == 0) {
+        a->metadata = dk_msg(op, &runtime__v1__pod_sandbox_metadata__descriptor);
+        if (a->metadata) {
+            a->metadata->name = dk_strdup(op, nm.pod);
+            a->metadata->namespace_ = dk_strdup(op, nm.ns);
+            a->metadata->uid = dk_strdup(op, nm.uid);
+            a->metadata->attempt = nm.attempt;
+        }
+    }
+    const cJSON *labels = entry_labels(sb->entry);
+    dk_map_from_labels(op, labels, 0, &runtime__v1__pod_sandbox_attributes__labels_entry__descriptor,
+                       &a->n_labels, &a->labels);
+    dk_map_from_labels(op, labels, 1,
+                       &runtime__v1__pod_sandbox_attributes__annotations_entry__descriptor,
+                       &a->n_annotations, &a->annotations);
+    ps->attributes = a;
+    /* The pod's usage: its containers' and its infra container's. */
+    size_t nc = 0;
+    int64_t ts = 0;
+    uint64_t procs = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        const struct st_item *it = &st->items[i];
+        int mine = it == sb || (!it->sandbox && strcmp(dk_str(entry_labels(it->entry),
+                                                              DK_LABEL_SANDBOX_ID), sid) == 0);
+        if (!mine || !it->stats)
+            continue;
+        Runtime__V1__CpuUsage *c = cpu_usage(op, entry_id(it->entry), it->stats);
+        Runtime__V1__MemoryUsage *m = mem_usage(op, it->stats);
+        if (c) {
+            sum_u64(&cpu->usage_core_nano_seconds, c->usage_core_nano_seconds, op);
+            sum_u64(&cpu->usage_nano_cores, c->usage_nano_cores, op);
+            ts = c->timestamp > ts ? c->timestamp : ts;
+        }
+        if (m) {
+            sum_u64(&mem->usage_bytes, m->usage_bytes, op);
+            sum_u64(&mem->working_set_bytes, m->working_set_bytes, op);
+            sum_u64(&mem->rss_bytes, m->rss_bytes, op);
+            sum_u64(&mem->page_faults, m->page_faults, op);
+            sum_u64(&mem->major_page_faults, m->major_page_faults, op);
+        }
+        procs += (uint64_t)dk_int(dk_obj(it->stats, "pids_stats"), "current");
+        if (it != sb)
+            cv[nc++] = container_stats(op, entry_id(it->entry), entry_name(it->entry),
+                                       entry_labels(it->entry), dk_int(it->entry, "SizeRw"),
+                                       it->stats);
+    }
+    cpu->timestamp = mem->timestamp = ts;
+    lx->cpu = cpu;
+    lx->memory = mem;
+    if (sb->stats)
+        lx->network = network_usage(op, sb->stats);
+    lx->process = dk_msg(op, &runtime__v1__process_usage__descriptor);
+    if (lx->process) {
+        lx->process->timestamp = ts;
+        lx->process->process_count = u64(op, (int64_t)procs);
+    }
+    lx->n_containers = nc;
+    lx->containers = cv;
+    ps->linux = lx;
+    return ps;
+}
+
+static void stats_build(struct dk_op *op)
+{
+    struct stats_state *st = op->state;
+    if (st->kind == ST_CONTAINER) {
+        Runtime__V1__ContainerStatsResponse r = RUNTIME__V1__CONTAINER_STATS_RESPONSE__INIT;
+        const cJSON *e = st->ctrs;
+        r.stats = container_stats(op, entry_id(e), entry_name(e), entry_labels(e),
+                                  dk_int(e, "SizeRw"), st->items[0].stats);
+        dk_op_reply(op, &r.base);
+        return;
+    }
+    size_t n = 0;
+    void **v = dk_alloc(op, (st->n ? st->n : 1) * sizeof(void *));
+    if (!v) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
+        return;
+    }
+    for (size_t i = 0; i < st->n; i++) {
+        const struct st_item *it = &st->items[i];
+        if (st->kind == ST_CONTAINER_LIST && !it->sandbox)
+            v[n++] = container_stats(op, entry_id(it->entry), entry_name(it->entry),
+                                     entry_labels(it->entry), dk_int(it->entry, "SizeRw"),
+                                     it->stats);
+        else if ((st->kind == ST_POD_LIST || st->kind == ST_POD) && it->sandbox)
+            v[n++] = pod_stats(op, it);
+    }
+    if (st->kind == ST_POD) {
+        Runtime__V1__PodSandboxStatsResponse r = RUNTIME__V1__POD_SANDBOX_STATS_RESPONSE__INIT;
+        r.stats = n ? v[0] : NULL;
+        if (!n) {
+            if (cJSON_GetArraySize(st->sbs) == 0)
+                dk_op_fail(op, GRPC_NOT_FOUND, "pod sandbox %s not found", st->want_sb);
+            else
+                dk_op_fail(op, GRPC_FAILED_PRECONDITION, "pod sandbox %s is not running",
+                           st->want_sb);
+            return;
+        }
+        dk_op_reply(op, &r.base);
+        return;
+    }
+    if (!st->stream) {
+        if (st->kind == ST_CONTAINER_LIST) {
+            Runtime__V1__ListContainerStatsResponse r =
+                RUNTIME__V1__LIST_CONTAINER_STATS_RESPONSE__INIT;
+            r.n_stats = n;
+            r.stats = (void *)v;
+            dk_op_reply(op, &r.base);
+        } else {
+            Runtime__V1__ListPodSandboxStatsResponse r =
+                RUNTIME__V1__LIST_POD_SANDBOX_STATS_RESPONSE__INIT;
+            r.n_stats = n;
+            r.stats = (void *)v;
+            dk_op_reply(op, &r.base);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i += STREAM_CHUNK) {
+        size_t k = n - i < STREAM_CHUNK ? n - i : STREAM_CHUNK;
+        int rv;
+        if (st->kind == ST_CONTAINER_LIST) {
+            Runtime__V1__StreamContainerStatsResponse r =
+                RUNTIME__V1__STREAM_CONTAINER_STATS_RESPONSE__INIT;
+            r.n_container_stats = k;
+            r.container_stats = (void *)(v + i);
+            rv = dk_op_send(op, &r.base);
+        } else {
+            Runtime__V1__StreamPodSandboxStatsResponse r =
+                RUNTIME__V1__STREAM_POD_SANDBOX_STATS_RESPONSE__INIT;
+            r.n_pod_sandbox_stats = k;
+            r.pod_sandbox_stats = (void *)(v + i);
+            rv = dk_op_send(op, &r.base);
+        }
+        if (rv < 0)
+            return;
+    }
+    dk_op_finish_ok(op);
+}
+
+static struct stats_state *stats_new(struct dk_op *op, enum stats_kind kind, int stream)
+{
+    struct stats_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    st->kind = kind;
+    st->stream = stream;
+    op->state = st;
+    op->free_state = stats_state_free;
+    return st;
+}
+
+/* ContainerStats: inspect (with size), then one stats request. */
+static void on_stats_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__ContainerStatsRequest *req = (const void *)op->req;
+    struct stats_state *st = op->state;
+    if (status == 404 ||
+        (status == 200 && strcmp(dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_TYPE),
+                                 DK_TYPE_CONTAINER) != 0)) {
+        dk_op_fail(op, GRPC_NOT_FOUND, "container %s not found", req->container_id);
+        return;
+    }
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the container");
+        return;
+    }
+    st->ctrs = cJSON_Duplicate(json, 1);
+    if (!st->ctrs) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    stats_select(op);
+}
+
+static void dk_container_stats(struct dk_op *op)
+{
+    const Runtime__V1__ContainerStatsRequest *req = (const void *)op->req;
+    if (!req->container_id[0]) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "container_id is empty");
+        return;
+    }
+    if (stats_new(op, ST_CONTAINER, 0))
+        dk_call(op, "GET", NULL, on_stats_inspect, "/containers/%s/json?size=1",
+                dk_esc(req->container_id));
+}
+
+/* The list kinds: containers (with sizes), and for pods the sandboxes. */
+static void on_stats_sandboxes(struct dk_op *op, int status, cJSON *json)
+{
+    struct stats_state *st = op->state;
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, "listing pod sandboxes");
+        return;
+    }
+    st->sbs = cJSON_CreateArray();
+    const cJSON *e;
+    cJSON_ArrayForEach(e, json) {
+        if (st->kind == ST_POD && strcmp(entry_id(e), st->want_sb) != 0)
+            continue;
+        if (st->kind == ST_POD_LIST && st->want_sb[0] &&
+            strncmp(entry_id(e), st->want_sb, strlen(st->want_sb)) != 0)
+            continue;
+        cJSON_AddItemToArray(st->sbs, cJSON_Duplicate(e, 1));
+    }
+    stats_select(op);
+}
+
+static void on_stats_containers(struct dk_op *op, int status, cJSON *json)
+{
+    struct stats_state *st = op->state;
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, "listing containers");
+        return;
+    }
+    st->ctrs = cJSON_Duplicate(json, 1);
+    if (!st->ctrs) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    if (st->kind == ST_CONTAINER_LIST) {
+        stats_select(op);
+        return;
+    }
+    const Runtime__V1__PodSandboxStatsFilter *f = st->pod_filter;
+    char *filters = dk_label_filters(DK_TYPE_SANDBOX, NULL, f ? f->n_label_selector : 0,
+                                     f ? (void *)f->label_selector : NULL);
+    if (!filters) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    if (f && f->id && *f->id)
+        snprintf(st->want_sb, sizeof(st->want_sb), "%s", f->id);
+    dk_call(op, "GET", NULL, on_stats_sandboxes, "/containers/json?all=1&filters=%s", filters);
+    free(filters);
+}
+
+static void list_for_stats(struct dk_op *op, const char *sandbox_id, size_t nsel, void *sel)
+{
+    char *filters = dk_label_filters(DK_TYPE_CONTAINER, sandbox_id, nsel, sel);
+    if (!filters) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    dk_call(op, "GET", NULL, on_stats_containers, "/containers/json?size=1&filters=%s", filters);
+    free(filters);
+}
+
+static void container_stats_list(struct dk_op *op, const Runtime__V1__ContainerStatsFilter *f,
+                                 int stream)
+{
+    struct stats_state *st = stats_new(op, ST_CONTAINER_LIST, stream);
+    if (!st)
+        return;
+    if (f && f->id && *f->id)
+        snprintf(st->want_ctr, sizeof(st->want_ctr), "%s", f->id);
+    list_for_stats(op, f ? f->pod_sandbox_id : NULL, f ? f->n_label_selector : 0,
+                   f ? (void *)f->label_selector : NULL);
+}
+
+static void dk_list_container_stats(struct dk_op *op)
+{
+    const Runtime__V1__ListContainerStatsRequest *req = (const void *)op->req;
+    container_stats_list(op, req->filter, 0);
+}
+
+static void dk_stream_container_stats(struct dk_op *op)
+{
+    const Runtime__V1__StreamContainerStatsRequest *req = (const void *)op->req;
+    container_stats_list(op, req->filter, 1);
+}
+
+static void dk_pod_stats(struct dk_op *op)
+{
+    const Runtime__V1__PodSandboxStatsRequest *req = (const void *)op->req;
+    if (!req->pod_sandbox_id[0]) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+        return;
+    }
+    struct stats_state *st = stats_new(op, ST_POD, 0);
+    if (!st)
+        return;
+    snprintf(st->want_sb, sizeof(st->want_sb), "%s", req->pod_sandbox_id);
+    list_for_stats(op, req->pod_sandbox_id, 0, NULL);
+}
+
+static void pod_stats_list(struct dk_op *op, const Runtime__V1__PodSandboxStatsFilter *f,
+                           int stream)
+{
+    struct stats_state *st = stats_new(op, ST_POD_LIST, stream);
+    if (!st)
+        return;
+    st->pod_filter = f;
+    list_for_stats(op, NULL, 0, NULL);
+}
+
+static void dk_list_pod_stats(struct dk_op *op)
+{
+    pod_stats_list(op, ((const Runtime__V1__ListPodSandboxStatsRequest *)op->req)->filter, 0);
+}
+
+static void dk_stream_pod_stats(struct dk_op *op)
+{
+    pod_stats_list(op, ((const Runtime__V1__StreamPodSandboxStatsRequest *)op->req)->filter, 1);
+}
+
+/* ---- Stream* lists ------------------------------------------------------------------ */
+
+static void on_stream_pods(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__StreamPodSandboxesRequest *req = (const void *)op->req;
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, "listing pod sandboxes");
+        return;
+    }
+    Runtime__V1__PodSandbox **v;
+    size_t n = dk_sandboxes_from_list(op, json, req->filter, &v);
+    for (size_t i = 0; i < n; i += STREAM_CHUNK) {
+        Runtime__V1__StreamPodSandboxesResponse r = RUNTIME__V1__STREAM_POD_SANDBOXES_RESPONSE__INIT;
+        r.n_pod_sandboxes = n - i < STREAM_CHUNK ? n - i : STREAM_CHUNK;
+        r.pod_sandboxes = v + i;
+        if (dk_op_send(op, &r.base) < 0)
+            return;
+    }
+    dk_op_finish_ok(op);
+}
+
+static void dk_stream_pods(struct dk_op *op)
+{
+    const Runtime__V1__StreamPodSandboxesRequest *req = (const void *)op->req;
+    dk_list_sandboxes(op, req->filter, on_stream_pods);
+}
+
+static void on_stream_ctrs(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__StreamContainersRequest *req = (const void *)op->req;
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, "listing containers");
+        return;
+    }
+    Runtime__V1__Container **v;
+    size_t n = dk_containers_from_list(op, json, req->filter, &v);
+    for (size_t i = 0; i < n; i += STREAM_CHUNK) {
+        Runtime__V1__StreamContainersResponse r = RUNTIME__V1__STREAM_CONTAINERS_RESPONSE__INIT;
+        r.n_containers = n - i < STREAM_CHUNK ? n - i : STREAM_CHUNK;
+        r.containers = v + i;
+        if (dk_op_send(op, &r.base) < 0)
+            return;
+    }
+    dk_op_finish_ok(op);
+}
+
+static void dk_stream_ctrs(struct dk_op *op)
+{
+    const Runtime__V1__StreamContainersRequest *req = (const void *)op->req;
+    dk_list_containers(op, req->filter, on_stream_ctrs);
+}
+
+/* ---- GetContainerEvents ---------------------------------------------------------------- */
+
+#define EVENT_LINE_MAX (256 * 1024)
+
+struct events_state {
+    char *line;
+    size_t len;
+    int overflow;
+};
+
+static void events_state_free(void *p)
+{
+    struct events_state *st = p;
+    free(st->line);
+    free(st);
+}
+
+static int event_type(const char *action, Runtime__V1__ContainerEventType *t)
+{
+    if (strcmp(action, "create") == 0)
+        *t = RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT;
+    else if (strcmp(action, "start") == 0)
+        *t = RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT;
+    else if (strcmp(action, "die") == 0)
+        *t = RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT;
+    else if (strcmp(action, "destroy") == 0 || strcmp(action, "remove") == 0)
+        *t = RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT;
+    else
+        return -1;
+    return 0;
+}
+
+/* One engine event -> one CRI event. The statuses carry what the event
+ * itself says (IDs, names, labels); they are not re-read from the engine. */
+static void event_line(struct dk_op *op, const char *line)
+{
+    cJSON *ev = cJSON_Parse(line);
+    const char *action = dk_str(ev, "Action");
+    if (!*action)
+        action = dk_str(ev, "status");
+    const cJSON *attrs = dk_obj(dk_obj(ev, "Actor"), "Attributes");
+    const char *type = dk_str(attrs, DK_LABEL_TYPE);
+    Runtime__V1__ContainerEventType et;
+    if (!*type || event_type(action, &et) < 0) {
+        cJSON_Delete(ev);
+        return;
+    }
+    const char *id = dk_str(ev, "id");
+    if (!*id)
+        id = dk_str(dk_obj(ev, "Actor"), "ID");
+    struct dk_name nm;
+    int named = dk_parse_name(dk_str(attrs, "name"), &nm) == 0;
+    int is_sb = strcmp(type, DK_TYPE_SANDBOX) == 0;
+    const char *sid = is_sb ? id : dk_str(attrs, DK_LABEL_SANDBOX_ID);
+    Runtime__V1__ContainerEventResponse r = RUNTIME__V1__CONTAINER_EVENT_RESPONSE__INIT;
+    r.container_id = (char *)id;
+    r.container_event_type = et;
+    double tn = cJSON_IsNumber(dk_obj(ev, "timeNano")) ? dk_obj(ev, "timeNano")->valuedouble
+                                                        : (double)dk_int(ev, "time") * 1e9;
+    r.created_at = (int64_t)tn;
+    Runtime__V1__PodSandboxStatus ps = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
+    Runtime__V1__PodSandboxMetadata pm = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
+    ps.id = (char *)sid;
+    if (named) {
+        pm.name = nm.pod;
+        pm.namespace_ = nm.ns;
+        pm.uid = nm.uid;
+        pm.attempt = is_sb ? nm.attempt : 0;
+        ps.metadata = &pm;
+    }
+    r.pod_sandbox_status = &ps;
+    Runtime__V1__ContainerStatus cs = RUNTIME__V1__CONTAINER_STATUS__INIT;
+    Runtime__V1__ContainerMetadata cm = RUNTIME__V1__CONTAINER_METADATA__INIT;
+    Runtime__V1__ContainerStatus *csv[1] = {&cs};
+    if (!is_sb) {
+        cs.id = (char *)id;
+        cs.state = et == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT
+                       ? RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED
+                   : et == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT
+                       ? RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING
+                   : et == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT
+                       ? RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED
+                       : RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN;
+        if (named) {
+            cm.name = nm.name;
+            cm.attempt = nm.attempt;
+            cs.metadata = &cm;
+        }
+        if (et == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT)
+            cs.exit_code = atoi(dk_str(attrs, "exitCode"));
+        r.n_containers_statuses = 1;
+        r.containers_statuses = csv;
+    }
+    dk_op_send(op, &r.base);
+    cJSON_Delete(ev);
+}
+
+static int events_body(struct h1_req *h, const uint8_t *p, size_t n, void *ud)
+{
+    struct dk_op *op = ud;
+    struct events_state *st = op->state;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            if (!st->overflow && st->len) {
+                st->line[st->len] = 0;
+                event_line(op, st->line);
+            }
+            st->len = 0;
+            st->overflow = 0;
+        } else if (st->len < EVENT_LINE_MAX - 1) {
+            st->line[st->len++] = (char)p[i];
+        } else {
+            st->overflow = 1; /* an event this large is not a container's */
+        }
+    }
+    /* A slow client: stop reading the engine until the queue drains. */
+    if (op->call && crisp_call_out_full(op->call))
+        h1_pause(h);
+    return 0;
+}
+
+static void events_done(struct h1_req *h, int err, const char *errmsg, int status,
+                        const uint8_t *body, size_t len, void *ud)
+{
+    (void)h;
+    (void)body;
+    (void)len;
+    struct dk_op *op = ud;
+    if (err) {
+        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: event stream: %s", op->be->engine,
+                   errmsg ? errmsg : h1_strerror(err));
+        return;
+    }
+    if (status != 200) {
+        dk_op_fail(op, dk_code_for_status(status), "docker events: engine answered HTTP %d",
+                   status);
+        return;
+    }
+    dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s ended its event stream", op->be->engine);
+}
+
+static const struct h1_req_cbs events_cbs = {.on_body = events_body, .on_done = events_done};
+
+static void dk_events(struct dk_op *op)
+{
+    struct events_state *st = calloc(1, sizeof(*st));
+    if (st)
+        st->line = malloc(EVENT_LINE_MAX);
+    if (!st || !st->line) {
+        if (st)
+            free(st);
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    op->state = st;
+    op->free_state = events_state_free;
+    /* Type only: podman's label filter does not match a bare key. Events
+     * of containers that are not pods' are dropped here. */
+    static const char filters[] = "{\"type\":[\"container\"]}";
+    char q[512], target[600];
+    dk_query_esc(q, sizeof(q), filters);
+    snprintf(target, sizeof(target), "/events?filters=%s", q);
+    struct h1_req_opts o = {.method = "GET", .target = target};
+    dk_call_opts(op, &o, &events_cbs);
+}
+
+const struct dk_method dk_stats_methods[] = {
+    {"ContainerStats", dk_container_stats, 0},
+    {"ListContainerStats", dk_list_container_stats, 0},
+    {"StreamContainerStats", dk_stream_container_stats, 0},
+    {"PodSandboxStats", dk_pod_stats, 0},
+    {"ListPodSandboxStats", dk_list_pod_stats, 0},
+    {"StreamPodSandboxStats", dk_stream_pod_stats, 0},
+    {"StreamPodSandboxes", dk_stream_pods, 0},
+    {"StreamContainers", dk_stream_ctrs, 0},
+    {"GetContainerEvents", dk_events, 0},
+    {NULL, NULL, 0},
+};
