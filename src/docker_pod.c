@@ -199,6 +199,16 @@ static void dk_run_pod(struct dk_op *op)
                    req->runtime_handler);
         return;
     }
+    if (op->be->podman && *runtime) {
+        /* podman 4.3's compatible create ignores HostConfig.Runtime: the pod
+         * would run under the default runtime, not the isolation asked for. */
+        dk_op_fail(op, GRPC_FAILED_PRECONDITION,
+                   "runtime handler \"%s\" (runtime %s): podman's Docker-compatible API "
+                   "ignores the runtime choice; refusing rather than running the pod "
+                   "under podman's default runtime",
+                   req->runtime_handler, runtime);
+        return;
+    }
     struct run_state *st = calloc(1, sizeof(*st));
     if (!st) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
