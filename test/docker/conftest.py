@@ -34,7 +34,6 @@ sys.path.insert(0, os.path.join(REPO, "test", "integration"))
 sys.path.insert(0, HERE)
 
 from crilib import CRIClient, v1, rpc_error  # noqa: E402,F401
-import enginelib  # noqa: E402
 from enginelib import Engine, TYPE_LABEL  # noqa: E402
 
 ENV_DIR = os.path.join(REPO, "test", "env")
@@ -44,6 +43,10 @@ CRISP_BIN = os.path.abspath(os.environ.get("CRISP_BIN", os.path.join(REPO, "buil
 CRISP_ARGS = shlex.split(os.environ.get("CRISP_ARGS", "--log-level debug"))
 ENGINES = os.environ.get("CRISP_TEST_DOCKER_ENGINES", "docker podman").split()
 ALT_HANDLER = "alt"
+# A long-running container that exits at once on SIGTERM (busybox `sleep` as
+# PID 1 ignores SIGTERM, so every stop would wait out its whole grace period).
+SLEEP_LOOP = "trap 'exit 0' TERM; while :; do sleep 0.2; done"
+SLEEPER = ["sh", "-c", SLEEP_LOOP]
 SANITIZER_RE = re.compile(
     r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer|MemorySanitizer)"
     r"|UndefinedBehaviorSanitizer|SUMMARY: \w+Sanitizer|runtime error: ")
@@ -517,6 +520,8 @@ def parse_container_log(text):
             out.append((stream, buf))
         else:
             partial[stream] = buf
+    # output that ended without a newline (the container exited) is a line too
+    out.extend(partial.items())
     return out
 
 

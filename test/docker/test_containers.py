@@ -9,7 +9,7 @@ import time
 import grpc
 import pytest
 
-from conftest import WORK, code_of, read_container_log, wait_for, v1
+from conftest import SLEEPER, SLEEP_LOOP, WORK, code_of, read_container_log, v1, wait_for
 
 MiB = 1024 * 1024
 
@@ -76,14 +76,16 @@ def test_container_lifecycle(k8s, engine, denv):
     with open(os.path.join(rw, "out.txt")) as f:
         assert f.read() == "written\n"
     assert not os.path.exists(os.path.join(ro, "x"))
-    lines = wait_for(lambda: (os.path.exists(k8s.log_path(cid)) and
-                              len(read_container_log(k8s.log_path(cid))) >= 6 and
-                              read_container_log(k8s.log_path(cid))), timeout=5, what="the log")
-    assert ("stdout", "FOO=bar baz") in lines, lines
-    assert ("stdout", "pwd=/tmp/crisp-wd") in lines, lines
-    assert ("stdout", "from-the-host") in lines, lines
-    assert ("stdout", "ro-readonly") in lines, lines
-    assert ("stderr", "to-stderr") in lines, lines
+    want = [("stdout", "FOO=bar baz"), ("stdout", "pwd=/tmp/crisp-wd"), ("stdout", "from-the-host"),
+            ("stdout", "ro-readonly"), ("stderr", "to-stderr")]
+    path = k8s.log_path(cid)
+
+    def log_lines():
+        return read_container_log(path) if os.path.exists(path) else []
+    try:
+        wait_for(lambda: all(w in log_lines() for w in want), timeout=5, what="the output in %s" % path)
+    except AssertionError:
+        assert log_lines() == want  # shows what is there
 
     k8s.c.rt("RemoveContainer", container_id=cid)
     assert engine.try_inspect(cid) is None
@@ -143,10 +145,10 @@ def test_stop_container_timeout(k8s, engine):
 def test_list_containers_filters(k8s):
     a = k8s.run_pod()
     b = k8s.run_pod()
-    run1 = k8s.create(a, "run1", ["sleep", "1000"], labels={"role": "x", "n": "1"})
+    run1 = k8s.create(a, "run1", SLEEPER, labels={"role": "x", "n": "1"})
     done = k8s.create(a, "done", ["true"], labels={"role": "x", "n": "2"})
     created = k8s.create(a, "created", ["true"], labels={"role": "y"}, start=False)
-    other = k8s.create(b, "other", ["sleep", "1000"], labels={"role": "x", "n": "3"})
+    other = k8s.create(b, "other", SLEEPER, labels={"role": "x", "n": "3"})
     k8s.wait_exited(done)
 
     def ids(**flt):
@@ -184,7 +186,7 @@ def test_list_containers_filters(k8s):
 
 def test_exec_sync(k8s):
     pod = k8s.run_pod()
-    cid = k8s.create(pod, "exec", ["sleep", "1000"])
+    cid = k8s.create(pod, "exec", SLEEPER)
     r = k8s.c.rt("ExecSync", container_id=cid, cmd=["sh", "-c", "echo out; echo err >&2; exit 5"], timeout=10)
     assert r.stdout == b"out\n", r
     assert r.stderr == b"err\n", r
@@ -198,7 +200,7 @@ def test_exec_sync(k8s):
 
 def test_exec_sync_timeout(k8s):
     pod = k8s.run_pod()
-    cid = k8s.create(pod, "exec", ["sleep", "1000"])
+    cid = k8s.create(pod, "exec", SLEEPER)
     t = time.time()
     code, details = code_of(k8s.c.rt, "ExecSync", container_id=cid, cmd=["sleep", "30"], timeout=2, deadline=30)
     took = time.time() - t
@@ -232,7 +234,7 @@ def test_log_at_log_path(k8s):
 
 def test_log_while_running_and_reopen(k8s):
     pod = k8s.run_pod()
-    cid = k8s.create(pod, "ticker", ["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"])
+    cid = k8s.create(pod, "ticker", ["sh", "-c", "trap 'exit 0' TERM; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"])
     path = k8s.log_path(cid)
 
     def ticks():
@@ -312,7 +314,7 @@ def test_update_container_resources(k8s, engine):
     pod = k8s.run_pod()
     res = v1.LinuxContainerResources(cpu_shares=512, memory_limit_in_bytes=64 * MiB,
                                      memory_swap_limit_in_bytes=64 * MiB)
-    cid = k8s.create(pod, "resize", ["sleep", "1000"], resources=res)
+    cid = k8s.create(pod, "resize", SLEEPER, resources=res)
     hc = engine.inspect(cid)["HostConfig"]
     assert (hc["CpuShares"], hc["Memory"]) == (512, 64 * MiB), hc
     before = _cgroup_values(engine, cid)
@@ -352,7 +354,7 @@ def test_concurrent_containers(k8s):
 
     def one(i):
         try:
-            ids.append(k8s.create(pod, "c%d" % i, ["sh", "-c", "echo %d; sleep 1000" % i]))
+            ids.append(k8s.create(pod, "c%d" % i, ["sh", "-c", "echo %d; " % i + SLEEP_LOOP]))
         except grpc.RpcError as e:
             errors.append((e.code(), e.details()))
     threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]

@@ -8,7 +8,7 @@ import uuid
 
 import grpc
 
-from conftest import WORK, code_of, v1, wait_for
+from conftest import SLEEP_LOOP, WORK, code_of, v1, wait_for
 from enginelib import (ANNOTATION_PREFIX, CONTAINER_NAME_LABEL, LOGPATH_LABEL, SANDBOX_ID_LABEL, TYPE_LABEL,
                        container_name, sandbox_name)
 
@@ -65,7 +65,7 @@ def make_cri_dockerd_pod(engine, denv, name, ns, uid, app_label):
         return cid, logpath, ann
 
     init, _, _ = container("init", 0, ["sh", "-c", "echo init done"])
-    app, app_log, app_ann = container("app", 1, ["sh", "-c", "echo legacy-running; sleep 1000"])
+    app, app_log, app_ann = container("app", 1, ["sh", "-c", "echo legacy-running; " + SLEEP_LOOP])
     return sb, init, app, app_log, pod_labels, pod_ann, app_ann
 
 

@@ -9,7 +9,7 @@ import time
 import grpc
 import pytest
 
-from conftest import code_of, engine_container_ids, kill_engine, restart_engine, wait_for, v1
+from conftest import SLEEPER, code_of, engine_container_ids, kill_engine, restart_engine, v1, wait_for
 
 UNKNOWN_ID = "0123456789abcdef" * 4
 NF = grpc.StatusCode.NOT_FOUND
@@ -60,7 +60,7 @@ def test_unknown_ids_not_found(cri, engine, bad_id):
 def test_sandbox_id_is_not_a_container_id(k8s):
     """A sandbox (infra container) is not a CRI container, and vice versa."""
     pod = k8s.run_pod()
-    cid = k8s.create(pod, "real", ["sleep", "1000"])
+    cid = k8s.create(pod, "real", SLEEPER)
     code, details = call_code(k8s.c.rt, "ContainerStatus", container_id=pod)
     assert code == NF, (code, details)
     code, details = call_code(k8s.c.rt, "PodSandboxStatus", pod_sandbox_id=cid)
@@ -73,7 +73,7 @@ def test_create_container_in_removed_sandbox(k8s, engine):
     k8s.c.rt("StopPodSandbox", pod_sandbox_id=pod)
     k8s.c.rt("RemovePodSandbox", pod_sandbox_id=pod)
     before = engine_container_ids(engine)
-    ccfg = k8s.container_config("orphan", ["sleep", "1000"])
+    ccfg = k8s.container_config("orphan", SLEEPER)
     code, details = code_of(k8s.c.rt, "CreateContainer", pod_sandbox_id=pod, config=ccfg, sandbox_config=cfg)
     assert code in (NF, grpc.StatusCode.FAILED_PRECONDITION), (code, details)
     assert engine_container_ids(engine) == before, "CreateContainer in a removed sandbox left a container"
@@ -125,7 +125,7 @@ def test_engine_gone_mid_call(k8s, engine, denv, crisp):
     the engine, quick calls fail the same way while it is gone, and crisp
     serves again once it is back."""
     pod = k8s.run_pod()
-    cid = k8s.create(pod, "victim", ["sleep", "1000"])
+    cid = k8s.create(pod, "victim", SLEEPER)
     result = {}
 
     def slow():

@@ -4,7 +4,7 @@ import time
 
 import grpc
 
-from conftest import v1
+from conftest import SLEEPER, v1
 
 WANT = [v1.CONTAINER_CREATED_EVENT, v1.CONTAINER_STARTED_EVENT, v1.CONTAINER_STOPPED_EVENT,
         v1.CONTAINER_DELETED_EVENT]
@@ -54,7 +54,7 @@ def test_container_events_lifecycle(k8s):
     try:
         time.sleep(0.5)  # the subscription is in place
         t0 = time.time()
-        cid = k8s.create(pod, "evented", ["sleep", "1000"])
+        cid = k8s.create(pod, "evented", SLEEPER)
         reader.wait_types(cid, WANT[:2])
         k8s.c.rt("StopContainer", container_id=cid, timeout=0)
         reader.wait_types(cid, WANT[:3])

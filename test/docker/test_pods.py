@@ -3,11 +3,13 @@ network/IPC/UTS namespaces), PodSandboxStatus, ListPodSandbox filters,
 Stop/Remove (idempotent, taking the pod's containers with them), and the
 engine-side metadata in cri-dockerd's scheme."""
 import ipaddress
+import os
 import socket
 import time
 
 import grpc
-from conftest import ALT_HANDLER, code_of, engine_container_ids, remove_k8s_containers, wait_for, v1
+import pytest
+from conftest import ALT_HANDLER, SLEEPER, code_of, engine_container_ids, remove_k8s_containers, v1, wait_for
 from enginelib import (ANNOTATION_PREFIX, SANDBOX_ID_LABEL, TYPE_LABEL, container_name, sandbox_name)
 
 
@@ -65,7 +67,7 @@ def test_pod_lifecycle(k8s, engine, denv):
     assert sb["State"]["Running"]
 
     # a container of the pod sees the pod's hostname, DNS config and network
-    cid = k8s.create(pod, "probe", ["sleep", "1000"])
+    cid = k8s.create(pod, "probe", SLEEPER)
     rc, out = engine.exec_run(cid, ["hostname"])
     assert (rc, out.decode().strip()) == (0, "crisp-pod-host")
     rc, out = engine.exec_run(cid, ["cat", "/etc/resolv.conf"])
@@ -115,8 +117,8 @@ def test_pod_lifecycle(k8s, engine, denv):
 def test_remove_running_pod_removes_containers(k8s, engine):
     """RemovePodSandbox without a Stop first (the kubelet may do that)."""
     pod = k8s.run_pod()
-    c1 = k8s.create(pod, "one", ["sleep", "1000"])
-    c2 = k8s.create(pod, "two", ["sleep", "1000"])
+    c1 = k8s.create(pod, "one", SLEEPER)
+    c2 = k8s.create(pod, "two", SLEEPER)
     c3 = k8s.create(pod, "never-started", ["true"], start=False)
     k8s.c.rt("RemovePodSandbox", pod_sandbox_id=pod, deadline=60)
     for cid in (pod, c1, c2, c3):
@@ -170,6 +172,10 @@ def test_port_mapping(k8s, engine):
     wait_for(fetch, timeout=10, what="127.0.0.1:%d to reach the pod's port 8080" % host_port)
 
 
+def same_ns(pid, ns):
+    return os.readlink("/proc/%d/ns/%s" % (pid, ns)) == os.readlink("/proc/self/ns/%s" % ns)
+
+
 def test_host_namespaces(k8s, engine):
     cfg = k8s.pod_config(network=v1.NODE, pid=v1.NODE, ipc=v1.NODE, hostname="")
     pod = k8s.run_pod(cfg)
@@ -178,12 +184,29 @@ def test_host_namespaces(k8s, engine):
     assert (ns.network, ns.pid, ns.ipc) == (v1.NODE, v1.NODE, v1.NODE), ns
     sb = engine_sandbox(engine, pod)
     assert sb["HostConfig"]["NetworkMode"] == "host", sb["HostConfig"]["NetworkMode"]
-    assert sb["HostConfig"]["IpcMode"] == "host", sb["HostConfig"]["IpcMode"]
-    cid = k8s.create(pod, "hostns", ["sleep", "1000"])
-    hc = engine.inspect(cid)["HostConfig"]
-    assert hc["PidMode"] == "host", hc["PidMode"]
+    if engine.kind == "docker":  # podman 4.3's inspect says "shareable" for a host-IPC container
+        assert sb["HostConfig"]["IpcMode"] == "host", sb["HostConfig"]["IpcMode"]
+    cid = k8s.create(pod, "hostns", SLEEPER)
+    for x in (pod, cid):
+        pid = engine.inspect(x)["State"]["Pid"]
+        for n in ("net", "ipc", "pid"):
+            assert same_ns(pid, n), "%s of %s is not the host's" % (n, "the sandbox" if x == pod else "the container")
     rc, out = engine.exec_run(cid, ["hostname"])
     assert out.decode().strip() == socket.gethostname(), out
+    # and a pod with its own namespaces does not share the host's
+    pod2 = k8s.run_pod()
+    cid2 = k8s.create(pod2, "podns", SLEEPER)
+    pid = engine.inspect(cid2)["State"]["Pid"]
+    for n in ("net", "ipc", "pid"):
+        assert not same_ns(pid, n), "%s of a POD-namespaced container is the host's" % n
+    spid = engine.inspect(pod2)["State"]["Pid"]
+    # (UTS: Docker copies the sandbox's hostname into a new UTS namespace; the
+    # hostname itself is checked in test_pod_lifecycle)
+    for n in ("net", "ipc"):
+        assert os.readlink("/proc/%d/ns/%s" % (pid, n)) == os.readlink("/proc/%d/ns/%s" % (spid, n)), \
+            "the container does not share the sandbox's %s namespace" % n
+    assert os.readlink("/proc/%d/ns/pid" % pid) != os.readlink("/proc/%d/ns/pid" % spid), \
+        "pid CONTAINER: the container should have its own pid namespace"
 
 
 def test_cgroup_parent_and_sysctls(k8s, engine):
@@ -192,21 +215,36 @@ def test_cgroup_parent_and_sysctls(k8s, engine):
     hc = engine_sandbox(engine, pod)["HostConfig"]
     if engine.info()["CgroupDriver"] == "cgroupfs":
         assert hc["CgroupParent"] == cfg.linux.cgroup_parent, hc["CgroupParent"]
-    assert (hc.get("Sysctls") or {}).get("net.ipv4.ip_unprivileged_port_start") == "0", hc.get("Sysctls")
-    cid = k8s.create(pod, "sysctl", ["sleep", "1000"])
+    if engine.kind == "docker":  # podman 4.3 applies Sysctls but its inspect shows none
+        assert (hc.get("Sysctls") or {}).get("net.ipv4.ip_unprivileged_port_start") == "0", hc.get("Sysctls")
+    cid = k8s.create(pod, "sysctl", SLEEPER)
     rc, out = engine.exec_run(cid, ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"])
     assert out.decode().strip() == "0", out
 
 
+def compat_api_ignores_runtime(engine, denv):
+    """podman 4.3's compat create ignores HostConfig.Runtime (its libpod API
+    takes oci_runtime): probe the engine itself."""
+    cid = engine.create({"Image": denv.BUSYBOX_IMAGE, "Cmd": ["true"],
+                         "HostConfig": {"Runtime": denv.ALT_RUNTIME}})
+    try:
+        return engine.runtime_of(cid) != denv.ALT_RUNTIME
+    finally:
+        engine.remove(cid)
+
+
 def test_runtime_handler(k8s, engine, denv):
     pod = k8s.run_pod(runtime_handler=ALT_HANDLER)
+    if engine.runtime_of(pod) != denv.ALT_RUNTIME and compat_api_ignores_runtime(engine, denv):
+        pytest.xfail("the %s engine's Docker-compatible create ignores HostConfig.Runtime, and crisp did "
+                     "not choose the runtime another way" % engine.kind)
     assert engine.runtime_of(pod) == denv.ALT_RUNTIME
     st = k8s.pod_status(pod)
     assert st.runtime_handler == ALT_HANDLER, st
     listed = [p for p in k8s.c.rt("ListPodSandbox", filter=v1.PodSandboxFilter(id=pod)).items]
     assert listed and listed[0].runtime_handler == ALT_HANDLER, listed
     # the pod's containers run with the pod's runtime
-    cid = k8s.create(pod, "alt", ["sleep", "1000"])
+    cid = k8s.create(pod, "alt", SLEEPER)
     assert engine.runtime_of(cid) == denv.ALT_RUNTIME
     # and the default handler maps to the engine's default runtime
     pod2 = k8s.run_pod()
@@ -252,7 +290,7 @@ def test_list_pod_sandbox_filters(k8s):
 def test_engine_names_for_containers(k8s, engine):
     cfg = k8s.pod_config()
     pod = k8s.run_pod(cfg)
-    cid = k8s.create(pod, "named", ["sleep", "1000"], attempt=2)
+    cid = k8s.create(pod, "named", SLEEPER, attempt=2)
     info = engine.inspect(cid)
     md = cfg.metadata
     assert info["Name"].lstrip("/") == container_name("named", md.name, md.namespace, md.uid, 2), info["Name"]

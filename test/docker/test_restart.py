@@ -31,7 +31,7 @@ def snapshot(c, pods, ctrs):
 def test_restart_same_answers(k8s, crisp, how):
     a = k8s.run_pod(labels={"restart": "a"}, annotations={"restart/ann": "1"})
     b = k8s.run_pod(labels={"restart": "b"})
-    ticker = k8s.create(a, "ticker", ["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"])
+    ticker = k8s.create(a, "ticker", ["sh", "-c", "trap 'exit 0' TERM; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"])
     done = k8s.create(a, "done", ["sh", "-c", "exit 7"])
     created = k8s.create(b, "created", ["true"], start=False)
     k8s.wait_exited(done)

@@ -6,7 +6,7 @@ import time
 import grpc
 import pytest
 
-from conftest import ALT_HANDLER, code_of, v1
+from conftest import ALT_HANDLER, SLEEPER, code_of, v1
 
 # The issue asks for these to be implemented against the engine (never UNIMPLEMENTED).
 MUST_IMPLEMENT = {
@@ -96,7 +96,7 @@ def test_every_rpc_answered(cri, engine):
 @pytest.mark.parametrize("method", ["Exec", "Attach", "PortForward"])
 def test_streaming_rpcs_unimplemented(k8s, method):
     pod = k8s.run_pod()
-    cid = k8s.create(pod, "idle", ["sleep", "1000"])
+    cid = k8s.create(pod, "idle", SLEEPER)
     req = {
         "Exec": dict(container_id=cid, cmd=["true"], stdout=True),
         "Attach": dict(container_id=cid, stdout=True),
@@ -112,7 +112,20 @@ def test_long_calls_do_not_hold_up_quick_ones(k8s):
     """A pool of engine connections: ExecSyncs in flight never delay Version,
     Status or the List calls."""
     pod = k8s.run_pod()
-    cid = k8s.create(pod, "idle", ["sleep", "1000"])
+    cid = k8s.create(pod, "idle", SLEEPER)
+    quick = (("Version", k8s.c.rt), ("Status", k8s.c.rt), ("ListPodSandbox", k8s.c.rt),
+             ("ListContainers", k8s.c.rt), ("ListImages", k8s.c.img))
+
+    def worst_latencies(rounds=3):
+        worst = {}
+        for _ in range(rounds):
+            for m, fn in quick:
+                t = time.time()
+                fn(m, deadline=10)
+                worst[m] = max(worst.get(m, 0), time.time() - t)
+        return worst
+    # idle first: podman's own /version and /info take about a second each
+    idle = worst_latencies()
     results = []
 
     def slow():
@@ -127,17 +140,9 @@ def test_long_calls_do_not_hold_up_quick_ones(k8s):
     for t in threads:
         t.start()
     time.sleep(0.7)  # the execs are running in the engine now
-    slowest = {}
-    for _ in range(3):
-        for m, kw in (("Version", {}), ("Status", {}), ("ListPodSandbox", {}), ("ListContainers", {})):
-            t = time.time()
-            k8s.c.rt(m, deadline=10, **kw)
-            slowest[m] = max(slowest.get(m, 0), time.time() - t)
-        t = time.time()
-        k8s.c.img("ListImages", deadline=10)
-        slowest["ListImages"] = max(slowest.get("ListImages", 0), time.time() - t)
+    busy = worst_latencies()
     for t in threads:
         t.join(40)
     assert all(r[0] == "ok" for r in results), results
-    late = {m: round(d, 2) for m, d in slowest.items() if d > 1.0}
-    assert not late, "quick calls waited behind the ExecSyncs: %s" % late
+    late = {m: (round(idle[m], 2), round(d, 2)) for m, d in busy.items() if d > idle[m] + 0.75}
+    assert not late, "quick calls waited behind the ExecSyncs (idle, busy seconds): %s" % late
