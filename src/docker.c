@@ -268,6 +268,23 @@ int dk_op_stopped(struct dk_op *op)
     return 1;
 }
 
+int dk_check_id(struct dk_op *op, const char *id, const char *what)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s is empty", what);
+        return -1;
+    }
+    /* Engine IDs are 64 hex digits (names are allowed too); anything else
+     * would only reach the engine as a path it cannot find. */
+    if (n > 128 || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n) {
+        dk_op_fail(op, GRPC_NOT_FOUND, "%s %.64s%s not found (not an engine ID)", what, id,
+                   n > 64 ? "..." : "");
+        return -1;
+    }
+    return 0;
+}
+
 int dk_code_for_status(int status)
 {
     switch (status) {
@@ -422,7 +439,7 @@ static void issue(struct dk_op *op, struct dk_sub *sub, struct h1_req_opts *o,
         snprintf(target, sizeof(target), "%s%s%s", op->be->api[0] ? "/v" : "", op->be->api,
                  o->target);
     o->target = target;
-    sub->r = h1_request(op->be->pool, o, cbs, sub);
+    sub->r = h1_request(op->slow ? op->be->long_pool : op->be->pool, o, cbs, sub);
     if (!sub->r) {
         free(sub);
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
@@ -548,6 +565,7 @@ static const struct h1_req_cbs version_cbs = {.on_done = on_version_negotiated};
 
 static dk_handler_fn *handler_table;
 static unsigned char *unversioned_table;
+static unsigned char *slow_table;
 static unsigned table_users; /* docker backends sharing the tables */
 
 static void unsupported(struct dk_op *op)
@@ -565,7 +583,8 @@ static int build_handler_table(char *err, size_t errlen)
     size_t n = crisp_methods_count();
     handler_table = calloc(n ? n : 1, sizeof(*handler_table));
     unversioned_table = calloc(n ? n : 1, 1);
-    if (!handler_table || !unversioned_table) {
+    slow_table = calloc(n ? n : 1, 1);
+    if (!handler_table || !unversioned_table || !slow_table) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -578,6 +597,7 @@ static int build_handler_table(char *err, size_t errlen)
                 if (strcmp(crisp_method_at(i)->name, m->name) == 0) {
                     handler_table[i] = m->fn;
                     unversioned_table[i] = (unsigned char)m->unversioned;
+                    slow_table[i] = (unsigned char)m->slow;
                 }
             }
         }
@@ -610,6 +630,7 @@ static void dk_start(struct crisp_backend *base, struct crisp_call *call)
     op->call = call;
     op->req = crisp_call_request(call);
     p->handler = handler_table[call->method->index];
+    op->slow = slow_table[call->method->index];
     crisp_call_ref(call);
     call->be_ctx = op;
     op->next = be->ops;
@@ -663,6 +684,7 @@ static void dk_destroy(struct crisp_backend *base)
         dk_op_fail(op, GRPC_UNAVAILABLE, "crisp is shutting down");
     }
     h1_pool_free(be->pool);
+    h1_pool_free(be->long_pool);
     for (size_t i = 0; i < be->nhandlers; i++) {
         free(be->handlers[i].handler);
         free(be->handlers[i].runtime);
@@ -674,8 +696,10 @@ static void dk_destroy(struct crisp_backend *base)
     if (--table_users == 0) {
         free(handler_table);
         free(unversioned_table);
+        free(slow_table);
         handler_table = NULL;
         unversioned_table = NULL;
+        slow_table = NULL;
     }
 }
 
@@ -788,9 +812,14 @@ static struct crisp_backend *dk_create(struct event_base *evb, const char *url, 
         .tls = tls,
         .host = addr.kind == CRISP_ADDR_UNIX ? "docker" : addr.host,
     };
+    po.max_conns = 128;
+    po.max_idle = 16;
     be->pool = h1_pool_new(evb, &po, err, errlen);
-    SSL_CTX_free(tls); /* the pool holds its own reference */
-    if (!be->pool)
+    po.max_conns = 256; /* one per exec, pull, stop or event stream in flight */
+    po.max_idle = 4;
+    be->long_pool = be->pool ? h1_pool_new(evb, &po, err, errlen) : NULL;
+    SSL_CTX_free(tls); /* the pools hold their own references */
+    if (!be->pool || !be->long_pool)
         goto fail;
     be->evb = evb;
     be->engine = strdup(url);
@@ -809,6 +838,8 @@ static struct crisp_backend *dk_create(struct event_base *evb, const char *url, 
 fail:
     if (be->pool)
         h1_pool_free(be->pool);
+    if (be->long_pool)
+        h1_pool_free(be->long_pool);
     if (be->handlers) {
         for (size_t i = 0; i < be->nhandlers; i++) {
             free(be->handlers[i].handler);

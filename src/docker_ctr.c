@@ -16,10 +16,7 @@
 
 static int check_id(struct dk_op *op, const char *id)
 {
-    if (id && *id)
-        return 0;
-    dk_op_fail(op, GRPC_INVALID_ARGUMENT, "container_id is empty");
-    return -1;
+    return dk_check_id(op, id, "container_id");
 }
 
 static Runtime__V1__ContainerState state_of(const char *docker_state)
@@ -272,10 +269,8 @@ static void dk_create_container(struct dk_op *op)
                    "CreateContainer needs config.metadata.name and config.image.image");
         return;
     }
-    if (!req->pod_sandbox_id[0]) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+    if (dk_check_id(op, req->pod_sandbox_id, "pod_sandbox_id") < 0)
         return;
-    }
     dk_call(op, "GET", NULL, create_found_sandbox, "/containers/%s/json",
             dk_esc(req->pod_sandbox_id));
 }
@@ -863,13 +858,13 @@ static void dk_exec_sync(struct dk_op *op)
 
 const struct dk_method dk_container_methods[] = {
     {"CreateContainer", dk_create_container, 0},
-    {"StartContainer", dk_start_container, 0},
-    {"StopContainer", dk_stop_container, 0},
-    {"RemoveContainer", dk_remove_container, 0},
+    {"StartContainer", dk_start_container, 0, 1},
+    {"StopContainer", dk_stop_container, 0, 1},
+    {"RemoveContainer", dk_remove_container, 0, 1},
     {"ListContainers", dk_list_ctrs, 0},
     {"ContainerStatus", dk_ctr_status, 0},
     {"UpdateContainerResources", dk_update_resources, 0},
     {"ReopenContainerLog", dk_reopen_log, 0},
-    {"ExecSync", dk_exec_sync, 0},
+    {"ExecSync", dk_exec_sync, 0, 1},
     {NULL, NULL, 0},
 };

@@ -262,10 +262,8 @@ static void on_sandbox_inspect(struct dk_op *op, int status, cJSON *json)
 static int sandbox_lookup(struct dk_op *op, const char *id, size_t state_size,
                           void (*cb)(struct dk_op *, cJSON *))
 {
-    if (!id || !*id) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+    if (dk_check_id(op, id, "pod_sandbox_id") < 0)
         return -1;
-    }
     struct sb_lookup *lk = dk_alloc(op, state_size);
     if (!lk) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -579,9 +577,9 @@ static void dk_list_pods(struct dk_op *op)
 }
 
 const struct dk_method dk_pod_methods[] = {
-    {"RunPodSandbox", dk_run_pod, 0},
-    {"StopPodSandbox", dk_stop_pod, 0},
-    {"RemovePodSandbox", dk_remove_pod, 0},
+    {"RunPodSandbox", dk_run_pod, 0, 1},
+    {"StopPodSandbox", dk_stop_pod, 0, 1},
+    {"RemovePodSandbox", dk_remove_pod, 0, 1},
     {"PodSandboxStatus", dk_pod_status, 0},
     {"ListPodSandbox", dk_list_pods, 0},
     {NULL, NULL, 0},

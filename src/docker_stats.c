@@ -509,10 +509,8 @@ static void on_stats_inspect(struct dk_op *op, int status, cJSON *json)
 static void dk_container_stats(struct dk_op *op)
 {
     const Runtime__V1__ContainerStatsRequest *req = (const void *)op->req;
-    if (!req->container_id[0]) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "container_id is empty");
+    if (dk_check_id(op, req->container_id, "container_id") < 0)
         return;
-    }
     if (stats_new(op, ST_CONTAINER, 0))
         dk_call(op, "GET", NULL, on_stats_inspect, "/containers/%s/json?size=1",
                 dk_esc(req->container_id));
@@ -606,10 +604,8 @@ static void dk_stream_container_stats(struct dk_op *op)
 static void dk_pod_stats(struct dk_op *op)
 {
     const Runtime__V1__PodSandboxStatsRequest *req = (const void *)op->req;
-    if (!req->pod_sandbox_id[0]) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+    if (dk_check_id(op, req->pod_sandbox_id, "pod_sandbox_id") < 0)
         return;
-    }
     struct stats_state *st = stats_new(op, ST_POD, 0);
     if (!st)
         return;
@@ -864,6 +860,6 @@ const struct dk_method dk_stats_methods[] = {
     {"StreamPodSandboxStats", dk_stream_pod_stats, 0},
     {"StreamPodSandboxes", dk_stream_pods, 0},
     {"StreamContainers", dk_stream_ctrs, 0},
-    {"GetContainerEvents", dk_events, 0},
+    {"GetContainerEvents", dk_events, 0, 1},
     {NULL, NULL, 0},
 };

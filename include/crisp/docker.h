@@ -50,7 +50,9 @@ struct dk_handler_map {
 struct dk_be {
     struct crisp_backend base;
     struct event_base *evb;
-    struct h1_pool *pool;
+    struct h1_pool *pool;      /* short calls: version, status, lists, inspects */
+    struct h1_pool *long_pool; /* calls that may take long: pulls, stops, execs,
+                                * event streams; they never queue short ones */
     char *engine;            /* "unix:///var/run/docker.sock", for messages */
     char api[16];            /* negotiated "1.41", "" until known */
     int podman;              /* the engine is podman's compatible API */
@@ -76,7 +78,8 @@ struct dk_op {
     unsigned pending;            /* how many */
     int cancelled;
     int must_finish;
-    int oom;             /* keep going after a cancel (cleanup) */
+    int oom;
+    int slow;                    /* runs on the long-call pool */             /* keep going after a cancel (cleanup) */
     void *state;                 /* the handler's own */
     dk_free_fn free_state;
     void *cur_ud;                /* the ud of the dk_callx being answered */
@@ -101,6 +104,7 @@ struct dk_method {
     const char *name;
     dk_handler_fn fn;
     int unversioned; /* may run before the API version is known (Status) */
+    int slow;        /* may take long (pull, stop, exec, events): long_pool */
 };
 
 /* A response message from the op's arena, initialised; NULL (and op->oom)
@@ -151,6 +155,10 @@ void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_c
 /* The engine's error message from a JSON error body ({"message": ...}),
  * or a generic sentence. */
 const char *dk_errmsg(cJSON *json, int status);
+/* Checks a container or sandbox ID from a request; fails the op
+ * (INVALID_ARGUMENT when empty, NOT_FOUND when it cannot be an engine ID)
+ * and returns -1. */
+int dk_check_id(struct dk_op *op, const char *id, const char *what);
 /* gRPC code for an engine HTTP status (404 -> NOT_FOUND, 409 -> ...). */
 int dk_code_for_status(int status);
 /* Fails the op from an engine error answer: "<what>: <engine message>". */
