@@ -270,6 +270,12 @@ int main(int argc, char **argv)
     base = event_base_new();
     if (!base)
         goto fail_methods;
+    /* Signals first: a SIGTERM during start-up still ends in an orderly
+     * shutdown (socket removed), not the default action. */
+    sigterm = evsignal_new(base, SIGTERM, on_signal, NULL);
+    sigint = evsignal_new(base, SIGINT, on_signal, NULL);
+    if (!sigterm || !sigint || event_add(sigterm, NULL) < 0 || event_add(sigint, NULL) < 0)
+        goto fail_base;
     be = crisp_backend_new(base, opts.backend, err, sizeof(err));
     if (!be) {
         log_error("startup_failed", "err=%s", crisp_logq(err));
@@ -283,10 +289,6 @@ int main(int argc, char **argv)
             goto fail_listen;
         }
     }
-    sigterm = evsignal_new(base, SIGTERM, on_signal, NULL);
-    sigint = evsignal_new(base, SIGINT, on_signal, NULL);
-    if (!sigterm || !sigint || event_add(sigterm, NULL) < 0 || event_add(sigint, NULL) < 0)
-        goto fail_listen;
     log_info("started", "version=%s backend=%s methods=%zu max_message_size=%zu", CRISP_VERSION,
              crisp_logq(be->name), crisp_methods_count(), crisp_h2srv_cfg.max_msg);
     event_base_dispatch(base);
@@ -296,14 +298,14 @@ int main(int argc, char **argv)
 fail_listen:
     crisp_listen_close_all();
     crisp_h2srv_close_all();
-    if (sigterm)
-        event_free(sigterm);
-    if (sigint)
-        event_free(sigint);
     if (stop_timer)
         event_free(stop_timer);
     crisp_backend_free(be);
 fail_base:
+    if (sigterm)
+        event_free(sigterm);
+    if (sigint)
+        event_free(sigint);
     event_base_free(base);
 fail_methods:
     crisp_methods_free();
