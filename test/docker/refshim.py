@@ -187,6 +187,9 @@ class Shim:
         h = r.runtime_handler
         if h and h not in self.handlers:
             raise Fail(grpc.StatusCode.INVALID_ARGUMENT, "unknown runtime handler %r" % h)
+        if h and self.handlers[h] and self.engine_kind() == "podman":
+            raise Fail(grpc.StatusCode.FAILED_PRECONDITION, "runtime handler %r: podman's compat API ignores "
+                       "the runtime choice" % h)
         if self.call(self.e.image, self.infra) is None:
             self.pull(self.infra, None)
         md = c.metadata

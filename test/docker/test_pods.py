@@ -8,7 +8,6 @@ import socket
 import time
 
 import grpc
-import pytest
 from conftest import ALT_HANDLER, SLEEPER, code_of, engine_container_ids, remove_k8s_containers, v1, wait_for
 from enginelib import (ANNOTATION_PREFIX, SANDBOX_ID_LABEL, TYPE_LABEL, container_name, sandbox_name)
 

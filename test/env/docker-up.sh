@@ -285,7 +285,9 @@ cgroup_manager = "$CGROUP_DRIVER"
 events_logger = "file"
 events_logfile_path = "$PM_DIR/events.log"
 tmp_dir = "$PM_RUN/tmp"
-static_dir = "$PM_DIR/libpod"
+# no static_dir: the libpod database must stay under graphroot, where the
+# exit command conmon runs (podman --root ... container cleanup) looks for it;
+# elsewhere cleanup never finds the container: no "died" event, state "stopped"
 volume_path = "$PM_DIR/volumes"
 runtime = "$DEFAULT_RUNTIME"
 runtime_supports_json = ["crun", "runc", "$DEFAULT_RUNTIME", "$ALT_RUNTIME"]
