@@ -194,6 +194,22 @@ cgroup_driver() {
 }
 CGROUP_DRIVER="$(cgroup_driver)"
 
+# An engine started by an older version of these scripts (or with other
+# registries/driver) is restarted with the new configuration; its containers
+# go first (the engines are private to the tests).
+config_stamp() {  # config_stamp ENGINE
+  cat "$TEST_ENV_DIR/docker-up.sh" "$TEST_ENV_DIR/docker-lib.sh" "$TEST_ENV_DIR/runc-wrapper.sh" |
+    { cat; echo "$1 $REGISTRY $AUTH_REGISTRY $CGROUP_DRIVER"; } | sha256sum | cut -c1-16
+}
+restart_if_stale() {  # restart_if_stale ENGINE PIDFILE PATTERN SOCK STAMPFILE
+  local eng="$1" pidfile="$2" pattern="$3" sock="$4" stampf="$5"
+  pid_alive "$pidfile" "$pattern" || return 0
+  [ "$(cat "$stampf" 2>/dev/null)" = "$(config_stamp "$eng")" ] && return 0
+  log "$eng was started with another configuration: restarting it"
+  ping_engine "$sock" && remove_all_containers "$sock"
+  stop_pid "$pidfile" "$pattern" 20
+}
+
 # --- 3. dockerd ------------------------------------------------------------------------
 write_docker_config() {
   cat >"$DK_CONFIG" <<EOF
@@ -222,6 +238,7 @@ EOF
 }
 
 start_dockerd() {
+  restart_if_stale docker "$DK_PIDFILE" "$DK_CONFIG" "$DK_SOCK" "$DK_DIR/config.stamp"
   if pid_alive "$DK_PIDFILE" "$DK_CONFIG" && ping_engine "$DK_SOCK"; then
     return
   fi
@@ -246,6 +263,7 @@ start_dockerd() {
     rm -f "$cpid"
   fi
   rm -f "$DK_SOCK"
+  config_stamp docker >"$DK_DIR/config.stamp"
   spawn "$DK_PIDFILE" "$DK_LOG" dockerd --config-file "$DK_CONFIG"
   local i
   for ((i = 0; i < 300; i++)); do
@@ -321,6 +339,7 @@ EOF
 
 start_podman() {
   podman_env
+  restart_if_stale podman "$PM_PIDFILE" "$PM_SOCK" "$PM_SOCK" "$PM_DIR/config.stamp"
   if pid_alive "$PM_PIDFILE" "$PM_SOCK" && ping_engine "$PM_SOCK"; then
     return
   fi
@@ -358,6 +377,7 @@ EOF
     mv "$netfile.tmp" "$netfile"
   fi
   rm -f "$PM_SOCK"
+  config_stamp podman >"$PM_DIR/config.stamp"
   spawn "$PM_PIDFILE" "$PM_LOG" podman --log-level=info system service --time=0 "unix://$PM_SOCK"
   local i
   for ((i = 0; i < 300; i++)); do
