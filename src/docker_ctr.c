@@ -857,14 +857,14 @@ static void dk_exec_sync(struct dk_op *op)
 }
 
 const struct dk_method dk_container_methods[] = {
-    {"CreateContainer", dk_create_container, 0},
+    {"CreateContainer", dk_create_container, 0, 0},
     {"StartContainer", dk_start_container, 0, 1},
     {"StopContainer", dk_stop_container, 0, 1},
     {"RemoveContainer", dk_remove_container, 0, 1},
-    {"ListContainers", dk_list_ctrs, 0},
-    {"ContainerStatus", dk_ctr_status, 0},
-    {"UpdateContainerResources", dk_update_resources, 0},
-    {"ReopenContainerLog", dk_reopen_log, 0},
+    {"ListContainers", dk_list_ctrs, 0, 0},
+    {"ContainerStatus", dk_ctr_status, 0, 0},
+    {"UpdateContainerResources", dk_update_resources, 0, 0},
+    {"ReopenContainerLog", dk_reopen_log, 0, 0},
     {"ExecSync", dk_exec_sync, 0, 1},
-    {NULL, NULL, 0},
+    {NULL, NULL, 0, 0},
 };

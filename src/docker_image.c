@@ -545,11 +545,11 @@ static void dk_image_fs_info(struct dk_op *op)
 }
 
 const struct dk_method dk_image_methods[] = {
-    {"ListImages", dk_list_images, 0},
-    {"StreamImages", dk_list_images, 0},
-    {"ImageStatus", dk_image_status, 0},
+    {"ListImages", dk_list_images, 0, 0},
+    {"StreamImages", dk_list_images, 0, 0},
+    {"ImageStatus", dk_image_status, 0, 0},
     {"PullImage", dk_pull_image, 0, 1},
     {"RemoveImage", dk_remove_image, 0, 1},
-    {"ImageFsInfo", dk_image_fs_info, 0},
-    {NULL, NULL, 0},
+    {"ImageFsInfo", dk_image_fs_info, 0, 0},
+    {NULL, NULL, 0, 0},
 };

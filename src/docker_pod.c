@@ -580,7 +580,7 @@ const struct dk_method dk_pod_methods[] = {
     {"RunPodSandbox", dk_run_pod, 0, 1},
     {"StopPodSandbox", dk_stop_pod, 0, 1},
     {"RemovePodSandbox", dk_remove_pod, 0, 1},
-    {"PodSandboxStatus", dk_pod_status, 0},
-    {"ListPodSandbox", dk_list_pods, 0},
-    {NULL, NULL, 0},
+    {"PodSandboxStatus", dk_pod_status, 0, 0},
+    {"ListPodSandbox", dk_list_pods, 0, 0},
+    {NULL, NULL, 0, 0},
 };

@@ -852,14 +852,14 @@ static void dk_events(struct dk_op *op)
 }
 
 const struct dk_method dk_stats_methods[] = {
-    {"ContainerStats", dk_container_stats, 0},
-    {"ListContainerStats", dk_list_container_stats, 0},
-    {"StreamContainerStats", dk_stream_container_stats, 0},
-    {"PodSandboxStats", dk_pod_stats, 0},
-    {"ListPodSandboxStats", dk_list_pod_stats, 0},
-    {"StreamPodSandboxStats", dk_stream_pod_stats, 0},
-    {"StreamPodSandboxes", dk_stream_pods, 0},
-    {"StreamContainers", dk_stream_ctrs, 0},
+    {"ContainerStats", dk_container_stats, 0, 0},
+    {"ListContainerStats", dk_list_container_stats, 0, 0},
+    {"StreamContainerStats", dk_stream_container_stats, 0, 0},
+    {"PodSandboxStats", dk_pod_stats, 0, 0},
+    {"ListPodSandboxStats", dk_list_pod_stats, 0, 0},
+    {"StreamPodSandboxStats", dk_stream_pod_stats, 0, 0},
+    {"StreamPodSandboxes", dk_stream_pods, 0, 0},
+    {"StreamContainers", dk_stream_ctrs, 0, 0},
     {"GetContainerEvents", dk_events, 0, 1},
-    {NULL, NULL, 0},
+    {NULL, NULL, 0, 0},
 };
