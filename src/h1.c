@@ -1308,6 +1308,12 @@ static int conn_alive(struct h1_conn *c)
 static void conn_make_idle(struct h1_conn *c)
 {
     struct h1_pool *pool = c->pool;
+    /* A waiting request takes the connection at once. */
+    for (struct h1_req *q = pool->qhead; q && !pool->closing; q = q->next)
+        if (!q->fresh) {
+            conn_assign(c, q);
+            return;
+        }
     if (pool->nidle >= pool->max_idle) {
         struct h1_conn *old = pool->idle;
         while (old && old->inext)
