@@ -40,9 +40,9 @@ def test_restart_same_answers(k8s, crisp, how):
     before = snapshot(k8s.c, pods, ctrs)
 
     problems = crisp.restart(signal.SIGKILL if how == "sigkill" else signal.SIGTERM)
+    k8s.c = crisp.client
     if how == "sigterm":
         assert not problems, problems
-    k8s.c = crisp.client
     after = snapshot(k8s.c, pods, ctrs)
     assert after == before
 
