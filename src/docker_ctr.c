@@ -65,6 +65,7 @@ struct create_state {
 static void create_state_free(void *p)
 {
     cJSON_Delete(((struct create_state *)p)->body);
+    free(p);
 }
 
 static void create_issue(struct dk_op *op);
@@ -674,6 +675,7 @@ static void exec_state_free(void *p)
         event_free(st->timer);
     if (st->poll)
         event_free(st->poll);
+    free(p);
 }
 
 static void exec_reply(struct dk_op *op, int exit_code)

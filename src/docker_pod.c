@@ -24,6 +24,7 @@ static void run_state_free(void *p)
 {
     struct run_state *st = p;
     cJSON_Delete(st->body);
+    free(p);
 }
 
 static void run_create(struct dk_op *op);

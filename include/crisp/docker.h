@@ -81,7 +81,7 @@ struct dk_op {
     int oom;
     int slow;                    /* runs on the long-call pool */             /* keep going after a cancel (cleanup) */
     void *state;                 /* the handler's own */
-    dk_free_fn free_state;
+    dk_free_fn free_state;       /* frees state, the struct included */
     void *cur_ud;                /* the ud of the dk_callx being answered */
     void *aux;                   /* a shared step's own (a pull inside RunPodSandbox) */
     dk_free_fn free_aux;
