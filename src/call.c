@@ -94,6 +94,16 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct crisp_call *call = arg;
+    int64_t now = crisp_now_us();
+    if (now < call->deadline_us) {
+        /* The loop's clock (cached when it woke up) ran behind ours when
+         * the timer was armed: not due yet. */
+        int64_t left = call->deadline_us - now;
+        struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
+        event_base_update_cache_time(call->base);
+        if (evtimer_add(call->deadline_ev, &tv) == 0)
+            return;
+    }
     char msg[96];
     snprintf(msg, sizeof(msg), "deadline exceeded after %.3fs",
              (double)(crisp_now_us() - call->start_us) / 1e6);
@@ -109,6 +119,10 @@ int crisp_call_set_timeout(struct crisp_call *call, int64_t timeout_us)
             return -1;
     }
     struct timeval tv = {(time_t)(timeout_us / 1000000), (suseconds_t)(timeout_us % 1000000)};
+    /* Timers count from the loop's cached clock, which can be behind
+     * start_us after a long pass: refresh it so the deadline never fires
+     * before the client's. */
+    event_base_update_cache_time(call->base);
     return evtimer_add(call->deadline_ev, &tv);
 }
 
@@ -206,6 +220,8 @@ static void queue_chunk(struct crisp_call *call, struct crisp_out_chunk *c)
         call->out_head = c;
     call->out_tail = c;
     call->out_bytes += c->prefix_len + c->len;
+    if (call->out_bytes >= call->out_high)
+        call->out_was_full = 1;
     call->headers_ready = 1;
     notify_output(call);
 }
@@ -309,7 +325,6 @@ void crisp_call_finishf(struct crisp_call *call, int code, const char *fmt, ...)
 size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n)
 {
     size_t done = 0;
-    int was_full = crisp_call_out_full(call);
     while (done < n && call->out_head) {
         struct crisp_out_chunk *c = call->out_head;
         size_t total = c->prefix_len + c->len;
@@ -331,9 +346,14 @@ size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n)
         }
     }
     call->out_bytes -= done;
-    if (was_full && call->out_bytes <= call->out_high / 2 && call->backend &&
-        call->be_ctx && call->state != CRISP_CALL_FINISHED)
-        call->backend->ops->drained(call->backend, call);
+    /* The queue reached its high-water mark since the last drained op (the
+     * backend may have stopped reading) and is now down to half: however
+     * small the pulls that took it there. */
+    if (call->out_was_full && call->out_bytes <= call->out_high / 2) {
+        call->out_was_full = 0;
+        if (call->backend && call->be_ctx && call->state != CRISP_CALL_FINISHED)
+            call->backend->ops->drained(call->backend, call);
+    }
     return done;
 }
 

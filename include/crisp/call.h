@@ -83,6 +83,7 @@ struct crisp_call {
     struct crisp_out_chunk *out_head, *out_tail;
     size_t out_bytes;
     size_t out_high;            /* high-water mark for back-pressure */
+    int out_was_full;           /* reached out_high since the last drained op */
     size_t max_msg;             /* cap on one response message */
     unsigned nmsgs_out;
     int code;
