@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(REPO, "test", "integration"))
 sys.path.insert(0, HERE)
 
 from crilib import CRIClient, v1, rpc_error  # noqa: E402,F401
-from enginelib import Engine, TYPE_LABEL  # noqa: E402
+from enginelib import SANDBOX_ID_LABEL, TYPE_LABEL, Engine  # noqa: E402
 
 ENV_DIR = os.path.join(REPO, "test", "env")
 WORK = os.path.abspath(os.environ.get("CRISP_TEST_WORK", os.path.join(REPO, "test", ".work")))
@@ -453,6 +453,16 @@ class K8s:
                 except grpc.RpcError as e:
                     if e.code() != grpc.StatusCode.NOT_FOUND:
                         errors.append("%s %s: %s %s" % (m, pid[:12], e.code(), e.details()))
+        # what crisp's Stop/Remove left of this test's pods is a leak
+        self.leaked = []
+        try:
+            if not errors and self.engine.ping():
+                mine = set(self.pod_ids) | set(self.ctr_ids)
+                self.leaked = [
+                    "%s %s" % (c["Id"][:12], c["Names"]) for c in self.engine.containers(all=True)
+                    if c["Id"] in mine or (c.get("Labels") or {}).get(SANDBOX_ID_LABEL) in mine]
+        except Exception as e:  # noqa: BLE001
+            errors.append("engine check: %s" % e)
         # whatever is left (crisp down, or a bug) goes through the engine
         try:
             if self.engine.ping():
@@ -469,6 +479,9 @@ def k8s(request, cri, engine, denv):
     k = K8s(cri, engine, denv, request.node.name)
     yield k
     k.cleanup()
+    # errors of the cleanup calls themselves show in crisp's log; a container
+    # still in the engine after crisp answered OK to Stop/Remove is a failure
+    assert not k.leaked, "RemovePodSandbox/RemoveContainer answered OK but left in the engine: %s" % k.leaked
 
 
 # ---------------------------------------------------------------------------
