@@ -6,6 +6,9 @@
   started once per session; stderr to $WORK/logs/crisp-*.log. At the end it
   gets SIGTERM and must exit 0, remove its socket, and have printed no
   sanitizer report -- otherwise the session's teardown fails.
+  CRISP_WRAPPER (e.g. "valgrind --error-exitcode=99 ...") runs every crisp
+  under that command, with longer start/stop timeouts; valgrind's error
+  summary and definite/indirect leaks then fail the teardown as well.
 - `cri`: parametrized "direct" (containerd's socket) / "crisp" (crisp's
   socket). The crisp variant FAILS when the binary is missing.
 - `both`: the pair (direct, via_crisp) for "same answer" comparisons.
@@ -32,9 +35,19 @@ WORK = os.path.abspath(os.environ.get("CRISP_TEST_WORK", os.path.join(REPO, "tes
 os.environ["CRISP_TEST_WORK"] = WORK
 CRISP_BIN = os.path.abspath(os.environ.get("CRISP_BIN", os.path.join(REPO, "build", "crisp")))
 CRISP_ARGS = shlex.split(os.environ.get("CRISP_ARGS", "--log-level debug"))
+# a command crisp runs under, e.g. valgrind (test/run's third pass)
+CRISP_WRAPPER = shlex.split(os.environ.get("CRISP_WRAPPER", ""))
+WRAPPED = bool(CRISP_WRAPPER)
+# start-up and SIGTERM-to-exit budgets (valgrind is ~20x slower to start)
+START_TIMEOUT = 90.0 if WRAPPED else 15.0
+STOP_TIMEOUT = 90.0 if WRAPPED else 10.0
 SANITIZER_RE = re.compile(
     r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer|MemorySanitizer)"
     r"|UndefinedBehaviorSanitizer|SUMMARY: \w+Sanitizer|runtime error: ")
+# valgrind (memcheck): any error, or definite/indirect leaks, fail the session
+VALGRIND_RE = re.compile(
+    r"==\d+== (ERROR SUMMARY: [1-9]\d* errors"
+    r"|\s*(definitely|indirectly) lost: [1-9][\d,]* bytes)")
 
 # pods get cgroup_parent /<CGROUP_ROOT>/pod<uid> like the kubelet's cgroupfs driver
 # does (sandbox stats need one); the empty dirs are removed after each test
@@ -126,17 +139,29 @@ def _cri_ready(sock, timeout=10.0, proc=None):
 
 
 class Crisp:
-    """A running crisp process in front of a backend socket."""
+    """A running crisp process in front of a backend socket.
 
-    def __init__(self, name, backend_sock, extra_args=()):
+    listen: crisp's --listen URLs (default: unix://<sock>); sock: the unix
+    socket the readiness probe and the tests use; owns_socket: crisp must
+    remove `sock` at SIGTERM (not so for a socket passed by systemd);
+    launcher: argv put before the wrapper and crisp (systemd-socket-activate);
+    keep_old_socket: leave a file already at `sock` for crisp to deal with."""
+
+    def __init__(self, name, backend_sock, extra_args=(), listen=None, sock=None,
+                 owns_socket=True, launcher=(), keep_old_socket=False):
         self.name = name
         self.backend_sock = backend_sock
         sock_dir = os.path.dirname(backend_sock)
-        self.sock = os.path.join(sock_dir, "crisp-%s.sock" % name)
+        self.sock = sock or os.path.join(sock_dir, "crisp-%s.sock" % name)
+        self.owns_socket = owns_socket
+        self.keep_old_socket = keep_old_socket
         tag = re.sub(r"[^A-Za-z0-9]+", "_", os.path.relpath(CRISP_BIN, REPO)).strip("_")
         self.log = os.path.join(WORK, "logs", "crisp-%s-%s-%s.log" % (name, tag, time.strftime("%Y%m%d-%H%M%S")))
-        self.args = [CRISP_BIN, "--listen", "unix://" + self.sock,
-                     "--backend", "cri:unix://" + backend_sock] + CRISP_ARGS + list(extra_args)
+        listen_args = []
+        for url in (listen if listen is not None else ["unix://" + self.sock]):
+            listen_args += ["--listen", url]
+        self.args = list(launcher) + CRISP_WRAPPER + [CRISP_BIN] + listen_args + \
+            ["--backend", "cri:unix://" + backend_sock] + CRISP_ARGS + list(extra_args)
         self.proc = None
         self.problems = []
 
@@ -144,7 +169,7 @@ class Crisp:
         if not os.path.exists(CRISP_BIN):
             pytest.fail("crisp binary %s does not exist (build it: make, or set CRISP_BIN)" % CRISP_BIN,
                         pytrace=False)
-        if os.path.exists(self.sock):
+        if self.owns_socket and not self.keep_old_socket and os.path.exists(self.sock):
             os.unlink(self.sock)
         os.makedirs(os.path.dirname(self.log), exist_ok=True)
         logf = open(self.log, "ab")
@@ -160,7 +185,7 @@ class Crisp:
             os.symlink(os.path.basename(self.log), last)
         except OSError:
             pass
-        err = _cri_ready(self.sock, 15, self.proc)
+        err = _cri_ready(self.sock, START_TIMEOUT, self.proc)
         if err:
             self.stop(check=False)
             pytest.fail("crisp did not come up: %s\n--- %s (tail) ---\n%s" % (err, self.log, _tail(self.log)),
@@ -170,25 +195,72 @@ class Crisp:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, check=True):
-        """SIGTERM; returns a list of problems (empty = clean exit)."""
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def rss_kb(self):
+        """crisp's VmRSS (kB), from /proc."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS for pid %d" % self.proc.pid)
+
+    def log_mark(self):
+        """A position in crisp's log; log_since(mark) is what came after it."""
+        try:
+            return os.path.getsize(self.log)
+        except OSError:
+            return 0
+
+    def log_since(self, mark):
+        with open(self.log, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, mark, pattern, timeout=5.0, count=1):
+        """Waits until `pattern` (regex) occurs `count` times after `mark`."""
+        rx = re.compile(pattern)
+        return wait_for(lambda: len(rx.findall(self.log_since(mark))) >= count and self.log_since(mark),
+                        timeout=timeout, what="%dx %r in %s" % (count, pattern, self.log))
+
+    def check_serving(self, what=""):
+        """crisp is alive and answers Version on a fresh connection."""
+        assert self.alive(), "crisp exited (status %s) %s\n--- %s (tail) ---\n%s" % (
+            self.proc.returncode, what, self.log, _tail(self.log))
+        c = CRIClient("unix://" + self.sock, "check")
+        try:
+            r = c.rt("Version", deadline=30 if WRAPPED else 5)
+        finally:
+            c.close()
+        assert r.runtime_api_version, r
+        assert self.alive()
+        return r
+
+    def stop(self, check=True, exited=False):
+        """SIGTERM; returns a list of problems (empty = clean exit).
+        exited: the test stopped crisp itself; check how it ended."""
         problems = []
         if self.proc is None:
             return problems
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                problems.append("crisp did not exit within 10 s of SIGTERM (killed)")
+                problems.append("crisp did not exit within %d s of SIGTERM (killed)" % STOP_TIMEOUT)
                 self.proc.kill()
                 self.proc.wait()
             rc = self.proc.returncode
             if rc != 0:
                 problems.append("crisp exited with status %s at SIGTERM (expected 0)" % rc)
+        elif exited:
+            if self.proc.returncode != 0:
+                problems.append("crisp exited with status %s (expected 0)" % self.proc.returncode)
         else:
             problems.append("crisp had already exited (status %s) before SIGTERM" % self.proc.returncode)
-        if os.path.exists(self.sock):
+        if self.owns_socket and os.path.exists(self.sock):
             problems.append("crisp left its socket %s behind" % self.sock)
             try:
                 os.unlink(self.sock)
@@ -199,12 +271,14 @@ class Crisp:
         m = SANITIZER_RE.search(text)
         if m:
             problems.append("sanitizer report in crisp's stderr: %r" % text[m.start():m.start() + 200])
+        for m in VALGRIND_RE.finditer(text):
+            problems.append("valgrind: %s (see %s)" % (m.group(1).strip(), self.log))
         self.problems = problems
         return problems
 
 
-def stop_and_check(c):
-    problems = c.stop()
+def stop_and_check(c, exited=False):
+    problems = c.stop(exited=exited)
     if problems:
         pytest.fail("crisp (%s) did not shut down cleanly:\n  %s\n--- %s (tail) ---\n%s"
                     % (c.name, "\n  ".join(problems), c.log, _tail(c.log)), pytrace=False)

@@ -28,11 +28,11 @@ ODD_MESSAGE = "fake: ünïcödé 100% not found\tcontainer \"x\" /runtime.v1 %41
 
 
 class FakeCRI:
-    def __init__(self, sock):
+    def __init__(self, sock, workers=16):
         self.sock = sock
         self.cancelled = threading.Event()
         self.calls = []
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
         self.server.add_generic_rpc_handlers([_Handler(self)])
         if os.path.exists(sock):
             os.unlink(sock)
