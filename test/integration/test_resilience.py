@@ -26,7 +26,7 @@ import grpc
 import pytest
 
 import scriptfake
-from conftest import WRAPPED, Crisp, _crisp_instances, _tail, sock_dir, stop_and_check, wait_for
+from conftest import WORK, WRAPPED, Crisp, _crisp_instances, _tail, sock_dir, stop_and_check, wait_for
 from crilib import CRIClient, rpc_error, v1
 from h2raw import CANCEL, H2Backend, H2Client, grpc_frame
 
@@ -581,25 +581,27 @@ class FakeProc:
     def __init__(self, sock):
         self.sock = sock
         self.proc = None
-        self.log = os.path.join(os.path.dirname(sock), os.path.basename(sock) + ".log")
+        self.log = os.path.join(WORK, "logs", "scriptfake-%s.log" % os.path.basename(sock))
 
     def start(self):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "scriptfake.py"), self.sock],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=HERE)
         logf.close()
-        c = CRIClient("unix://" + self.sock, "probe")
-        try:
-            def up():
-                if self.proc.poll() is not None:
-                    raise AssertionError("scriptfake exited: %s" % open(self.log).read()[-2000:])
-                try:
-                    return c.rt("Version", deadline=1).runtime_name == "fake-cri"
-                except grpc.RpcError:
-                    return False
-            wait_for(up, timeout=30, interval=0.05, what="scriptfake to serve")
-        finally:
-            c.close()
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("scriptfake exited: %s" % open(self.log).read()[-2000:])
+            if not os.path.exists(self.sock):
+                return False
+            c = CRIClient("unix://" + self.sock, "probe")   # a fresh channel: no reconnect backoff
+            try:
+                return c.rt("Version", deadline=1).runtime_name == "fake-cri"
+            except grpc.RpcError:
+                return False
+            finally:
+                c.close()
+        wait_for(up, timeout=30, interval=0.05, what="scriptfake to serve")
         return self
 
     def kill(self):
@@ -621,8 +623,9 @@ def killable():
     yield f, c
     f.stop()
     stop_and_check(c)
-    if os.path.exists(f.sock):
-        os.unlink(f.sock)
+    for p in (f.sock, f.log):
+        if os.path.exists(p):
+            os.unlink(p)
 
 
 def test_backend_killed_mid_call(killable):
