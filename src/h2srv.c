@@ -92,6 +92,7 @@ static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
     s->conn = c;
     s->id = id;
     s->http_status = 200;
+    s->timeout_us = -1; /* no grpc-timeout */
     grpc_reader_init(&s->rd, crisp_h2srv_cfg.max_msg);
     s->next = c->streams;
     if (c->streams)
@@ -431,6 +432,11 @@ static int check_request_headers(struct fe_stream *s)
         else
             stream_fail(s, 200, GRPC_UNIMPLEMENTED, "unknown service in %s",
                         s->path ? s->path : "(no :path)");
+        return -1;
+    }
+    if (s->timeout_us == 0) {
+        /* grpc-go sends 0n for a deadline that passed before the call left */
+        stream_fail(s, 200, GRPC_DEADLINE_EXCEEDED, "deadline exceeded before the call started");
         return -1;
     }
     if (s->timeout_us > 0 && crisp_call_set_timeout(call, s->timeout_us) < 0) {
