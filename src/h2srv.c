@@ -18,6 +18,7 @@
 #define CONN_OUT_HIGH (64 * 1024)    /* frames queued per write; the cap on unsent output */
 #define STREAM_WINDOW (1 << 20)      /* per-stream receive window */
 #define CONN_WINDOW (16 << 20)       /* connection receive window */
+#define HELLO_TIMEOUT_S 10            /* TLS + preface + SETTINGS */
 #define MAX_HEADER_LIST (64 * 1024)
 
 struct crisp_h2srv_config crisp_h2srv_cfg = {
@@ -53,6 +54,7 @@ struct fe_conn {
     struct crisp_sock *sock;
     nghttp2_session *sess;
     struct event *flush_ev;
+    struct event *hello_ev;       /* the client's preface and SETTINGS are due */
     struct fe_stream *streams;
     int32_t hdr_sid;              /* the stream whose header block is being read */
     unsigned data_waits;          /* send_data_cb deferred a frame: output full */
@@ -503,7 +505,9 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const
 
 static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
 {
-    (void)ud;
+    struct fe_conn *c = ud;
+    if (frame->hd.type == NGHTTP2_SETTINGS && c->hello_ev)
+        evtimer_del(c->hello_ev); /* the client spoke HTTP/2 in time */
     struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
     if (!s)
         return 0;
@@ -561,6 +565,7 @@ static void conn_free(struct fe_conn *c)
     log_debug("conn_close", "peer=%s", c->peer);
     nghttp2_session_del(c->sess);
     event_free(c->flush_ev);
+    event_free(c->hello_ev);
     crisp_sock_free(c->sock);
     free(c);
 }
@@ -680,6 +685,17 @@ static nghttp2_session_callbacks *server_callbacks(void)
     return cbs;
 }
 
+/* A peer that connects and never completes TLS or sends the HTTP/2
+ * preface would hold a descriptor for ever. */
+static void on_hello_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fe_conn *c = arg;
+    log_info("conn_hello_timeout", "peer=%s after_s=%d", c->peer, HELLO_TIMEOUT_S);
+    conn_free(c);
+}
+
 void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ssl_ctx,
                         const char *peer)
 {
@@ -697,8 +713,10 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
     if (!c->sock)
         goto fail_close;
     c->flush_ev = event_new(base, -1, 0, on_flush_ev, c);
-    if (!c->flush_ev)
-        goto fail_sock;
+    c->hello_ev = evtimer_new(base, on_hello_timeout, c);
+    struct timeval hello = {HELLO_TIMEOUT_S, 0};
+    if (!c->flush_ev || !c->hello_ev || evtimer_add(c->hello_ev, &hello) < 0)
+        goto fail_ev;
     if (nghttp2_session_server_new3(&c->sess, cbs, c, NULL, crisp_h2mem()) != 0)
         goto fail_ev;
     if (send_settings(c) != 0)
@@ -715,8 +733,10 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
 fail_sess:
     nghttp2_session_del(c->sess);
 fail_ev:
-    event_free(c->flush_ev);
-fail_sock:
+    if (c->flush_ev)
+        event_free(c->flush_ev);
+    if (c->hello_ev)
+        event_free(c->hello_ev);
     crisp_sock_free(c->sock);
 fail_close:
     if (fd >= 0)

@@ -74,6 +74,34 @@ def test_garbage_instead_of_preface(fe, garbage):
     fe.wait_log(mark, r"event=h2_bad_input .*bad client magic")
 
 
+@pytest.mark.skipif(WRAPPED, reason="10 s of waiting: not worth it under valgrind")
+@pytest.mark.parametrize("first", [b"", b"PRI * HTTP/2.0\r\n"], ids=["silent", "half-preface"])
+def test_silent_client_is_dropped(fe, first):
+    """A client that connects and never finishes the HTTP/2 preface and
+    SETTINGS is dropped after 10 s, instead of holding a descriptor for
+    ever; a client that finishes in time is not."""
+    mark = fe.log_mark()
+    s = unix_connect(fe.sock)
+    t0 = time.time()
+    try:
+        if first:
+            s.sendall(first)
+        frames, closed = read_frames(s, 15)
+    finally:
+        s.close()
+    took = time.time() - t0
+    assert closed and 9.5 <= took < 13, (closed, took, frames)
+    fe.wait_log(mark, r"event=conn_hello_timeout")
+    # an idle client that did say hello is kept past the hello timeout
+    c = CRIClient("unix://" + fe.sock, "idle")
+    try:
+        c.rt("Version", v1.VersionRequest())
+        time.sleep(11)
+        c.rt("Version", v1.VersionRequest())
+    finally:
+        c.close()
+
+
 MALFORMED = [
     # (id, frames after the preface and an empty SETTINGS, GOAWAY error code)
     ("data-on-stream-0", frame(DATA, 0, 0, b"abc"), PROTOCOL_ERROR),
