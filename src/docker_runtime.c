@@ -81,8 +81,13 @@ static void status_reply(struct dk_op *op, const char *info_json)
     size_t k = 0;
     if (!has_default)
         hs[k++]->name = "";
-    for (size_t i = 0; i < nh; i++)
+    for (size_t i = 0; i < nh; i++) {
+        /* podman ignores the runtime choice: crisp refuses such pods, so
+         * it does not offer those handlers either */
+        if (be->podman && be->handlers[i].runtime[0] && be->handlers[i].handler[0])
+            continue;
         hs[k++]->name = be->handlers[i].handler;
+    }
     r.n_runtime_handlers = k;
     r.runtime_handlers = hs;
     Runtime__V1__StatusResponse__InfoEntry info = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
