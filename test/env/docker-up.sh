@@ -253,7 +253,7 @@ start_dockerd() {
   else
     # a bridge of ours that is already there keeps its subnet (a restarted
     # dockerd must hand out addresses from the same /24)
-    subnet="$(ip -4 -o addr show dev "$DK_BRIDGE" 2>/dev/null | awk '{ sub(/\.1\/24$/, ".0/24", $4); print $4; exit }')"
+    subnet="$(ip -4 -o addr show dev "$DK_BRIDGE" 2>/dev/null | awk '{ sub(/\.1\/24$/, ".0/24", $4); print $4; exit }' || true)"
     case "$subnet" in 10.214.*.0/24) ;; *) subnet="$(pick_subnet_in 10.214 "$DK_BRIDGE")" ;; esac
   fi
   ensure_bridge "$DK_BRIDGE" "$subnet"
