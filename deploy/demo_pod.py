@@ -21,6 +21,8 @@ def main():
                                               ver.runtime_api_version))
     c.img("PullImage", v1.PullImageRequest(image=v1.ImageSpec(image=image)), timeout=120)
     uid = "demo-%d" % int(time.time())
+    # one folder per pod, as the kubelet's /var/log/pods/<ns>_<name>_<uid>
+    log_dir = os.path.join(log_dir, "default_crisp-demo_%s" % uid)
     os.makedirs(log_dir, exist_ok=True)
     pod_cfg = v1.PodSandboxConfig(
         metadata=v1.PodSandboxMetadata(name="crisp-demo", namespace="default", uid=uid),
