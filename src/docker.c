@@ -507,6 +507,11 @@ void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_c
 
 /* ---- API version --------------------------------------------------------- */
 
+static dk_handler_fn *handler_table;
+static unsigned char *unversioned_table;
+static unsigned char *slow_table;
+static unsigned table_users; /* docker backends sharing the tables */
+
 static int api_cmp(const char *a, const char *b)
 {
     int am = 0, an = 0, bm = 0, bn = 0;
@@ -523,6 +528,10 @@ static void on_version_negotiated(struct h1_req *r, int err, const char *errmsg,
     (void)r;
     struct dk_op *op = sub_done(ud);
     struct dk_be *be = op->be;
+    if (err && unversioned_table[op->call->method->index]) {
+        run_handler(op); /* Status reports the engine down itself */
+        return;
+    }
     if (err) {
         dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", be->engine,
                    errmsg ? errmsg : h1_strerror(err));
@@ -530,6 +539,11 @@ static void on_version_negotiated(struct h1_req *r, int err, const char *errmsg,
     }
     cJSON *json = cJSON_ParseWithLength((const char *)body, len);
     const char *max = dk_str(json, "ApiVersion");
+    if ((status != 200 || !*max) && unversioned_table[op->call->method->index]) {
+        cJSON_Delete(json);
+        run_handler(op);
+        return;
+    }
     if (status != 200 || !*max) {
         dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: GET /version answered HTTP %d",
                    be->engine, status);
@@ -563,10 +577,6 @@ static const struct h1_req_cbs version_cbs = {.on_done = on_version_negotiated};
 
 /* ---- dispatch ------------------------------------------------------------ */
 
-static dk_handler_fn *handler_table;
-static unsigned char *unversioned_table;
-static unsigned char *slow_table;
-static unsigned table_users; /* docker backends sharing the tables */
 
 static void unsupported(struct dk_op *op)
 {
@@ -637,7 +647,7 @@ static void dk_start(struct crisp_backend *base, struct crisp_call *call)
     if (be->ops)
         be->ops->prev = op;
     be->ops = op;
-    if (be->api[0] || unversioned_table[call->method->index]) {
+    if (be->api[0]) {
         run_handler(op);
         return;
     }

@@ -103,7 +103,8 @@ typedef void (*dk_handler_fn)(struct dk_op *op);
 struct dk_method {
     const char *name;
     dk_handler_fn fn;
-    int unversioned; /* may run before the API version is known (Status) */
+    int unversioned; /* runs even when the API version cannot be learnt
+                      * (Status: the engine being down is its answer) */
     int slow;        /* may take long (pull, stop, exec, events): long_pool */
 };
 
