@@ -1,8 +1,9 @@
 /* docker_stats.c - stats, events and the Stream* list RPCs on Docker.
  *
- * Stats come from one-shot GET /containers/{id}/stats (no 1 s sampling
- * wait), issued in parallel; the writable layer from the size=1 list or
- * inspect. usage_nano_cores needs two samples: a small bounded cache keeps
+ * Stats come from the containers' cgroups on this node (docker_cgroup.c;
+ * the PID from an inspect), or from the engine's one-shot stats calls when
+ * the cgroups are not readable here; the writable layer from the size=1
+ * list or inspect. usage_nano_cores needs two samples: a small bounded cache keeps
  * the previous one per container (a cache, not state: after a restart the
  * first answer lacks the rate, which the kubelet then computes itself). */
 #include <stdio.h>
@@ -219,16 +220,45 @@ static void on_one_stats(struct dk_op *op, int status, cJSON *json)
         stats_build(op);
 }
 
+/* The engine's stats API: the fallback when the cgroups are not readable
+ * from here. */
+static void fetch_from_api(struct dk_op *op, struct st_item *it)
+{
+    dk_callx(op, "GET", NULL, on_one_stats, it, "/containers/%s/stats?stream=false&one-shot=true",
+             entry_id(it->entry));
+}
+
+static int sample_cgroups(struct st_item *it, const cJSON *inspect)
+{
+    int pid = (int)dk_int(dk_obj(inspect, "State"), "Pid");
+    it->stats = dk_cgroup_stats(pid, it->sandbox);
+    return it->stats ? 0 : -1;
+}
+
+static void on_item_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    struct st_item *it = op->cur_ud;
+    if (status != 200 || sample_cgroups(it, json) < 0)
+        fetch_from_api(op, it);
+    if (op->pending == 0)
+        stats_build(op);
+}
+
 static void stats_fetch(struct dk_op *op)
 {
     struct stats_state *st = op->state;
-    if (st->n == 0) {
-        stats_build(op);
-        return;
+    size_t asked = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        struct st_item *it = &st->items[i];
+        /* an inspect answer (ContainerStats) has the PID already */
+        if (cJSON_IsObject(dk_obj(it->entry, "State")) && sample_cgroups(it, it->entry) == 0)
+            continue;
+        dk_callx(op, "GET", NULL, on_item_inspect, it, "/containers/%s/json",
+                 entry_id(it->entry));
+        asked++;
     }
-    for (size_t i = 0; i < st->n; i++)
-        dk_callx(op, "GET", NULL, on_one_stats, &st->items[i],
-                 "/containers/%s/stats?stream=false&one-shot=true", entry_id(st->items[i].entry));
+    if (!asked)
+        stats_build(op);
 }
 
 static int add_item(struct stats_state *st, const cJSON *e, int sandbox, size_t cap)

@@ -274,6 +274,11 @@ size_t dk_containers_from_list(struct dk_op *op, const cJSON *list,
                                Runtime__V1__Container ***out);
 int dk_container_status(struct dk_op *op, const cJSON *inspect, Runtime__V1__ContainerStatus **out);
 
+/* Stats of a container read from the node's cgroups for its PID, shaped
+ * like a Docker stats answer; NULL when they cannot be read here (a remote
+ * engine, another PID namespace). docker_cgroup.c */
+cJSON *dk_cgroup_stats(int pid, int with_network);
+
 /* Docker runtime for a RuntimeClass handler; NULL if not configured. */
 const char *dk_runtime_for_handler(const struct dk_be *be, const char *handler);
 
