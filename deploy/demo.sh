@@ -2,8 +2,10 @@
 # `make run`: start crisp doing its job in front of a real engine and show a
 # pod running through it. Installs what it needs (Debian packages), builds
 # crisp, and:
-#   - with CRISP_BACKEND set (e.g. cri:unix:///run/containerd/containerd.sock)
-#     uses that engine; DEMO_IMAGE must then name an image it can pull;
+#   - with CRISP_BACKEND set (e.g. cri:unix:///run/containerd/containerd.sock,
+#     or docker:unix:///var/run/docker.sock) uses that engine; DEMO_IMAGE must
+#     then name an image it can pull, and CRISP_ARGS may add options (e.g.
+#     --pod-infra-image for the docker backend);
 #   - otherwise starts a private engine: a local registry with offline images
 #     and containerd with its CRI plugin, under /var/lib/crisp-demo.
 # crisp listens on CRISP_LISTEN (default unix:///run/crisp/crisp.sock) and runs
@@ -34,7 +36,8 @@ fi
 : "${DEMO_IMAGE:?set DEMO_IMAGE to an image the engine can pull}"
 
 # its own session: Ctrl-C reaches this script, which cleans up, then stops crisp
-setsid build/crisp --listen "$LISTEN" --backend "$CRISP_BACKEND" --log-level info &
+# shellcheck disable=SC2086 # CRISP_ARGS: extra options, word-split on purpose
+setsid build/crisp --listen "$LISTEN" --backend "$CRISP_BACKEND" --log-level info ${CRISP_ARGS:-} &
 crisp_pid=$!
 stop() {
   trap - INT TERM EXIT
