@@ -20,7 +20,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
 ALL_CFLAGS := -std=gnu11 -Ulinux $(CFLAGS) -Iinclude -I$(GEN) $(shell $(PKG_CONFIG) --cflags $(PKGS)) \
-	-DCRISP_VERSION='"$(VERSION)"' -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+	-D_FORTIFY_SOURCE=2 -fstack-protector-strong
 LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS))
 LDFLAGS ?=
 ifneq ($(SANITIZER),)
@@ -56,7 +56,16 @@ $(BUILD)/obj/runtime_v1.pb-c.o: $(GEN)/runtime_v1.pb-c.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -w -c -o $@ $<
 
-$(BUILD)/obj/%.o: src/%.c $(GEN)/runtime_v1.pb-c.h $(GEN)/rpcs.gen.h
+# The version (git describe) in a header rewritten only when it changes, so
+# the files that print it are rebuilt with it, and only they.
+$(GEN)/version.gen.h: FORCE
+	@mkdir -p $(GEN)
+	@echo '#define CRISP_VERSION "$(VERSION)"' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+.PHONY: FORCE
+FORCE:
+
+$(BUILD)/obj/%.o: src/%.c $(GEN)/runtime_v1.pb-c.h $(GEN)/rpcs.gen.h | $(GEN)/version.gen.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
 
