@@ -80,13 +80,15 @@ pid_running() {
 }
 
 # spawn PIDFILE LOG CMD...: start CMD detached (own session, stdin /dev/null,
-# output appended to LOG) and record its real pid in PIDFILE (the pid is
-# written by the process itself, so it is right even when setsid forks).
+# output appended to LOG, working directory $WORK: what a daemon leaves in
+# its cwd, such as conmon's oom marker, stays out of the repo) and record its
+# real pid in PIDFILE (the pid is written by the process itself, so it is
+# right even when setsid forks).
 spawn() {
   local pidfile="$1" logf="$2" i; shift 2
   rm -f "$pidfile"
-  setsid /bin/bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
-    </dev/null >>"$logf" 2>&1 &
+  (cd "$WORK" && exec setsid /bin/bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
+    "$pidfile" "$@" </dev/null >>"$logf" 2>&1) &
   for ((i = 0; i < 100; i++)); do
     [ -s "$pidfile" ] && return 0
     sleep 0.05
