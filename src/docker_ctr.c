@@ -216,9 +216,7 @@ static cJSON *container_body(const Runtime__V1__CreateContainerRequest *req, con
 static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
 {
     const Runtime__V1__CreateContainerRequest *req = (const void *)op->req;
-    if (status == 404 ||
-        (status == 200 && strcmp(dk_str(dk_obj(dk_obj(sb, "Config"), "Labels"), DK_LABEL_TYPE),
-                                 DK_TYPE_SANDBOX) != 0)) {
+    if (dk_inspect_absent(status, sb, DK_TYPE_SANDBOX)) {
         dk_op_fail(op, GRPC_NOT_FOUND, "pod sandbox %s not found", req->pod_sandbox_id);
         return;
     }
@@ -546,9 +544,7 @@ int dk_container_status(struct dk_op *op, const cJSON *ins, Runtime__V1__Contain
 static void on_ctr_inspect(struct dk_op *op, int status, cJSON *json)
 {
     const Runtime__V1__ContainerStatusRequest *req = (const void *)op->req;
-    if (status == 404 ||
-        (status == 200 && strcmp(dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_TYPE),
-                                 DK_TYPE_CONTAINER) != 0)) {
+    if (dk_inspect_absent(status, json, DK_TYPE_CONTAINER)) {
         dk_op_fail(op, GRPC_NOT_FOUND, "container %s not found", req->container_id);
         return;
     }
@@ -619,9 +615,7 @@ static void dk_update_resources(struct dk_op *op)
 static void on_reopen_inspect(struct dk_op *op, int status, cJSON *json)
 {
     const Runtime__V1__ReopenContainerLogRequest *req = (const void *)op->req;
-    if (status == 404 ||
-        (status == 200 && strcmp(dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_TYPE),
-                                 DK_TYPE_CONTAINER) != 0)) {
+    if (dk_inspect_absent(status, json, DK_TYPE_CONTAINER)) {
         dk_op_fail(op, GRPC_NOT_FOUND, "container %s not found", req->container_id);
         return;
     }

@@ -134,3 +134,11 @@ int64_t dk_created_ns(const cJSON *labels, int64_t fallback)
     long long ns = strtoll(v, &end, 10);
     return *v && !*end && ns > 0 ? (int64_t)ns : fallback;
 }
+
+int dk_inspect_absent(int status, const cJSON *inspect, const char *type)
+{
+    if (status == 404)
+        return 1;
+    return status == 200 &&
+           strcmp(dk_str(dk_obj(dk_obj(inspect, "Config"), "Labels"), DK_LABEL_TYPE), type) != 0;
+}

@@ -244,17 +244,12 @@ struct sb_lookup {
 static void on_sandbox_inspect(struct dk_op *op, int status, cJSON *json)
 {
     struct sb_lookup *lk = op->state;
-    if (status == 404) {
+    if (dk_inspect_absent(status, json, DK_TYPE_SANDBOX)) {
         lk->cb(op, NULL);
         return;
     }
     if (status != 200) {
         dk_fail_http(op, status, json, "inspecting the pod sandbox");
-        return;
-    }
-    if (strcmp(dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_TYPE),
-               DK_TYPE_SANDBOX) != 0) {
-        lk->cb(op, NULL);
         return;
     }
     lk->cb(op, json);

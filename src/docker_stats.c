@@ -518,9 +518,7 @@ static void on_stats_inspect(struct dk_op *op, int status, cJSON *json)
 {
     const Runtime__V1__ContainerStatsRequest *req = (const void *)op->req;
     struct stats_state *st = op->state;
-    if (status == 404 ||
-        (status == 200 && strcmp(dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_TYPE),
-                                 DK_TYPE_CONTAINER) != 0)) {
+    if (dk_inspect_absent(status, json, DK_TYPE_CONTAINER)) {
         dk_op_fail(op, GRPC_NOT_FOUND, "container %s not found", req->container_id);
         return;
     }

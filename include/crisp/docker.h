@@ -218,6 +218,10 @@ void dk_map_from_labels(struct dk_op *op, const cJSON *labels, int want_annotati
                         void *entries_out);
 /* A CRI map (labels, or annotations with the prefix added) -> Docker labels. */
 void dk_labels_add(cJSON *dst, size_t n, void *entries, int as_annotations);
+/* Whether an inspect answer means "no such sandbox/container" for the CRI:
+ * the engine does not know the ID (404), or it names an object that is not
+ * of that type (io.kubernetes.docker.type). */
+int dk_inspect_absent(int status, const cJSON *inspect, const char *type);
 /* Adds the creation-time label; reads it back (fallback when absent). */
 void dk_label_created(cJSON *labels);
 int64_t dk_created_ns(const cJSON *labels, int64_t fallback);
