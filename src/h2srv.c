@@ -10,6 +10,7 @@
 #include "crisp/call.h"
 #include "crisp/grpc.h"
 #include "crisp/h2mem.h"
+#include "crisp/h2req.h"
 #include "crisp/h2srv.h"
 #include "crisp/log.h"
 #include "crisp/zalloc.h"
@@ -34,6 +35,7 @@ struct fe_stream {
     int32_t id;
     struct crisp_call *call;
     struct grpc_reader rd;
+    struct h2req req;             /* crisp's own HTTP/2 request checks */
     unsigned nmsgs;
     char *path;                   /* pathbuf, or malloc'd when longer */
     size_t pathlen;
@@ -46,6 +48,8 @@ struct fe_stream {
     unsigned is_grpc : 1;
     unsigned resp_submitted : 1;
     unsigned answered_early : 1;  /* status sent before the request ended */
+    unsigned reset : 1;           /* RST_STREAM sent: nothing more goes out */
+    uint32_t client_rst;          /* the client's RST_STREAM code, +1 (0: none) */
 };
 
 struct fe_conn {
@@ -95,6 +99,7 @@ static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
     s->id = id;
     s->http_status = 200;
     s->timeout_us = -1; /* no grpc-timeout */
+    h2req_init(&s->req);
     grpc_reader_init(&s->rd, crisp_h2srv_cfg.max_msg);
     s->next = c->streams;
     if (c->streams)
@@ -320,7 +325,7 @@ static void submit_headers(struct fe_stream *s)
 static void fe_on_output(struct crisp_call *call)
 {
     struct fe_stream *s = call->fe_ctx;
-    if (!s || s->conn->dead)
+    if (!s || s->conn->dead || s->reset)
         return;
     if (!s->resp_submitted) {
         if (call->state == CRISP_CALL_FINISHED && !call->out_head) {
@@ -365,14 +370,21 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 {
     (void)flags;
     struct fe_conn *c = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* request trailers carry nothing crisp uses */
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* request trailers: checked, otherwise unused */
+        struct fe_stream *t = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+        if (t)
+            h2req_field(&t->req, name, namelen, value, valuelen, 1);
+        return 0;
+    }
     /* on_begin_headers just made the stream: no lookup per header */
     struct fe_stream *s = frame->hd.stream_id == c->hdr_sid
                               ? c->hdr_stream
                               : nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
-    if (!s)
-        return 0;
+    if (!s || h2req_field(&s->req, name, namelen, value, valuelen, 0) < 0)
+        return 0; /* a malformed request: refused when its header block ends */
     if (HDR_IS(name, namelen, ":path")) {
         if (s->path != s->pathbuf)
             free(s->path);
@@ -448,6 +460,28 @@ static int check_request_headers(struct fe_stream *s)
     return 0;
 }
 
+/* A request that breaks HTTP/2's rules (RFC 9113 section 8.1.1: malformed)
+ * is reset with PROTOCOL_ERROR, as every HTTP/2 server does; the log line
+ * says that crisp refused it, and why, with the method and api when its
+ * :path names one. */
+static void stream_refuse(struct fe_stream *s)
+{
+    struct crisp_call *call = s->call;
+    if (call->state == CRISP_CALL_FINISHED || s->reset)
+        return;
+    if (!call->method && s->path) {
+        int svc_known;
+        call->method = crisp_method_lookup(s->path, s->pathlen, &call->api, &svc_known);
+    }
+    s->reset = 1;
+    nghttp2_submit_rst_stream(s->conn->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "crisp refused a malformed HTTP/2 request (RST_STREAM PROTOCOL_ERROR): %s%s%s",
+             h2req_strerror(s->req.err), s->req.field[0] ? " " : "", s->req.field);
+    crisp_call_cancel(call, GRPC_INTERNAL, msg);
+}
+
 static int on_request_msg(void *ud, uint8_t *msg, size_t len)
 {
     struct fe_stream *s = ud;
@@ -487,7 +521,13 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const
     (void)flags;
     (void)ud;
     struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, id);
-    if (!s || s->call->state != CRISP_CALL_RECEIVING)
+    if (!s)
+        return 0;
+    if (h2req_data(&s->req, len, 0) < 0) {
+        stream_refuse(s);
+        return 0;
+    }
+    if (s->call->state != CRISP_CALL_RECEIVING)
         return 0; /* answered already: the rest is dropped */
     int rv = grpc_reader_feed(&s->rd, data, len, on_request_msg, s);
     if (rv == GRPC_E_TOO_LARGE)
@@ -511,12 +551,35 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
     struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
     if (!s)
         return 0;
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        if (check_request_headers(s) < 0)
-            return 0;
+    int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        if (frame->headers.cat == NGHTTP2_HCAT_REQUEST && h2req_headers_done(&s->req) == 0 &&
+            h2req_data(&s->req, 0, end) == 0) {
+            if (check_request_headers(s) < 0)
+                return 0;
+        } else if (frame->headers.cat != NGHTTP2_HCAT_REQUEST && !end) {
+            s->req.err = s->req.err ? s->req.err : H2REQ_E_TRAILER_PSEUDO;
+            snprintf(s->req.field, sizeof(s->req.field), "(trailers without END_STREAM)");
+        } else if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+            h2req_data(&s->req, 0, 1);
+        }
+        break;
+    case NGHTTP2_DATA:
+        if (end)
+            h2req_data(&s->req, 0, 1);
+        break;
+    case NGHTTP2_RST_STREAM:
+        s->client_rst = frame->rst_stream.error_code + 1;
+        return 0;
+    default:
+        return 0;
     }
-    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
-        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    if (s->req.err) {
+        stream_refuse(s);
+        return 0;
+    }
+    if (end)
         end_of_request(s);
     return 0;
 }
@@ -524,6 +587,19 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
 static int on_frame_send(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
 {
     (void)ud;
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        /* nghttp2 resetting a stream of its own accord (flow control, a
+         * frame the stream's state forbids): crisp's doing, not the client's */
+        struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+        if (s && !s->reset && s->call->state != CRISP_CALL_FINISHED) {
+            char msg[128];
+            s->reset = 1;
+            snprintf(msg, sizeof(msg), "crisp's HTTP/2 layer reset the stream (RST_STREAM %s)",
+                     nghttp2_http2_strerror(frame->rst_stream.error_code));
+            crisp_call_cancel(s->call, GRPC_INTERNAL, msg);
+        }
+        return 0;
+    }
     /* Status sent while the client still sends: tell it to stop (gRPC
      * servers answer early errors this way). */
     if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
@@ -541,8 +617,11 @@ static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_cod
     if (!s)
         return 0;
     char why[96] = "";
-    if (s->call->state != CRISP_CALL_FINISHED) /* the reason is used only then */
-        snprintf(why, sizeof(why), "client cancelled the call (%s)",
+    if (s->call->state != CRISP_CALL_FINISHED && s->client_rst) /* used only then */
+        snprintf(why, sizeof(why), "client cancelled the call (RST_STREAM %s)",
+                 nghttp2_http2_strerror(s->client_rst - 1));
+    else if (s->call->state != CRISP_CALL_FINISHED)
+        snprintf(why, sizeof(why), "the client's HTTP/2 connection ended the stream (%s)",
                  nghttp2_http2_strerror(error_code));
     stream_free(s, why);
     return 0;
@@ -685,6 +764,17 @@ static nghttp2_session_callbacks *server_callbacks(void)
     return cbs;
 }
 
+/* nghttp2's HTTP messaging checks are off: they refuse the :authority
+ * grpc-go sends over a unix socket (the socket path). h2req.c makes the
+ * checks that matter for a gRPC server instead. */
+static nghttp2_option *server_options(void)
+{
+    static nghttp2_option *opt;
+    if (!opt && nghttp2_option_new(&opt) == 0)
+        nghttp2_option_set_no_http_messaging(opt, 1);
+    return opt;
+}
+
 /* A peer that connects and never completes TLS or sends the HTTP/2
  * preface would hold a descriptor for ever. */
 static void on_hello_timeout(evutil_socket_t fd, short what, void *arg)
@@ -717,7 +807,7 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
     struct timeval hello = {HELLO_TIMEOUT_S, 0};
     if (!c->flush_ev || !c->hello_ev || evtimer_add(c->hello_ev, &hello) < 0)
         goto fail_ev;
-    if (nghttp2_session_server_new3(&c->sess, cbs, c, NULL, crisp_h2mem()) != 0)
+    if (nghttp2_session_server_new3(&c->sess, cbs, c, server_options(), crisp_h2mem()) != 0)
         goto fail_ev;
     if (send_settings(c) != 0)
         goto fail_sess;

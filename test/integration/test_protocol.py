@@ -6,6 +6,7 @@ connection must succeed and the process must be alive.
 These are crisp's own answers (containerd is only the backend behind it), so
 they run against crisp only. Requests grpcio refuses to make are sent with
 python3-h2 (h2raw.H2Client) or as raw frames."""
+import re
 import struct
 import threading
 import time
@@ -470,7 +471,7 @@ def test_50_streams_reset_mid_request(fe):
         r = c.call(VERSION, version_body(), timeout=WAIT)
         expect(r, OK, "")
         assert c.goaway is None
-    fe.wait_log(mark, r"method=Version api=v1 code=CANCELLED .*client cancelled the call \(CANCEL\)",
+    fe.wait_log(mark, r"method=Version api=v1 code=CANCELLED .*client cancelled the call \(RST_STREAM CANCEL\)",
                 count=50, timeout=WAIT)
 
 
@@ -657,3 +658,163 @@ def test_max_streams_grpcio_waits(crisp4):
         c.close()
     assert not errors, errors
     assert sorted(done) == list(range(12))
+
+
+# ---------------------------------------------------------------------------
+# header fields: crisp's own checks (nghttp2's HTTP messaging is off, see
+# src/h2req.c). What gRPC servers accept is served; what RFC 9113 calls
+# malformed is reset with PROTOCOL_ERROR and logged as crisp's refusal.
+
+ALPHA_VERSION = "/runtime.v1alpha2.RuntimeService/Version"
+
+
+def raw_call(sock_path, headers, body, end_on_headers=False, trailers=None):
+    """One request made of raw frames (hpack-encoded `headers` as given,
+    order and case untouched). Returns (frames of stream 1, all frames)."""
+    import hpack
+    enc = hpack.Encoder()
+    s = unix_connect(sock_path)
+    try:
+        out = PREFACE + frame(SETTINGS, 0, 0, b"") + frame(SETTINGS, 1, 0, b"")
+        flags = END_HEADERS | (END_STREAM if end_on_headers else 0)
+        out += frame(HEADERS, flags, 1, enc.encode(headers))
+        if not end_on_headers:
+            out += frame(DATA, 0 if trailers else END_STREAM, 1, body)
+        if trailers:
+            out += frame(HEADERS, END_HEADERS | END_STREAM, 1, enc.encode(trailers))
+        s.sendall(out)
+
+        def stream_done(fs):
+            return any(f[2] == 1 and (f[0] == 3 or (f[0] == HEADERS and f[1] & END_STREAM)
+                                      or (f[0] == DATA and f[1] & END_STREAM)) for f in fs)
+        frames, _ = read_frames(s, WAIT, until=stream_done)
+    finally:
+        s.close()
+    return [f for f in frames if f[2] == 1], frames
+
+
+def grpc_status_of(stream_frames):
+    import hpack
+    dec = hpack.Decoder()
+    status = None
+    for f in stream_frames:
+        if f[0] == HEADERS:
+            for k, v in dec.decode(f[3]):
+                k = k.decode() if isinstance(k, bytes) else k
+                v = v.decode() if isinstance(v, bytes) else v
+                if k == "grpc-status":
+                    status = int(v)
+    return status
+
+
+def rst_code_of(stream_frames):
+    for f in stream_frames:
+        if f[0] == 3:  # RST_STREAM
+            return struct.unpack(">I", f[3])[0]
+    return None
+
+
+def refusal_line(fe, mark):
+    pat = r"event=call .*crisp refused a malformed HTTP/2 request"
+    fe.wait_log(mark, pat)
+    return [ln for ln in fe.log_since(mark).splitlines() if re.search(pat, ln)][0]
+
+
+def base_headers(path=VERSION, authority="localhost"):
+    return [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", authority),
+            ("content-type", "application/grpc"), ("te", "trailers")]
+
+
+@pytest.mark.parametrize("authority", [
+    "/run/crisp/crisp.sock",          # grpc-go dialling a unix socket the kubelet's way
+    "/tmp/some dir/crisp.sock",       # a path with a space
+    "unix:///run/crisp/crisp.sock",
+    "%2Frun%2Fcrisp.sock",
+    "localhost:0",
+    "",
+], ids=["socket-path", "path-with-space", "unix-url", "escaped", "host-port", "empty"])
+def test_any_authority_is_served(fe, authority):
+    """gRPC servers (grpc-go in containerd, C-core) accept any :authority;
+    grpc-go puts the socket path there. crisp serves them all."""
+    frames, _ = raw_call(fe.sock, base_headers(authority=authority), version_body())
+    assert rst_code_of(frames) is None, frames
+    assert grpc_status_of(frames) == OK, frames
+
+
+def test_no_authority_is_served(fe):
+    hs = [h for h in base_headers() if h[0] != ":authority"]
+    frames, _ = raw_call(fe.sock, hs, version_body())
+    assert grpc_status_of(frames) == OK, frames
+
+
+def test_user_agent_and_accept_encoding(fe):
+    """What grpc-go adds to every call (user-agent grpc-go/1.x,
+    grpc-accept-encoding) is fine."""
+    hs = base_headers(authority="/run/crisp/crisp.sock") + [
+        ("user-agent", "grpc-go/1.51.0"), ("grpc-accept-encoding", "gzip")]
+    frames, _ = raw_call(fe.sock, hs, version_body())
+    assert grpc_status_of(frames) == OK, frames
+
+
+MALFORMED = [
+    ("uppercase-name", base_headers() + [("X-Upper", "1")], "invalid header field name X-Upper"),
+    ("space-in-name", base_headers() + [("x y", "1")], "invalid header field name x?y"),
+    ("empty-name", base_headers() + [("", "1")], "invalid header field name"),
+    ("lf-in-value", base_headers() + [("x-a", "a\nb")], "NUL, CR or LF x-a"),
+    ("nul-in-authority", base_headers(authority="a\0b"), "NUL, CR or LF :authority"),
+    ("unknown-pseudo", base_headers() + [(":status", "200")], "unknown pseudo-header :status"),
+    ("connect-protocol", base_headers() + [(":protocol", "websocket")], "unknown pseudo-header :protocol"),
+    ("pseudo-after-regular", base_headers()[:3] + [("x-a", "1"), (":authority", "x")] + base_headers()[4:],
+     "pseudo-header after a regular header field :authority"),
+    ("pseudo-twice", base_headers()[:4] + [(":method", "POST")] + base_headers()[4:],
+     "pseudo-header given twice :method"),
+    ("connection-header", base_headers() + [("connection", "keep-alive")],
+     "connection-specific header field connection"),
+    ("te-gzip", [h for h in base_headers() if h[0] != "te"] + [("te", "gzip")],
+     "te header field other than"),
+    ("no-scheme", [h for h in base_headers() if h[0] != ":scheme"], "required pseudo-header missing"),
+    ("empty-path", base_headers(path=""), "empty :path"),
+    ("content-length-wrong", base_headers() + [("content-length", "99")],
+     "content-length invalid or not matching"),
+]
+
+
+@pytest.mark.parametrize("headers,reason", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_malformed_request_refused(fe, headers, reason):
+    """RFC 9113 8.1.1: a malformed request is a stream error PROTOCOL_ERROR.
+    The connection stays up, and the log line says crisp refused it, why,
+    and for which method and api (not 'client cancelled')."""
+    mark = fe.log_mark()
+    frames, allf = raw_call(fe.sock, headers, version_body())
+    assert rst_code_of(frames) == PROTOCOL_ERROR, frames
+    assert goaway_of(allf) is None, allf
+    line = refusal_line(fe, mark)
+    assert "code=INTERNAL" in line and reason in line, line
+    if any(h[0] == ":path" and h[1] == VERSION for h in headers):
+        assert "method=Version api=v1 " in line, line
+
+
+def test_malformed_v1alpha2_names_its_api(fe):
+    mark = fe.log_mark()
+    frames, _ = raw_call(fe.sock, base_headers(path=ALPHA_VERSION) + [("Bad", "1")], version_body())
+    assert rst_code_of(frames) == PROTOCOL_ERROR
+    line = refusal_line(fe, mark)
+    assert "method=Version api=v1alpha2 " in line, line
+
+
+def test_pseudo_header_in_trailers_refused(fe):
+    mark = fe.log_mark()
+    frames, _ = raw_call(fe.sock, base_headers(), version_body(), trailers=[(":path", "/x")])
+    assert rst_code_of(frames) == PROTOCOL_ERROR, frames
+    assert "pseudo-header in trailers :path" in refusal_line(fe, mark)
+
+
+def test_plain_trailers_accepted(fe):
+    frames, _ = raw_call(fe.sock, base_headers(), version_body(), trailers=[("x-trailer", "1")])
+    assert grpc_status_of(frames) == OK, frames
+
+
+def test_right_content_length_accepted(fe):
+    body = version_body()
+    frames, _ = raw_call(fe.sock, base_headers() + [("content-length", str(len(body)))], body)
+    assert grpc_status_of(frames) == OK, frames
