@@ -5,6 +5,7 @@
 #   make SANITIZER=address,undefined BUILD=dir   any sanitizer build
 #   make unit         C unit tests (no engine needed)
 #   make fuzz         libFuzzer harnesses (clang), e.g. build/fuzz/fuzz_h1 -max_total_time=60
+#   make grpcgo       build/grpcgo/crigo, the grpc-go CRI client of the tests (test/grpcgo)
 #   make check        the whole test suite (installs what it needs; root)
 #   make bench        benchmarks against the engine reached directly
 #   make run          start crisp in front of a real engine and run a pod through it
@@ -19,7 +20,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
-ALL_CFLAGS := -std=gnu11 -Ulinux $(CFLAGS) -Iinclude -I$(GEN) $(shell $(PKG_CONFIG) --cflags $(PKGS)) \
+ALL_CFLAGS := -std=gnu11 -Ulinux $(CFLAGS) -Iinclude -Isrc -I$(GEN) $(shell $(PKG_CONFIG) --cflags $(PKGS)) \
 	-D_FORTIFY_SOURCE=2 -fstack-protector-strong
 LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS))
 LDFLAGS ?=
@@ -28,13 +29,14 @@ ALL_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-reco
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
-SRCS := $(wildcard src/*.c)
+# src/<layer>/*.c (docs/architecture.md); private headers sit beside their .c
+SRCS := $(wildcard src/*.c src/*/*.c)
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS)) $(BUILD)/obj/runtime_v1.pb-c.o
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard test/unit/*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
-.PHONY: all asan unit check bench run clean deps fuzz
+.PHONY: all asan unit check bench run clean deps fuzz grpcgo
 all: $(BUILD)/crisp
 
 $(GEN)/runtime_v1.pb-c.c: proto/runtime_v1.proto
@@ -86,10 +88,31 @@ unit: $(UNIT_BINS)
 FUZZ_CC ?= clang
 fuzz: $(BUILD)/fuzz/fuzz_h1
 
-$(BUILD)/fuzz/fuzz_h1: test/fuzz/fuzz_h1.c src/h1.c src/md.c src/buf.c src/log.c
+$(BUILD)/fuzz/fuzz_h1: test/fuzz/fuzz_h1.c src/http1/h1.c src/core/md.c src/core/buf.c src/core/log.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+	$(FUZZ_CC) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
 		$(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ $(LIBS)
+
+# The grpc-go CRI client of the tests (test/grpcgo/README.md): Debian's Go,
+# grpc-go and protobuf in GOPATH mode, offline (no module download); the Go
+# stubs generated from proto/ into the build dir, never committed.
+GRPCGO := $(abspath $(BUILD))/grpcgo
+GO_ENV := GO111MODULE=off GOPATH=$(GRPCGO)/gopath:/usr/share/gocode GOCACHE=$(GRPCGO)/gocache \
+	GOFLAGS= GOPROXY=off GOENV=off GOTOOLCHAIN=local
+GO_PKG_MAP := Mruntime_v1.proto=crisp/cri/v1,Mruntime_v1alpha2.proto=crisp/cri/v1alpha2
+
+grpcgo: $(GRPCGO)/crigo
+
+$(GRPCGO)/stubs.stamp: proto/runtime_v1.proto proto/runtime_v1alpha2.proto
+	rm -rf $(GRPCGO)/gopath/src/crisp/cri
+	@mkdir -p $(GRPCGO)/gopath/src
+	protoc -Iproto --go_out=$(GRPCGO)/gopath/src --go_opt=$(GO_PKG_MAP) \
+		--go-grpc_out=$(GRPCGO)/gopath/src --go-grpc_opt=$(GO_PKG_MAP) \
+		runtime_v1.proto runtime_v1alpha2.proto
+	touch $@
+
+$(GRPCGO)/crigo: $(GRPCGO)/stubs.stamp $(wildcard test/grpcgo/*.go)
+	cd test/grpcgo && $(GO_ENV) go vet . && $(GO_ENV) go build -o $@ .
 
 deps:
 	./test/deps.sh

@@ -17,7 +17,7 @@
 
 #include "crisp/backend.h"
 #include "crisp/call.h"
-#include "crisp/docker.h"
+#include "docker/docker.h"
 #include "crisp/h2srv.h"
 #include "crisp/listen.h"
 #include "crisp/log.h"
@@ -282,8 +282,9 @@ int main(int argc, char **argv)
         goto fail_base;
     }
     crisp_router_set_default(be);
+    static const struct crisp_listen_cbs grpc_server = {.on_accept = crisp_h2srv_accept};
     for (int i = 0; i < opts.nlisten; i++) {
-        if (crisp_listen_open(base, opts.listen[i], &opts.tls, err, sizeof(err)) < 0) {
+        if (crisp_listen_open(base, opts.listen[i], &opts.tls, &grpc_server, err, sizeof(err)) < 0) {
             log_error("startup_failed", "listen=%s err=%s", crisp_logq(opts.listen[i]),
                       crisp_logq(err));
             goto fail_listen;

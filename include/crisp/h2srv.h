@@ -20,9 +20,10 @@ struct crisp_h2srv_config {
 
 extern struct crisp_h2srv_config crisp_h2srv_cfg;
 
-/* Takes over an accepted socket; ssl_ctx non-NULL for TLS. */
+/* Takes over an accepted socket; ssl_ctx non-NULL for TLS. A
+ * crisp_accept_fn (listen.h); ud is unused. */
 void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd,
-                        SSL_CTX *ssl_ctx, const char *peer);
+                        SSL_CTX *ssl_ctx, const char *peer, void *ud);
 /* GOAWAY to every connection: no new calls, in-flight ones finish. */
 void crisp_h2srv_shutdown_all(void);
 /* Closes every connection now, cancelling its calls. */

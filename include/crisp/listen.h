@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 struct crisp_tls_opts {
     const char *cert;      /* PEM chain */
@@ -16,9 +17,21 @@ struct crisp_tls_opts {
     const char *client_ca; /* verify client certificates against this, or NULL */
 };
 
+/* A connection was accepted: the callee owns fd (and makes its SSL from
+ * ssl_ctx, NULL for plain sockets); peer names the listener for logs. */
+typedef void (*crisp_accept_fn)(struct event_base *base, evutil_socket_t fd, SSL_CTX *ssl_ctx,
+                                const char *peer, void *ud);
+
+/* Who serves a listener's connections: the gRPC server, or later the
+ * streaming server. */
+struct crisp_listen_cbs {
+    crisp_accept_fn on_accept;
+    void *ud;
+};
+
 /* Returns 0, or -1 with a reason in err. */
 int crisp_listen_open(struct event_base *base, const char *url, const struct crisp_tls_opts *tls,
-                      char *err, size_t errlen);
+                      const struct crisp_listen_cbs *cbs, char *err, size_t errlen);
 /* Stops accepting and removes unix socket files. */
 void crisp_listen_close_all(void);
 

@@ -1,7 +1,7 @@
 /* Unit tests for h2req.c: crisp's own HTTP/2 request checks. */
 #include <string.h>
 
-#include "crisp/h2req.h"
+#include "front/h2req.h"
 #include "unit.h"
 
 struct field {

@@ -12,7 +12,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "crisp/h2srv.h"
 #include "crisp/listen.h"
 #include "crisp/log.h"
 #include "crisp/net.h"
@@ -25,6 +24,8 @@ struct listener {
     struct evconnlistener *lev;
     struct event *resume_ev;
     SSL_CTX *ssl_ctx;
+    crisp_accept_fn on_accept;
+    void *ud;
     char url[160];
     char unlink_path[108];
 };
@@ -38,7 +39,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     (void)sa;
     (void)salen;
     struct listener *l = arg;
-    crisp_h2srv_accept(l->base, fd, l->ssl_ctx, l->url);
+    l->on_accept(l->base, fd, l->ssl_ctx, l->url, l->ud);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -204,12 +205,15 @@ static int bind_socket(const struct crisp_addr *a, char *err, size_t errlen)
 }
 
 static int add_listener(struct event_base *base, const char *url, int fd, SSL_CTX *ssl_ctx,
-                        const char *unlink_path, char *err, size_t errlen)
+                        const char *unlink_path, const struct crisp_listen_cbs *cbs, char *err,
+                        size_t errlen)
 {
     struct listener *l = calloc(1, sizeof(*l));
     if (!l)
         goto fail;
     l->base = base;
+    l->on_accept = cbs->on_accept;
+    l->ud = cbs->ud;
     l->ssl_ctx = ssl_ctx;
     snprintf(l->url, sizeof(l->url), "%s", url);
     if (unlink_path)
@@ -234,8 +238,8 @@ fail:
     return -1;
 }
 
-static int open_systemd_fds(struct event_base *base, const struct crisp_addr *a, char *err,
-                            size_t errlen)
+static int open_systemd_fds(struct event_base *base, const struct crisp_addr *a,
+                            const struct crisp_listen_cbs *cbs, char *err, size_t errlen)
 {
     const char *pid = getenv("LISTEN_PID"), *nfds = getenv("LISTEN_FDS");
     if (!pid || !nfds || atol(pid) != (long)getpid()) {
@@ -255,7 +259,7 @@ static int open_systemd_fds(struct event_base *base, const struct crisp_addr *a,
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         char url[32];
         snprintf(url, sizeof(url), "fd://%d", fd);
-        if (add_listener(base, url, fd, NULL, NULL, err, errlen) < 0)
+        if (add_listener(base, url, fd, NULL, NULL, cbs, err, errlen) < 0)
             return -1;
         used++;
     }
@@ -267,20 +271,20 @@ static int open_systemd_fds(struct event_base *base, const struct crisp_addr *a,
 }
 
 int crisp_listen_open(struct event_base *base, const char *url, const struct crisp_tls_opts *tls,
-                      char *err, size_t errlen)
+                      const struct crisp_listen_cbs *cbs, char *err, size_t errlen)
 {
     struct crisp_addr a;
     if (crisp_addr_parse(url, &a, err, errlen) < 0)
         return -1;
     if (a.kind == CRISP_ADDR_FD)
-        return open_systemd_fds(base, &a, err, errlen);
+        return open_systemd_fds(base, &a, cbs, err, errlen);
     SSL_CTX *ctx = NULL;
     if (a.kind == CRISP_ADDR_TCP && !(ctx = tls_ctx_new(tls, err, errlen)))
         return -1;
     int fd = bind_socket(&a, err, errlen);
     if (fd < 0)
         goto fail_ctx;
-    if (add_listener(base, url, fd, ctx, a.kind == CRISP_ADDR_UNIX ? a.path : NULL, err,
+    if (add_listener(base, url, fd, ctx, a.kind == CRISP_ADDR_UNIX ? a.path : NULL, cbs, err,
                      errlen) < 0)
         goto fail_fd;
     return 0;

@@ -10,7 +10,7 @@
 #include "crisp/call.h"
 #include "crisp/grpc.h"
 #include "crisp/h2mem.h"
-#include "crisp/h2req.h"
+#include "h2req.h"
 #include "crisp/h2srv.h"
 #include "crisp/log.h"
 #include "crisp/zalloc.h"
@@ -787,8 +787,9 @@ static void on_hello_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ssl_ctx,
-                        const char *peer)
+                        const char *peer, void *ud)
 {
+    (void)ud;
     struct fe_conn *c = calloc(1, sizeof(*c));
     nghttp2_session_callbacks *cbs = server_callbacks();
     if (!c || !cbs)

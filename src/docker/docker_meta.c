@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 
 int dk_parse_name(const char *docker_name, struct dk_name *out)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 #include "crisp/grpc.h"
 
 cJSON *dk_strv(char **v, size_t n)

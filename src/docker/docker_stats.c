@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 #include "crisp/grpc.h"
 #include "crisp/log.h"
 

@@ -8,7 +8,7 @@
 
 #include <openssl/evp.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 #include "crisp/grpc.h"
 #include "crisp/log.h"
 

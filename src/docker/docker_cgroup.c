@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 
 #define CG_ROOT "/sys/fs/cgroup"
 

@@ -10,7 +10,7 @@
 
 #include <openssl/err.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 #include "crisp/grpc.h"
 #include "crisp/log.h"
 #include "crisp/net.h"

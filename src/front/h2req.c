@@ -1,7 +1,7 @@
 /* h2req.c - the HTTP/2 request checks crisp makes itself (see h2req.h). */
 #include <string.h>
 
-#include "crisp/h2req.h"
+#include "h2req.h"
 
 enum {
     PSEUDO_METHOD = 1u << 0,

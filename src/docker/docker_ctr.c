@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 #include "crisp/grpc.h"
 #include "crisp/log.h"
 

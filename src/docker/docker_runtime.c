@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 #include "crisp/grpc.h"
 
 /* ---- Version -------------------------------------------------------------- */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crisp/docker.h"
+#include "docker.h"
 #include "crisp/grpc.h"
 #include "crisp/log.h"
 
