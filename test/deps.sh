@@ -12,6 +12,8 @@ PKGS=(
   libevent-dev libssl-dev libcjson-dev protobuf-compiler valgrind
   # python test client
   python3 python3-grpcio python3-protobuf python3-h2 python3-pytest
+  # the grpc-go test client (test/grpcgo, make grpcgo): the kubelet's gRPC stack
+  golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
   # engines and tools used by the test environment
   containerd runc docker.io crun podman netavark docker-registry busybox-static skopeo
   containernetworking-plugins iptables iproute2 apache2-utils nghttp2-client curl
