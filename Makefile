@@ -44,14 +44,23 @@ $(GEN)/runtime_v1.pb-c.c: proto/runtime_v1.proto
 	protoc-c --c_out=$(GEN) -Iproto $<
 $(GEN)/runtime_v1.pb-c.h: $(GEN)/runtime_v1.pb-c.c
 
-# The streaming RPCs and the v1alpha2 RPC names, taken from proto/ so the
-# method table cannot drift from the schema.
+# From proto/, so nothing can drift from the schema: the method enum
+# (CRISP_RPC_<NAME> in declaration order, RuntimeService then ImageService,
+# with the names to check it against protobuf-c's descriptors at start), the
+# server-streaming RPCs and the RPCs that also exist in v1alpha2.
+RPC_NAMES = sed -n 's/^ *rpc \([A-Za-z]*\)(.*/\1/p'
 $(GEN)/rpcs.gen.h: proto/runtime_v1.proto proto/runtime_v1alpha2.proto
 	@mkdir -p $(GEN)
-	{ printf '#define CRISP_STREAMING_RPCS'; \
-	  sed -n 's/^ *rpc \([A-Za-z]*\)(.*returns (stream .*/ "\1",/p' proto/runtime_v1.proto | tr -d '\n'; \
+	{ printf '/* generated from proto/ by the Makefile */\nenum crisp_rpc {\n'; \
+	  $(RPC_NAMES) proto/runtime_v1.proto | sed 's/\([a-z0-9]\)\([A-Z]\)/\1_\2/g' | \
+	    tr a-z A-Z | sed 's/.*/    CRISP_RPC_&,/'; \
+	  printf '    CRISP_RPC_COUNT\n};\n#define CRISP_RPC_NAMES'; \
+	  $(RPC_NAMES) proto/runtime_v1.proto | sed 's/.*/ "&",/' | tr -d '\n'; \
+	  printf '\n#define CRISP_STREAMING_RPCS'; \
+	  sed -n 's/^ *rpc \([A-Za-z]*\)(.*returns (stream .*/\1/p' proto/runtime_v1.proto | \
+	    sed 's/\([a-z0-9]\)\([A-Z]\)/\1_\2/g' | tr a-z A-Z | sed 's/.*/ CRISP_RPC_&,/' | tr -d '\n'; \
 	  printf '\n#define CRISP_V1ALPHA2_RPCS'; \
-	  sed -n 's/^ *rpc \([A-Za-z]*\)(.*/ "\1",/p' proto/runtime_v1alpha2.proto | tr -d '\n'; \
+	  $(RPC_NAMES) proto/runtime_v1alpha2.proto | sed 's/.*/ "&",/' | tr -d '\n'; \
 	  printf '\n'; } > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/runtime_v1.pb-c.o: $(GEN)/runtime_v1.pb-c.c

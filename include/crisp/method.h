@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpcs.gen.h" /* enum crisp_rpc: CRISP_RPC_VERSION ... CRISP_RPC_COUNT */
+
 enum crisp_api {
     CRISP_API_V1 = 0,
     CRISP_API_V1ALPHA2,
@@ -22,7 +24,7 @@ enum crisp_service {
 };
 
 struct crisp_method {
-    unsigned index;            /* 0..count-1, stable for a build */
+    enum crisp_rpc id;         /* CRISP_RPC_*: index into per-backend tables */
     const char *name;          /* "Version" */
     enum crisp_service svc;
     const char *path;          /* "/runtime.v1.RuntimeService/Version" */
@@ -35,11 +37,16 @@ struct crisp_method {
 const char *crisp_api_to_str(enum crisp_api api);
 const char *crisp_service_to_str(enum crisp_service svc);
 
-/* Returns 0, or -1 if the table cannot be built (out of memory). */
+/* Returns 0, or -1 if the table cannot be built (out of memory, or the
+ * protobuf-c descriptors disagree with the enum generated from proto/). */
 int crisp_methods_init(void);
 void crisp_methods_free(void);
-size_t crisp_methods_count(void);
+size_t crisp_methods_count(void); /* CRISP_RPC_COUNT once built */
 const struct crisp_method *crisp_method_at(size_t i);
+static inline const struct crisp_method *crisp_method_by_id(enum crisp_rpc id)
+{
+    return crisp_method_at((size_t)id);
+}
 
 /* Resolves ":path". Returns NULL if unknown; *svc_known tells whether the
  * service part named a CRI service (for the UNIMPLEMENTED message). */

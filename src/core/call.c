@@ -183,7 +183,7 @@ int crisp_call_send_headers(struct crisp_call *call)
 int crisp_call_wants_msgs(const struct crisp_call *call)
 {
     return call->api == CRISP_API_V1ALPHA2 && call->method &&
-           call->method->svc == CRISP_SVC_RUNTIME && strcmp(call->method->name, "Version") == 0;
+           call->method->id == CRISP_RPC_VERSION;
 }
 
 /* A call that came in on runtime.v1alpha2 is served by a v1 backend; the

@@ -5,9 +5,9 @@
 
 #include "crisp/method.h"
 #include "runtime_v1.pb-c.h"
-#include "rpcs.gen.h" /* CRISP_STREAMING_RPCS, CRISP_V1ALPHA2_RPCS */
 
-static const char *const streaming_rpcs[] = {CRISP_STREAMING_RPCS};
+static const char *const rpc_names[CRISP_RPC_COUNT] = {CRISP_RPC_NAMES};
+static const enum crisp_rpc streaming_rpcs[] = {CRISP_STREAMING_RPCS};
 static const char *const v1alpha2_rpcs[] = {CRISP_V1ALPHA2_RPCS};
 
 struct route {
@@ -30,6 +30,14 @@ const char *crisp_api_to_str(enum crisp_api api)
 const char *crisp_service_to_str(enum crisp_service svc)
 {
     return svc == CRISP_SVC_IMAGE ? "ImageService" : "RuntimeService";
+}
+
+static int is_streaming(enum crisp_rpc id)
+{
+    for (size_t i = 0; i < sizeof(streaming_rpcs) / sizeof(streaming_rpcs[0]); i++)
+        if (streaming_rpcs[i] == id)
+            return 1;
+    return 0;
 }
 
 static int in_list(const char *name, const char *const *list, size_t n)
@@ -59,43 +67,48 @@ static int route_cmp(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
+static int add_method(const ProtobufCMethodDescriptor *md, enum crisp_service svc)
+{
+    struct crisp_method *m = &methods[nmethods];
+    if (nmethods >= CRISP_RPC_COUNT || strcmp(md->name, rpc_names[nmethods]) != 0)
+        return -1; /* the descriptors and the generated enum disagree */
+    m->id = (enum crisp_rpc)nmethods;
+    m->name = md->name;
+    m->svc = svc;
+    m->req = md->input;
+    m->resp = md->output;
+    m->server_streaming = is_streaming(m->id);
+    m->path = make_path("runtime.v1", svc, md->name);
+    if (!m->path)
+        return -1;
+    routes[nroutes++] = (struct route){m->path, strlen(m->path), m, CRISP_API_V1};
+    if (in_list(md->name, v1alpha2_rpcs, sizeof(v1alpha2_rpcs) / sizeof(v1alpha2_rpcs[0]))) {
+        m->alpha_path = make_path("runtime.v1alpha2", svc, md->name);
+        if (!m->alpha_path)
+            return -1;
+        routes[nroutes++] = (struct route){m->alpha_path, strlen(m->alpha_path), m,
+                                           CRISP_API_V1ALPHA2};
+    }
+    nmethods++;
+    return 0;
+}
+
 int crisp_methods_init(void)
 {
     const ProtobufCServiceDescriptor *svcs[] = {
         &runtime__v1__runtime_service__descriptor,
         &runtime__v1__image_service__descriptor,
     };
-    size_t total = svcs[0]->n_methods + svcs[1]->n_methods;
-    methods = calloc(total, sizeof(*methods));
-    routes = calloc(total * 2, sizeof(*routes));
+    methods = calloc(CRISP_RPC_COUNT, sizeof(*methods));
+    routes = calloc(CRISP_RPC_COUNT * 2, sizeof(*routes));
     if (!methods || !routes)
         goto fail;
-    for (size_t s = 0; s < 2; s++) {
-        for (unsigned i = 0; i < svcs[s]->n_methods; i++) {
-            const ProtobufCMethodDescriptor *md = &svcs[s]->methods[i];
-            struct crisp_method *m = &methods[nmethods];
-            m->index = (unsigned)nmethods;
-            m->name = md->name;
-            m->svc = s ? CRISP_SVC_IMAGE : CRISP_SVC_RUNTIME;
-            m->req = md->input;
-            m->resp = md->output;
-            m->server_streaming = in_list(md->name, streaming_rpcs,
-                                          sizeof(streaming_rpcs) / sizeof(streaming_rpcs[0]));
-            m->path = make_path("runtime.v1", m->svc, md->name);
-            if (!m->path)
+    for (size_t s = 0; s < 2; s++)
+        for (unsigned i = 0; i < svcs[s]->n_methods; i++)
+            if (add_method(&svcs[s]->methods[i], s ? CRISP_SVC_IMAGE : CRISP_SVC_RUNTIME) < 0)
                 goto fail;
-            routes[nroutes++] = (struct route){m->path, strlen(m->path), m, CRISP_API_V1};
-            if (in_list(md->name, v1alpha2_rpcs,
-                        sizeof(v1alpha2_rpcs) / sizeof(v1alpha2_rpcs[0]))) {
-                m->alpha_path = make_path("runtime.v1alpha2", m->svc, md->name);
-                if (!m->alpha_path)
-                    goto fail;
-                routes[nroutes++] = (struct route){m->alpha_path, strlen(m->alpha_path), m,
-                                                   CRISP_API_V1ALPHA2};
-            }
-            nmethods++;
-        }
-    }
+    if (nmethods != CRISP_RPC_COUNT)
+        goto fail;
     qsort(routes, nroutes, sizeof(*routes), route_cmp);
     return 0;
 fail:

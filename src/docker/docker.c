@@ -1,6 +1,7 @@
 /* docker.c - the Docker Engine backend: engine connection, API version,
  * the op framework every handler runs on, and JSON helpers. */
 #define _GNU_SOURCE /* strptime, timegm */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -507,10 +508,9 @@ void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_c
 
 /* ---- API version --------------------------------------------------------- */
 
-static dk_handler_fn *handler_table;
-static unsigned char *unversioned_table;
-static unsigned char *slow_table;
-static unsigned table_users; /* docker backends sharing the tables */
+/* Every family's table merged, indexed by enum crisp_rpc; built once, the
+ * same for every docker backend instance. */
+static struct dk_method methods[CRISP_RPC_COUNT];
 
 static int api_cmp(const char *a, const char *b)
 {
@@ -528,7 +528,7 @@ static void on_version_negotiated(struct h1_req *r, int err, const char *errmsg,
     (void)r;
     struct dk_op *op = sub_done(ud);
     struct dk_be *be = op->be;
-    if (err && unversioned_table[op->call->method->index]) {
+    if (err && methods[op->call->method->id].unversioned) {
         run_handler(op); /* Status reports the engine down itself */
         return;
     }
@@ -539,7 +539,7 @@ static void on_version_negotiated(struct h1_req *r, int err, const char *errmsg,
     }
     cJSON *json = cJSON_ParseWithLength((const char *)body, len);
     const char *max = dk_str(json, "ApiVersion");
-    if ((status != 200 || !*max) && unversioned_table[op->call->method->index]) {
+    if ((status != 200 || !*max) && methods[op->call->method->id].unversioned) {
         cJSON_Delete(json);
         run_handler(op);
         return;
@@ -584,42 +584,24 @@ static void unsupported(struct dk_op *op)
                op->call->method->name);
 }
 
-static int build_handler_table(char *err, size_t errlen)
+static void build_method_table(void)
 {
-    if (handler_table) {
-        table_users++;
-        return 0;
-    }
-    size_t n = crisp_methods_count();
-    handler_table = calloc(n ? n : 1, sizeof(*handler_table));
-    unversioned_table = calloc(n ? n : 1, 1);
-    slow_table = calloc(n ? n : 1, 1);
-    if (!handler_table || !unversioned_table || !slow_table) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    const struct dk_method *families[] = {dk_runtime_methods, dk_pod_methods,
-                                          dk_container_methods, dk_image_methods,
-                                          dk_stats_methods};
-    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
-        for (const struct dk_method *m = families[f]; m->name; m++) {
-            for (size_t i = 0; i < n; i++) {
-                if (strcmp(crisp_method_at(i)->name, m->name) == 0) {
-                    handler_table[i] = m->fn;
-                    unversioned_table[i] = (unsigned char)m->unversioned;
-                    slow_table[i] = (unsigned char)m->slow;
-                }
-            }
+    static const struct dk_method *const families[] = {
+        dk_runtime_methods, dk_pod_methods, dk_container_methods, dk_image_methods,
+        dk_stats_methods,
+    };
+    if (methods[0].fn)
+        return;
+    for (size_t i = 0; i < CRISP_RPC_COUNT; i++) {
+        for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+            if (!families[f][i].fn)
+                continue;
+            assert(!methods[i].fn); /* one family per method */
+            methods[i] = families[f][i];
         }
+        if (!methods[i].fn)
+            methods[i].fn = unsupported;
     }
-    table_users = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (!handler_table[i]) {
-            log_debug("docker_unsupported", "method=%s", crisp_method_at(i)->name);
-            handler_table[i] = unsupported;
-        }
-    }
-    return 0;
 }
 
 static void run_handler(struct dk_op *op)
@@ -639,8 +621,8 @@ static void dk_start(struct crisp_backend *base, struct crisp_call *call)
     op->be = be;
     op->call = call;
     op->req = crisp_call_request(call);
-    p->handler = handler_table[call->method->index];
-    op->slow = slow_table[call->method->index];
+    p->handler = methods[call->method->id].fn;
+    op->slow = methods[call->method->id].slow;
     crisp_call_ref(call);
     call->be_ctx = op;
     op->next = be->ops;
@@ -703,14 +685,6 @@ static void dk_destroy(struct crisp_backend *base)
     free(be->engine);
     free(be->base.name);
     free(be);
-    if (--table_users == 0) {
-        free(handler_table);
-        free(unversioned_table);
-        free(slow_table);
-        handler_table = NULL;
-        unversioned_table = NULL;
-        slow_table = NULL;
-    }
 }
 
 /* ---- creation ------------------------------------------------------------- */
@@ -797,8 +771,7 @@ static struct crisp_backend *dk_create(struct event_base *evb, const char *url, 
         snprintf(err, errlen, "a docker backend needs unix:// or tcp://, not %s", url);
         return NULL;
     }
-    if (build_handler_table(err, errlen) < 0)
-        return NULL;
+    build_method_table();
     struct dk_be *be = calloc(1, sizeof(*be));
     if (!be) {
         snprintf(err, errlen, "out of memory");

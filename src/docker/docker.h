@@ -100,12 +100,14 @@ extern struct crisp_docker_config crisp_docker_cfg;
 /* A CRI method handler: starts the op's first engine request. */
 typedef void (*dk_handler_fn)(struct dk_op *op);
 
+/* Each family's table is indexed by enum crisp_rpc (designated
+ * initializers: a misspelt method does not compile); docker.c merges them.
+ * A method no family serves is answered UNIMPLEMENTED. */
 struct dk_method {
-    const char *name;
     dk_handler_fn fn;
-    int unversioned; /* runs even when the API version cannot be learnt
-                      * (Status: the engine being down is its answer) */
-    int slow;        /* may take long (pull, stop, exec, events): long_pool */
+    unsigned unversioned : 1; /* runs even when the API version cannot be learnt
+                               * (Status: the engine being down is its answer) */
+    unsigned slow : 1;        /* may take long (pull, stop, exec, events): long_pool */
 };
 
 /* A response message from the op's arena, initialised; NULL (and op->oom)
@@ -251,11 +253,11 @@ void dk_libpod_resources(cJSON *body, const Runtime__V1__LinuxContainerResources
 void dk_sysctls(cJSON *hc, size_t n, Runtime__V1__LinuxPodSandboxConfig__SysctlsEntry **s);
 
 /* ---- handlers (one file per family) ------------------------------------ */
-extern const struct dk_method dk_runtime_methods[];
-extern const struct dk_method dk_pod_methods[];
-extern const struct dk_method dk_container_methods[];
-extern const struct dk_method dk_image_methods[];
-extern const struct dk_method dk_stats_methods[];
+extern const struct dk_method dk_runtime_methods[CRISP_RPC_COUNT];
+extern const struct dk_method dk_pod_methods[CRISP_RPC_COUNT];
+extern const struct dk_method dk_container_methods[CRISP_RPC_COUNT];
+extern const struct dk_method dk_image_methods[CRISP_RPC_COUNT];
+extern const struct dk_method dk_stats_methods[CRISP_RPC_COUNT];
 
 /* ---- shared between families ---------------------------------------------- */
 

@@ -852,15 +852,14 @@ static void dk_exec_sync(struct dk_op *op)
     dk_call(op, "POST", body, on_exec_created, "/containers/%s/exec", dk_esc(req->container_id));
 }
 
-const struct dk_method dk_container_methods[] = {
-    {"CreateContainer", dk_create_container, 0, 0},
-    {"StartContainer", dk_start_container, 0, 1},
-    {"StopContainer", dk_stop_container, 0, 1},
-    {"RemoveContainer", dk_remove_container, 0, 1},
-    {"ListContainers", dk_list_ctrs, 0, 0},
-    {"ContainerStatus", dk_ctr_status, 0, 0},
-    {"UpdateContainerResources", dk_update_resources, 0, 0},
-    {"ReopenContainerLog", dk_reopen_log, 0, 0},
-    {"ExecSync", dk_exec_sync, 0, 1},
-    {NULL, NULL, 0, 0},
+const struct dk_method dk_container_methods[CRISP_RPC_COUNT] = {
+    [CRISP_RPC_CREATE_CONTAINER] = {dk_create_container},
+    [CRISP_RPC_START_CONTAINER] = {dk_start_container, .slow = 1},
+    [CRISP_RPC_STOP_CONTAINER] = {dk_stop_container, .slow = 1},
+    [CRISP_RPC_REMOVE_CONTAINER] = {dk_remove_container, .slow = 1},
+    [CRISP_RPC_LIST_CONTAINERS] = {dk_list_ctrs},
+    [CRISP_RPC_CONTAINER_STATUS] = {dk_ctr_status},
+    [CRISP_RPC_UPDATE_CONTAINER_RESOURCES] = {dk_update_resources},
+    [CRISP_RPC_REOPEN_CONTAINER_LOG] = {dk_reopen_log},
+    [CRISP_RPC_EXEC_SYNC] = {dk_exec_sync, .slow = 1},
 };

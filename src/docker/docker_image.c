@@ -87,7 +87,7 @@ static void on_images(struct dk_op *op, int status, cJSON *json)
         if (v && k < n && (v[k] = image_from_json(op, it, NULL)))
             k++;
     }
-    if (strcmp(op->call->method->name, "StreamImages") == 0) {
+    if (op->call->method->id == CRISP_RPC_STREAM_IMAGES) {
         for (size_t i = 0; i < k; i += STREAM_CHUNK) {
             Runtime__V1__StreamImagesResponse r = RUNTIME__V1__STREAM_IMAGES_RESPONSE__INIT;
             r.n_images = k - i < STREAM_CHUNK ? k - i : STREAM_CHUNK;
@@ -544,12 +544,11 @@ static void dk_image_fs_info(struct dk_op *op)
     dk_call(op, "GET", NULL, on_fs_info, "/info");
 }
 
-const struct dk_method dk_image_methods[] = {
-    {"ListImages", dk_list_images, 0, 0},
-    {"StreamImages", dk_list_images, 0, 0},
-    {"ImageStatus", dk_image_status, 0, 0},
-    {"PullImage", dk_pull_image, 0, 1},
-    {"RemoveImage", dk_remove_image, 0, 1},
-    {"ImageFsInfo", dk_image_fs_info, 0, 0},
-    {NULL, NULL, 0, 0},
+const struct dk_method dk_image_methods[CRISP_RPC_COUNT] = {
+    [CRISP_RPC_LIST_IMAGES] = {dk_list_images},
+    [CRISP_RPC_STREAM_IMAGES] = {dk_list_images},
+    [CRISP_RPC_IMAGE_STATUS] = {dk_image_status},
+    [CRISP_RPC_PULL_IMAGE] = {dk_pull_image, .slow = 1},
+    [CRISP_RPC_REMOVE_IMAGE] = {dk_remove_image, .slow = 1},
+    [CRISP_RPC_IMAGE_FS_INFO] = {dk_image_fs_info},
 };

@@ -572,11 +572,10 @@ static void dk_list_pods(struct dk_op *op)
     dk_list_sandboxes(op, req->filter, on_pod_list);
 }
 
-const struct dk_method dk_pod_methods[] = {
-    {"RunPodSandbox", dk_run_pod, 0, 1},
-    {"StopPodSandbox", dk_stop_pod, 0, 1},
-    {"RemovePodSandbox", dk_remove_pod, 0, 1},
-    {"PodSandboxStatus", dk_pod_status, 0, 0},
-    {"ListPodSandbox", dk_list_pods, 0, 0},
-    {NULL, NULL, 0, 0},
+const struct dk_method dk_pod_methods[CRISP_RPC_COUNT] = {
+    [CRISP_RPC_RUN_POD_SANDBOX] = {dk_run_pod, .slow = 1},
+    [CRISP_RPC_STOP_POD_SANDBOX] = {dk_stop_pod, .slow = 1},
+    [CRISP_RPC_REMOVE_POD_SANDBOX] = {dk_remove_pod, .slow = 1},
+    [CRISP_RPC_POD_SANDBOX_STATUS] = {dk_pod_status},
+    [CRISP_RPC_LIST_POD_SANDBOX] = {dk_list_pods},
 };

@@ -205,18 +205,17 @@ static void dk_no_metrics(struct dk_op *op)
                op->call->method->name);
 }
 
-const struct dk_method dk_runtime_methods[] = {
-    {"Version", dk_version, 0, 0},
-    {"Status", dk_status, 1, 0},
-    {"RuntimeConfig", dk_runtime_config, 0, 0},
-    {"UpdateRuntimeConfig", dk_update_runtime_config, 1, 0},
-    {"UpdatePodSandboxResources", dk_update_pod_resources, 1, 0},
-    {"Exec", dk_streaming_later, 1, 0},
-    {"Attach", dk_streaming_later, 1, 0},
-    {"PortForward", dk_streaming_later, 1, 0},
-    {"CheckpointContainer", dk_no_checkpoint, 1, 0},
-    {"ListMetricDescriptors", dk_no_metrics, 1, 0},
-    {"ListPodSandboxMetrics", dk_no_metrics, 1, 0},
-    {"StreamPodSandboxMetrics", dk_no_metrics, 1, 0},
-    {NULL, NULL, 0, 0},
+const struct dk_method dk_runtime_methods[CRISP_RPC_COUNT] = {
+    [CRISP_RPC_VERSION] = {dk_version},
+    [CRISP_RPC_STATUS] = {dk_status, .unversioned = 1},
+    [CRISP_RPC_RUNTIME_CONFIG] = {dk_runtime_config},
+    [CRISP_RPC_UPDATE_RUNTIME_CONFIG] = {dk_update_runtime_config, .unversioned = 1},
+    [CRISP_RPC_UPDATE_POD_SANDBOX_RESOURCES] = {dk_update_pod_resources, .unversioned = 1},
+    [CRISP_RPC_EXEC] = {dk_streaming_later, .unversioned = 1},
+    [CRISP_RPC_ATTACH] = {dk_streaming_later, .unversioned = 1},
+    [CRISP_RPC_PORT_FORWARD] = {dk_streaming_later, .unversioned = 1},
+    [CRISP_RPC_CHECKPOINT_CONTAINER] = {dk_no_checkpoint, .unversioned = 1},
+    [CRISP_RPC_LIST_METRIC_DESCRIPTORS] = {dk_no_metrics, .unversioned = 1},
+    [CRISP_RPC_LIST_POD_SANDBOX_METRICS] = {dk_no_metrics, .unversioned = 1},
+    [CRISP_RPC_STREAM_POD_SANDBOX_METRICS] = {dk_no_metrics, .unversioned = 1},
 };

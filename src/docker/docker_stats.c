@@ -879,15 +879,14 @@ static void dk_events(struct dk_op *op)
     dk_call_opts(op, &o, &events_cbs);
 }
 
-const struct dk_method dk_stats_methods[] = {
-    {"ContainerStats", dk_container_stats, 0, 0},
-    {"ListContainerStats", dk_list_container_stats, 0, 0},
-    {"StreamContainerStats", dk_stream_container_stats, 0, 0},
-    {"PodSandboxStats", dk_pod_stats, 0, 0},
-    {"ListPodSandboxStats", dk_list_pod_stats, 0, 0},
-    {"StreamPodSandboxStats", dk_stream_pod_stats, 0, 0},
-    {"StreamPodSandboxes", dk_stream_pods, 0, 0},
-    {"StreamContainers", dk_stream_ctrs, 0, 0},
-    {"GetContainerEvents", dk_events, 0, 1},
-    {NULL, NULL, 0, 0},
+const struct dk_method dk_stats_methods[CRISP_RPC_COUNT] = {
+    [CRISP_RPC_CONTAINER_STATS] = {dk_container_stats},
+    [CRISP_RPC_LIST_CONTAINER_STATS] = {dk_list_container_stats},
+    [CRISP_RPC_STREAM_CONTAINER_STATS] = {dk_stream_container_stats},
+    [CRISP_RPC_POD_SANDBOX_STATS] = {dk_pod_stats},
+    [CRISP_RPC_LIST_POD_SANDBOX_STATS] = {dk_list_pod_stats},
+    [CRISP_RPC_STREAM_POD_SANDBOX_STATS] = {dk_stream_pod_stats},
+    [CRISP_RPC_STREAM_POD_SANDBOXES] = {dk_stream_pods},
+    [CRISP_RPC_STREAM_CONTAINERS] = {dk_stream_ctrs},
+    [CRISP_RPC_GET_CONTAINER_EVENTS] = {dk_events, .slow = 1},
 };

@@ -22,7 +22,7 @@ static void test_table(void)
         streaming += m->server_streaming;
         alpha += m->alpha_path != NULL;
         image += m->svc == CRISP_SVC_IMAGE;
-        CHECK(m->index == i && m->req && m->resp);
+        CHECK(m->id == (enum crisp_rpc)i && m->req && m->resp);
     }
     CHECK(streaming == 7);
     CHECK(image == 6);
