@@ -451,6 +451,29 @@ def test_go_cancel(go, gpods, request):
         crisp.wait_log(0, r"method=ExecSync api=v1 code=CANCELLED", timeout=10 * SLOW)
 
 
+def test_go_client_killed_mid_call(cri, pods, direct_client):
+    """The kubelet dies with a call in flight (SIGKILL: no RST_STREAM, no
+    GOAWAY, the socket just closes): the runtime's call is cancelled all the
+    same (containerd kills the exec), through crisp too."""
+    pid, _ = pods.run_pod()
+    cid = pods.create_container(pid, "main", ["sh", "-c", SERVE])
+    g = GoCRI(cri.target, cri.name + "-killed")
+    try:
+        g.start("ExecSync", {"containerId": cid, "cmd": ["sh", "-c", "echo $$ > /tmp/kk.pid; exec sleep 60"]},
+                timeout=0)
+        gp = GoPods(g, pods)
+        wait_proc(gp, cid, "kk", "alive")
+    finally:
+        g.proc.kill()
+        g.close(check=False)
+    # (asked on a connection of its own)
+    gp = GoPods(GoCRI(cri.target, cri.name + "-check"), pods)
+    try:
+        wait_proc(gp, cid, "kk", "gone")
+    finally:
+        gp.g.close()
+
+
 # ---------------------------------------------------------------------------
 # big messages
 
@@ -689,7 +712,8 @@ DETAIL_VALUE = v1.VersionResponse(runtime_name="detail").SerializeToString()
 def details_backend():
     """A grpcio backend whose PodSandboxStatus fails NOT_FOUND "plain message"
     with grpc-status-details-bin (NOT_FOUND "rich message" + one detail),
-    initial metadata and a custom trailer: containerd never sends details."""
+    initial metadata and a custom trailer (containerd never sends details),
+    and whose ListPodSandbox echoes the request's metadata as x-echo-* trailers."""
     import grpc
     import fakecri
 
@@ -701,6 +725,11 @@ def details_backend():
                 ("grpc-status-details-bin", rpc_status_bytes(5, "rich message", DETAIL_URL, DETAIL_VALUE))])
             ctx.abort(grpc.StatusCode.NOT_FOUND, "plain message")
 
+        def ListPodSandbox(self, req, ctx):
+            ctx.set_trailing_metadata([("x-echo-" + k, v) for k, v in ctx.invocation_metadata()
+                                       if not k.endswith("-bin")])
+            return v1.ListPodSandboxResponse()
+
     f = Fake(free_unix_path("fake-details.sock")).start()
     c = Crisp("fake-details", f.sock)
     _crisp_instances.append(c)
@@ -708,6 +737,31 @@ def details_backend():
     yield f, c
     stop_and_check(c)
     f.stop()
+
+
+def test_go_metadata_forwarded(details_backend):
+    """What grpc-go sends beside the message reaches the runtime through
+    crisp: the kubelet's traceparent (tracing on) and any custom metadata."""
+    fake, crisp = details_backend
+    md = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "x-crisp-custom": "c1"}
+    seen = {}
+    for name, sock in (("direct", fake.sock), ("crisp", crisp.sock)):
+        g = GoCRI("unix://" + sock, name)
+        try:
+            r = g.call("ListPodSandbox", {}, timeout=10, metadata=md)
+            assert r.ok, r
+            seen[name] = {k[len("x-echo-"):]: v for k, v in r.trailers.items() if k.startswith("x-echo-")}
+        finally:
+            g.close()
+    d, c = seen["direct"], seen["crisp"]
+    for k, v in md.items():
+        assert d.get(k) == [v] and c.get(k) == [v], (k, d, c)
+    assert "grpc-timeout" not in d and "grpc-timeout" not in c  # grpcio keeps it to itself
+    print("metadata the backend saw: direct %s, through crisp %s" % (sorted(d), sorted(c)))
+    # user-agent: the runtime sees grpc-go's from the kubelet directly, and
+    # crisp's own through crisp (by design: crisp is the runtime's client)
+    assert d["user-agent"][0].startswith("grpc-go/1.33"), d
+    assert c["user-agent"][0].startswith("crisp/"), c
 
 
 def test_go_status_details_view(details_backend):
