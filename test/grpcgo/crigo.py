@@ -279,7 +279,7 @@ def one_call(endpoint, method, request=None, timeout=None, args=()):
 
 VOLATILE = frozenset(["timestamp", "createdAt", "startedAt", "finishedAt", "usageBytes",
                       "inodesUsed", "workingSetBytes", "usageCoreNanoSeconds", "usageNanoCores",
-                      "availableBytes", "rssBytes", "pageFaults", "majorPageFaults"])
+                      "availableBytes", "rssBytes", "pageFaults", "majorPageFaults", "usedBytes"])
 
 
 def strip(x, drop=VOLATILE):
