@@ -19,7 +19,7 @@ import time
 import grpc
 import pytest
 
-from conftest import SLEEPER, code_of, v1
+from conftest import SLEEPER, code_of
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "grpcgo"))
 from crigo import GoCRI, conn_summary, strip  # noqa: E402

@@ -93,6 +93,7 @@ class GoCRI:
         self._cv = threading.Condition()
         self._results = {}
         self._messages = {}
+        self._timeouts = {}
         self._stderr = []
         self._wlock = threading.Lock()
         self._eof = False
@@ -175,12 +176,11 @@ class GoCRI:
         if request_b64 is not None:
             op["request_b64"] = request_b64
         oid = self._send(op)
-        self._timeouts = getattr(self, "_timeouts", {})
         self._timeouts[oid] = op["timeout"]
         return oid
 
     def wait(self, oid, wait=None):
-        t = getattr(self, "_timeouts", {}).pop(oid, None)
+        t = self._timeouts.pop(oid, None)
         return self._wait_id(oid, wait or self._wait_for(t))
 
     def call(self, method, request=None, timeout=None, api=None, metadata=None, wait=None, **kw):

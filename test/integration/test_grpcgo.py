@@ -21,6 +21,8 @@ from crilib import CRIClient, as_dict, v1
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "grpcgo"))
 from crigo import GoCRI, conn_summary, one_call, strip  # noqa: E402
+# the fixtures of the listener tests: a crisp of one's own, short dirs, certificates
+from test_listeners import pki, started, tmpdir_short  # noqa: E402,F401,F811
 
 # a loaded 2-core machine (or valgrind) is slow: budgets, not sleeps
 SLOW = 5.0 if WRAPPED else 1.0
@@ -827,5 +829,3 @@ def test_go_calls_logged_cleanly(go_both, crisp):
     for bad in ("PROTOCOL_ERROR", "refused", "level=error"):
         assert bad not in text, text[-2000:]
 
-
-from test_listeners import pki, started, tmpdir_short  # noqa: E402,F401  (fixtures)
