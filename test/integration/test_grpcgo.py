@@ -507,6 +507,25 @@ def test_go_big_answer(go, gpods):
     assert_one_connection(go, "after big messages")
 
 
+def test_go_oversized_request(cri):
+    """A client allowed to send more than 16 MiB (crigo -max-msg 64 MiB; the
+    kubelet's grpc-go would refuse to send it): the server answers
+    RESOURCE_EXHAUSTED (grpc-go's server and crisp each with their own
+    message), resets the rest of the upload with RST_STREAM NO_ERROR after
+    the status, and the connection keeps serving."""
+    g = GoCRI(cri.target, cri.name + "-big", args=["-max-msg", str(64 * MIB)])
+    try:
+        big = "x" * (17 * MIB)
+        r = g.call("ImageService/ImageStatus", {"image": {"image": "localhost/none:1", "annotations": {"big": big}}},
+                   timeout=60)
+        assert r.code == "RESOURCE_EXHAUSTED" and "16777216" in r.message, (r.code, r.message)
+        assert g.call("Version", {}).ok
+        w = assert_one_connection(g, "after an oversized request")
+        assert [(x["dir"], x["code"]) for x in w["conns"][0]["rsts"]] == [("in", "NO_ERROR")], w["conns"][0]["rsts"]
+    finally:
+        g.close()
+
+
 # ---------------------------------------------------------------------------
 # concurrency
 
