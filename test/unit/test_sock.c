@@ -1,11 +1,13 @@
-/* Unit tests for sock.c: the transport under both HTTP/2 sessions, driven
- * through socketpairs and a unix listener on a real event loop. */
+/* Unit tests for sock.c, plain sockets: driven through socketpairs and unix
+ * and TCP listeners on a real event loop (TLS: test_sock_tls.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -88,7 +90,8 @@ static void on_close(void *ud, enum crisp_sock_end how, const char *why)
     p->s = NULL;
 }
 
-static const struct crisp_sock_cbs cbs = {on_data, on_drain, on_connected, on_close};
+static const struct crisp_sock_cbs cbs = {
+    .on_data = on_data, .on_drain = on_drain, .on_connected = on_connected, .on_close = on_close};
 
 static void run_until(int *flag, int want, int ms)
 {
@@ -242,6 +245,276 @@ static void test_connect(void)
     unlink(path);
 }
 
+
+/* ---- what the HTTP/1.1 client needs (crisp_sock_open and friends) ------- */
+
+struct cli {
+    struct crisp_sock *s;
+    int connected, closes, write_errors, datas, pause_each, in_call;
+    int cb_inside;           /* callbacks that ran from inside a crisp_sock_* call */
+    enum crisp_sock_end how;
+    int err;
+    char why[256], wr_why[256];
+    char got[4096];
+    size_t ngot;
+};
+
+static int c_data(void *ud, const uint8_t *d, size_t n)
+{
+    struct cli *c = ud;
+    c->cb_inside += c->in_call;
+    c->datas++;
+    if (c->ngot + n < sizeof(c->got)) {
+        memcpy(c->got + c->ngot, d, n);
+        c->ngot += n;
+    }
+    if (c->pause_each)
+        crisp_sock_pause_read(c->s);
+    return 0;
+}
+
+static int c_connected(void *ud)
+{
+    struct cli *c = ud;
+    c->cb_inside += c->in_call;
+    c->connected++;
+    return 0;
+}
+
+static void c_close(void *ud, enum crisp_sock_end how, const char *why)
+{
+    struct cli *c = ud;
+    c->cb_inside += c->in_call;
+    c->closes++;
+    c->how = how;
+    c->err = crisp_sock_errno(c->s);
+    snprintf(c->why, sizeof(c->why), "%s", why);
+}
+
+static int c_write_error(void *ud, enum crisp_sock_end how, const char *why)
+{
+    struct cli *c = ud;
+    c->cb_inside += c->in_call;
+    c->write_errors++;
+    snprintf(c->wr_why, sizeof(c->wr_why), "%s", why);
+    return 0;
+}
+
+static const struct crisp_sock_cbs ccbs = {
+    .on_data = c_data, .on_connected = c_connected, .on_close = c_close};
+static const struct crisp_sock_cbs ccbs_wr = {
+    .on_data = c_data, .on_connected = c_connected, .on_close = c_close,
+    .on_write_error = c_write_error};
+
+static void spin(int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        struct timeval tv = {0, 1000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+}
+
+static struct crisp_sock *open_to(struct cli *c, const struct sockaddr *sa, socklen_t len,
+                                  const char *name, unsigned timeout_ms)
+{
+    struct crisp_sock_dest d = {.sa = sa, .salen = len, .name = name, .timeout_ms = timeout_ms};
+    c->in_call = 1;
+    c->s = crisp_sock_open(base, &d, 4096, &ccbs, c);
+    c->in_call = 0;
+    return c->s;
+}
+
+/* Half-close: the peer reads our bytes then EOF, and what it sends after
+ * still reaches us; queueing after the half-close fails. */
+static void test_half_close(void)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    struct cli c = {0};
+    c.s = crisp_sock_new(base, sv[0], NULL, 4096, &ccbs, &c);
+    CHECK(crisp_sock_queue(c.s, "abc", 3) == 0);
+    c.in_call = 1;
+    CHECK(crisp_sock_shutdown_write(c.s) == 0);
+    CHECK(crisp_sock_shutdown_write(c.s) == 0); /* twice: a no-op */
+    CHECK(crisp_sock_flush(c.s) == 1);
+    c.in_call = 0;
+    CHECK(crisp_sock_queue(c.s, "x", 1) == -1);
+    char buf[8];
+    CHECK(read(sv[1], buf, sizeof(buf)) == 3 && !memcmp(buf, "abc", 3));
+    CHECK(read(sv[1], buf, sizeof(buf)) == 0); /* EOF */
+    CHECK(write(sv[1], "after", 5) == 5);
+    run_until(&c.datas, 1, 1000);
+    CHECK(c.ngot == 5 && !memcmp(c.got, "after", 5) && c.closes == 0);
+    close(sv[1]);
+    run_until(&c.closes, 1, 1000);
+    CHECK(c.closes == 1 && c.how == CRISP_SOCK_EOF && c.err == 0);
+    CHECK(c.cb_inside == 0);
+    crisp_sock_free(c.s);
+
+    /* With an empty queue the half-close is immediate; before it, queued
+     * bytes of a pending connect go first. */
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    struct cli d = {0};
+    d.s = crisp_sock_new(base, sv[0], NULL, 4096, &ccbs, &d);
+    CHECK(crisp_sock_shutdown_write(d.s) == 0);
+    CHECK(read(sv[1], buf, sizeof(buf)) == 0);
+    crisp_sock_free(d.s);
+    close(sv[1]);
+}
+
+/* Pause from inside on_data stops delivery at once; resume delivers the
+ * rest from the loop, never from inside. */
+static void test_pause_resume(void)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    struct cli c = {.pause_each = 1};
+    c.s = crisp_sock_new(base, sv[0], NULL, 4096, &ccbs, &c);
+    CHECK(write(sv[1], "one", 3) == 3);
+    run_until(&c.datas, 1, 1000);
+    CHECK(c.datas == 1 && c.ngot == 3);
+    CHECK(write(sv[1], "two", 3) == 3);
+    spin(30);
+    CHECK(c.datas == 1); /* paused */
+    c.pause_each = 0;
+    c.in_call = 1;
+    crisp_sock_resume_read(c.s);
+    crisp_sock_resume_read(c.s); /* twice: a no-op */
+    c.in_call = 0;
+    run_until(&c.datas, 2, 1000);
+    CHECK(c.datas == 2 && c.ngot == 6 && !memcmp(c.got, "onetwo", 6));
+    /* paused from outside, then the peer closes: data first, then the end */
+    crisp_sock_pause_read(c.s);
+    CHECK(write(sv[1], "three", 5) == 5);
+    close(sv[1]);
+    spin(30);
+    CHECK(c.datas == 2 && c.closes == 0);
+    crisp_sock_resume_read(c.s);
+    run_until(&c.closes, 1, 1000);
+    CHECK(c.ngot == 11 && !memcmp(c.got + 6, "three", 5));
+    CHECK(c.closes == 1 && c.how == CRISP_SOCK_EOF);
+    CHECK(c.cb_inside == 0);
+    crisp_sock_free(c.s);
+}
+
+/* A write that fails while the peer still has something to say: with
+ * on_write_error, the answer is read and on_close follows. */
+static void test_write_error_keeps_reading(void)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(write(sv[1], "answer", 6) == 6);
+    close(sv[1]);
+    struct cli c = {0};
+    c.s = crisp_sock_new(base, sv[0], NULL, 4096, &ccbs_wr, &c);
+    CHECK(crisp_sock_queue(c.s, "request", 7) == 0);
+    c.in_call = 1;
+    CHECK(crisp_sock_flush(c.s) == -1); /* EPIPE */
+    c.in_call = 0;
+    CHECK(crisp_sock_queue(c.s, "more", 4) == -1);
+    CHECK(crisp_sock_pending(c.s) == 0);
+    run_until(&c.closes, 1, 1000);
+    CHECK(c.write_errors == 1 && strstr(c.wr_why, "Broken pipe"));
+    CHECK(c.ngot == 6 && !memcmp(c.got, "answer", 6));
+    CHECK(c.closes == 1 && c.how == CRISP_SOCK_EOF);
+    CHECK(c.cb_inside == 0);
+    crisp_sock_free(c.s);
+}
+
+/* crisp_sock_open: failures found at once come from the loop with the
+ * server's name; a full unix backlog is retried until the deadline; a TCP
+ * connect that hangs times out. */
+static void test_open_failures(void)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof(un.sun_path), "/tmp/crisp-test-open-%d", (int)getpid());
+    unlink(un.sun_path);
+    struct cli c = {0};
+    CHECK(open_to(&c, (struct sockaddr *)&un, sizeof(un), "unix:///missing", 1000) != NULL);
+    CHECK(c.closes == 0);
+    run_until(&c.closes, 1, 1000);
+    CHECK(c.closes == 1 && c.how == CRISP_SOCK_ERROR && c.err == ENOENT);
+    CHECK(!strcmp(c.why, "connect unix:///missing: No such file or directory"));
+    CHECK(c.cb_inside == 0);
+    crisp_sock_free(c.s);
+
+    /* a unix listener whose backlog is full */
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(bind(l, (struct sockaddr *)&un, sizeof(un)) == 0);
+    CHECK(listen(l, 0) == 0);
+    int fill[8], nfill = 0;
+    for (; nfill < 8; nfill++) {
+        fill[nfill] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (connect(fill[nfill], (struct sockaddr *)&un, sizeof(un)) < 0 && errno == EAGAIN) {
+            close(fill[nfill]);
+            break;
+        }
+    }
+    struct cli b = {0};
+    CHECK(open_to(&b, (struct sockaddr *)&un, sizeof(un), "unix:///full", 5000) != NULL);
+    spin(30);
+    CHECK(b.closes == 0);
+    /* room again: the retry gets in */
+    int a = accept(l, NULL, NULL);
+    run_until(&b.connected, 1, 1000);
+    CHECK(b.connected == 1 && b.closes == 0);
+    crisp_sock_free(b.s);
+    close(a);
+    struct cli t = {0};
+    for (int i = 0; i < 4; i++) { /* full again */
+        int x = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (connect(x, (struct sockaddr *)&un, sizeof(un)) < 0) {
+            close(x);
+            break;
+        }
+        fill[nfill++ % 8] = x;
+    }
+    CHECK(open_to(&t, (struct sockaddr *)&un, sizeof(un), "unix:///full", 100) != NULL);
+    run_until(&t.closes, 1, 2000);
+    CHECK(t.closes == 1 && t.how == CRISP_SOCK_TIMEOUT);
+    CHECK(!strcmp(t.why, "connect unix:///full: timed out after 100 ms (listen backlog full)"));
+    crisp_sock_free(t.s);
+    for (int i = 0; i < nfill && i < 8; i++)
+        close(fill[i]);
+    close(l);
+    unlink(un.sun_path);
+}
+
+/* A TCP connect to a listener with a full backlog hangs, then times out;
+ * to a listening one, on_connected comes from the loop. */
+static void test_open_tcp(void)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(bind(l, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+    socklen_t sl = sizeof(sin);
+    getsockname(l, (struct sockaddr *)&sin, &sl);
+    CHECK(listen(l, 0) == 0);
+    struct cli ok = {0};
+    CHECK(open_to(&ok, (struct sockaddr *)&sin, sizeof(sin), "tcp://ok", 1000) != NULL);
+    CHECK(ok.connected == 0);
+    run_until(&ok.connected, 1, 1000);
+    CHECK(ok.connected == 1);
+    int fill[3];
+    for (int i = 0; i < 3; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&sin, sizeof(sin));
+    }
+    usleep(50000);
+    struct cli c = {0};
+    CHECK(open_to(&c, (struct sockaddr *)&sin, sizeof(sin), "tcp://hang", 200) != NULL);
+    run_until(&c.closes, 1, 2000);
+    CHECK(c.closes == 1 && c.how == CRISP_SOCK_TIMEOUT && c.connected == 0);
+    CHECK(!strcmp(c.why, "connect tcp://hang: timed out after 200 ms"));
+    CHECK(c.cb_inside == 0 && ok.cb_inside == 0);
+    crisp_sock_free(c.s);
+    crisp_sock_free(ok.s);
+    for (int i = 0; i < 3; i++)
+        close(fill[i]);
+    close(l);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -251,6 +524,11 @@ int main(void)
     test_free_inside_callback();
     test_cap_and_broken_pipe();
     test_connect();
+    test_half_close();
+    test_pause_resume();
+    test_write_error_keeps_reading();
+    test_open_failures();
+    test_open_tcp();
     event_base_free(base);
     return unit_summary("test_sock");
 }
