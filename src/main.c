@@ -1,11 +1,10 @@
 /* main.c - options, the event loop, signals and an orderly shutdown.
  *
- * Layers (see docs/architecture.md):
- *   listen.c   sockets -> connections
- *   h2srv.c    HTTP/2 + gRPC framing -> crisp_call      (front end)
- *   call.c     the call object, method.c the CRI table  (core)
- *   backend.c  router -> one backend per engine          (backends)
- *   backend_cri.c  relay to another CRI runtime */
+ * Layers (see docs/architecture.md): src/io listeners and transport,
+ * src/front the gRPC server, src/core calls, methods and the router, and the
+ * backends (src/relay, src/docker) reached through their ops. main.c knows
+ * no backend kind by name: each kind declares its options
+ * (crisp_backend_ops.opts) and they are offered here. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -17,7 +16,6 @@
 
 #include "crisp/backend.h"
 #include "crisp/call.h"
-#include "docker/docker.h"
 #include "crisp/h2srv.h"
 #include "crisp/listen.h"
 #include "crisp/log.h"
@@ -26,15 +24,23 @@
 
 #define DEFAULT_LISTEN "unix:///run/crisp/crisp.sock"
 #define MAX_LISTENERS 16
-#define MAX_HANDLERS 32
+#define MAX_BACKEND_ARGS 64
+#define MAX_KIND_OPTS 64
+
+/* A backend option as given, before its backend's kind is known. */
+struct given_opt {
+    const char *name;
+    const char *value;
+};
 
 struct options {
     const char *listen[MAX_LISTENERS];
     int nlisten;
     const char *backend;
+    struct given_opt bopts[MAX_BACKEND_ARGS];
+    size_t nbopts;
     struct crisp_tls_opts tls;
     double shutdown_timeout;
-    const char *handlers[MAX_HANDLERS];
 };
 
 static struct event_base *base;
@@ -42,9 +48,7 @@ static struct event *stop_timer;
 static int64_t stop_deadline_us;
 static struct options opts = {.shutdown_timeout = 10};
 
-static void usage(FILE *f)
-{
-    fprintf(f,
+static const char core_usage[] =
 "Usage: crisp [OPTIONS]\n"
 "crisp is a stateless CRI proxy: it serves the Kubernetes CRI (gRPC over HTTP/2)\n"
 "and forwards every call to a container engine.\n"
@@ -53,18 +57,7 @@ static void usage(FILE *f)
 "                             unix:///path   (default " DEFAULT_LISTEN ")\n"
 "                             tcp://host:port (TLS; needs --tls-cert/--tls-key)\n"
 "                             fd:// or fd://N (systemd socket activation)\n"
-"  --backend KIND:URL       the engine behind crisp:\n"
-"                             cri:unix:///run/containerd/containerd.sock\n"
-"                             cri:tcp://host:port (plain HTTP/2)\n"
-"                             docker:unix:///var/run/docker.sock (Docker Engine,\n"
-"                             or podman's Docker-compatible API); docker: alone\n"
-"                             follows DOCKER_HOST; tcp:// uses TLS client\n"
-"                             certificates from DOCKER_CERT_PATH when set\n"
-"  --pod-infra-image IMAGE  docker: the pod sandbox image (default\n"
-"                           registry.k8s.io/pause:3.10, pulled when missing)\n"
-"  --runtime-handler NAME=RUNTIME\n"
-"                           docker: RuntimeClass handler NAME runs pods with the\n"
-"                           engine's runtime RUNTIME (repeatable; \"\" = default)\n"
+"  --backend KIND:URL       the engine behind crisp; its options follow it\n"
 "  --max-message-size N     cap on one gRPC message, bytes (K/M suffixes;\n"
 "                           default 16M, the kubelet's)\n"
 "  --max-streams N          concurrent calls per connection (default 1024)\n"
@@ -75,7 +68,35 @@ static void usage(FILE *f)
 "                           before they are cancelled (default 10)\n"
 "  --log-level LEVEL        error, warn, info (default) or debug\n"
 "  --version                print the version and exit\n"
-"  --help                   print this help and exit\n");
+"  --help                   print this help and exit\n";
+
+/* Prints text with every line after the first indented by `indent`. */
+static void print_indented(FILE *f, const char *text, int indent)
+{
+    for (const char *p = text; *p; p++) {
+        fputc(*p, f);
+        if (*p == '\n')
+            fprintf(f, "%*s", indent, "");
+    }
+    fputc('\n', f);
+}
+
+static void usage(FILE *f)
+{
+    fputs(core_usage, f);
+    fputs("\nBackends (--backend KIND:URL), and the options each kind takes:\n", f);
+    for (size_t k = 0; k < crisp_backend_kind_count(); k++) {
+        const struct crisp_backend_ops *kind = crisp_backend_kind_at(k);
+        fprintf(f, "  ");
+        print_indented(f, kind->url_help ? kind->url_help : kind->kind, 2);
+        for (const struct crisp_backend_opt *o = kind->opts; o && o->name; o++) {
+            int n = fprintf(f, "    --%s %s", o->name, o->arg);
+            if (n > 26)
+                n = fprintf(f, "\n") - 1;
+            fprintf(f, "%*s", 27 - n, "");
+            print_indented(f, o->help, 27);
+        }
+    }
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -99,120 +120,171 @@ static int parse_size(const char *s, size_t *out)
     return 0;
 }
 
+enum {
+    O_LISTEN = 256, O_BACKEND, O_MAXMSG, O_MAXSTREAMS, O_CERT, O_KEY, O_CA, O_SHUT, O_LOG,
+    O_VERSION, O_HELP, O_KIND_OPT /* O_KIND_OPT + i: the i-th distinct backend option */
+};
+
+static const struct option core_longopts[] = {
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"backend", required_argument, NULL, O_BACKEND},
+    {"max-message-size", required_argument, NULL, O_MAXMSG},
+    {"max-streams", required_argument, NULL, O_MAXSTREAMS},
+    {"tls-cert", required_argument, NULL, O_CERT},
+    {"tls-key", required_argument, NULL, O_KEY},
+    {"tls-client-ca", required_argument, NULL, O_CA},
+    {"shutdown-timeout", required_argument, NULL, O_SHUT},
+    {"log-level", required_argument, NULL, O_LOG},
+    {"version", no_argument, NULL, O_VERSION},
+    {"help", no_argument, NULL, O_HELP},
+};
+#define NCORE (sizeof(core_longopts) / sizeof(core_longopts[0]))
+
+/* getopt's table: crisp's own options, then every backend kind's (one
+ * entry per name, whichever kinds share it). */
+static struct option longopts[NCORE + MAX_KIND_OPTS + 1];
+
+static void build_longopts(void)
+{
+    size_t n = NCORE;
+    memcpy(longopts, core_longopts, sizeof(core_longopts));
+    for (size_t k = 0; k < crisp_backend_kind_count(); k++) {
+        const struct crisp_backend_opt *o = crisp_backend_kind_at(k)->opts;
+        for (; o && o->name && n < NCORE + MAX_KIND_OPTS; o++) {
+            size_t i = NCORE;
+            while (i < n && strcmp(longopts[i].name, o->name) != 0)
+                i++;
+            if (i < n)
+                continue;
+            longopts[n] = (struct option){o->name, required_argument, NULL,
+                                          O_KIND_OPT + (int)(n - NCORE)};
+            n++;
+        }
+    }
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+}
+
+static int fail_opt(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "crisp: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    return -1;
+}
+
+static int parse_number_opt(int c, const char *arg)
+{
+    char *end;
+    if (c == O_MAXMSG) {
+        if (parse_size(arg, &crisp_h2srv_cfg.max_msg) < 0)
+            return fail_opt("--max-message-size %s: want 1K..1G", arg);
+        return 0;
+    }
+    if (c == O_MAXSTREAMS) {
+        long v = strtol(arg, &end, 10);
+        if (*end || v < 1 || v > 1000000)
+            return fail_opt("--max-streams %s: want 1..1000000", arg);
+        crisp_h2srv_cfg.max_streams = (uint32_t)v;
+        return 0;
+    }
+    opts.shutdown_timeout = strtod(arg, &end);
+    if (*end || end == arg || opts.shutdown_timeout < 0 || opts.shutdown_timeout > 3600)
+        return fail_opt("--shutdown-timeout %s: want 0..3600 seconds", arg);
+    return 0;
+}
+
+static int add_backend_opt(int c, const char *arg)
+{
+    if (opts.nbopts == MAX_BACKEND_ARGS)
+        return fail_opt("at most %s backend options", "64");
+    opts.bopts[opts.nbopts++] = (struct given_opt){longopts[NCORE + (c - O_KIND_OPT)].name, arg};
+    return 0;
+}
+
+/* One option; returns 0, or -1 after printing why. */
+static int parse_one(int c, const char *arg)
+{
+    switch (c) {
+    case O_LISTEN:
+        if (opts.nlisten == MAX_LISTENERS)
+            return fail_opt("at most %s --listen", "16");
+        opts.listen[opts.nlisten++] = arg;
+        return 0;
+    case O_BACKEND:
+        if (opts.backend)
+            return fail_opt("one --backend for now (RuntimeClass routing to several comes "
+                            "with the configuration file)%s", "");
+        opts.backend = arg;
+        return 0;
+    case O_MAXMSG:
+    case O_MAXSTREAMS:
+    case O_SHUT:
+        return parse_number_opt(c, arg);
+    case O_CERT:
+        opts.tls.cert = arg;
+        return 0;
+    case O_KEY:
+        opts.tls.key = arg;
+        return 0;
+    case O_CA:
+        opts.tls.client_ca = arg;
+        return 0;
+    case O_LOG:
+        if (crisp_log_level_from_str(arg, &crisp_log_threshold) < 0)
+            return fail_opt("--log-level %s: want error, warn, info or debug", arg);
+        return 0;
+    case O_VERSION:
+        printf("crisp %s\n", CRISP_VERSION);
+        exit(0);
+    case O_HELP:
+    case 'h':
+        usage(stdout);
+        exit(0);
+    }
+    if (c >= O_KIND_OPT)
+        return add_backend_opt(c, arg);
+    usage(stderr);
+    return -1;
+}
+
 static int parse_args(int argc, char **argv)
 {
-    enum { O_LISTEN = 256, O_BACKEND, O_MAXMSG, O_MAXSTREAMS, O_CERT, O_KEY, O_CA, O_SHUT,
-           O_LOG, O_VERSION, O_HELP, O_INFRA, O_HANDLER };
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"backend", required_argument, NULL, O_BACKEND},
-        {"max-message-size", required_argument, NULL, O_MAXMSG},
-        {"max-streams", required_argument, NULL, O_MAXSTREAMS},
-        {"tls-cert", required_argument, NULL, O_CERT},
-        {"tls-key", required_argument, NULL, O_KEY},
-        {"tls-client-ca", required_argument, NULL, O_CA},
-        {"shutdown-timeout", required_argument, NULL, O_SHUT},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"version", no_argument, NULL, O_VERSION},
-        {"pod-infra-image", required_argument, NULL, O_INFRA},
-        {"runtime-handler", required_argument, NULL, O_HANDLER},
-        {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0},
-    };
     int c;
-    char *end;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_LISTEN:
-            if (opts.nlisten == MAX_LISTENERS) {
-                fprintf(stderr, "crisp: at most %d --listen\n", MAX_LISTENERS);
-                return -1;
-            }
-            opts.listen[opts.nlisten++] = optarg;
-            break;
-        case O_BACKEND:
-            if (opts.backend) {
-                fprintf(stderr, "crisp: one --backend for now (RuntimeClass routing comes later)\n");
-                return -1;
-            }
-            opts.backend = optarg;
-            break;
-        case O_MAXMSG:
-            if (parse_size(optarg, &crisp_h2srv_cfg.max_msg) < 0) {
-                fprintf(stderr, "crisp: --max-message-size %s: want 1K..1G\n", optarg);
-                return -1;
-            }
-            break;
-        case O_MAXSTREAMS: {
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 1000000) {
-                fprintf(stderr, "crisp: --max-streams %s: want 1..1000000\n", optarg);
-                return -1;
-            }
-            crisp_h2srv_cfg.max_streams = (uint32_t)v;
-            break;
-        }
-        case O_CERT:
-            opts.tls.cert = optarg;
-            break;
-        case O_KEY:
-            opts.tls.key = optarg;
-            break;
-        case O_CA:
-            opts.tls.client_ca = optarg;
-            break;
-        case O_SHUT:
-            opts.shutdown_timeout = strtod(optarg, &end);
-            if (*end || opts.shutdown_timeout < 0 || opts.shutdown_timeout > 3600) {
-                fprintf(stderr, "crisp: --shutdown-timeout %s: want 0..3600 seconds\n", optarg);
-                return -1;
-            }
-            break;
-        case O_LOG:
-            if (crisp_log_level_from_str(optarg, &crisp_log_threshold) < 0) {
-                fprintf(stderr, "crisp: --log-level %s: want error, warn, info or debug\n", optarg);
-                return -1;
-            }
-            break;
-        case O_INFRA:
-            if (!*optarg) {
-                fprintf(stderr, "crisp: --pod-infra-image needs an image\n");
-                return -1;
-            }
-            crisp_docker_cfg.infra_image = optarg;
-            break;
-        case O_HANDLER:
-            if (!strchr(optarg, '=') || crisp_docker_cfg.nhandlers == MAX_HANDLERS) {
-                fprintf(stderr, "crisp: --runtime-handler %s: want NAME=DOCKER_RUNTIME (at most %d)\n",
-                        optarg, MAX_HANDLERS);
-                return -1;
-            }
-            opts.handlers[crisp_docker_cfg.nhandlers++] = optarg;
-            crisp_docker_cfg.handlers = opts.handlers;
-            break;
-        case O_VERSION:
-            printf("crisp %s\n", CRISP_VERSION);
-            exit(0);
-        case O_HELP:
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
+    build_longopts();
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+        if (parse_one(c, optarg) < 0)
             return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "crisp: unexpected argument %s\n", argv[optind]);
-        return -1;
-    }
-    if (!opts.backend) {
-        fprintf(stderr, "crisp: --backend is required, e.g. --backend cri:unix:///run/containerd/containerd.sock\n");
-        return -1;
-    }
+    if (optind < argc)
+        return fail_opt("unexpected argument %s", argv[optind]);
+    if (!opts.backend)
+        return fail_opt("--backend is required, e.g. --backend "
+                        "cri:unix:///run/containerd/containerd.sock%s", "");
     if (opts.nlisten == 0)
         opts.listen[opts.nlisten++] = DEFAULT_LISTEN;
     return 0;
+}
+
+/* The backend's options resolved against its kind: an option no kind of
+ * this backend declares is named in the error. */
+static struct crisp_backend *make_backend(char *err, size_t errlen)
+{
+    static struct crisp_backend_arg args[MAX_BACKEND_ARGS];
+    const char *url;
+    const struct crisp_backend_ops *kind = crisp_backend_kind_of(opts.backend, &url, err, errlen);
+    if (!kind)
+        return NULL;
+    for (size_t i = 0; i < opts.nbopts; i++) {
+        const struct crisp_backend_opt *o = kind->opts;
+        while (o && o->name && strcmp(o->name, opts.bopts[i].name) != 0)
+            o++;
+        if (!o || !o->name) {
+            snprintf(err, errlen, "--%s is not an option of the %s backend %s",
+                     opts.bopts[i].name, kind->kind, opts.backend);
+            return NULL;
+        }
+        args[i] = (struct crisp_backend_arg){o, opts.bopts[i].value};
+    }
+    return crisp_backend_new(base, opts.backend, args, opts.nbopts, err, errlen);
 }
 
 static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
@@ -276,7 +348,7 @@ int main(int argc, char **argv)
     sigint = evsignal_new(base, SIGINT, on_signal, NULL);
     if (!sigterm || !sigint || event_add(sigterm, NULL) < 0 || event_add(sigint, NULL) < 0)
         goto fail_base;
-    be = crisp_backend_new(base, opts.backend, err, sizeof(err));
+    be = make_backend(err, sizeof(err));
     if (!be) {
         log_error("startup_failed", "err=%s", crisp_logq(err));
         goto fail_base;

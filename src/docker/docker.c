@@ -16,15 +16,6 @@
 #include "crisp/log.h"
 #include "crisp/net.h"
 
-struct crisp_docker_config crisp_docker_cfg = {
-    .infra_image = "registry.k8s.io/pause:3.10",
-    /* the kubelet's containerLogMaxSize/MaxFiles defaults: the engine keeps
-     * the file under the kubelet's threshold, so the kubelet never needs to
-     * rotate a log it cannot reopen */
-    .log_max_size = "10m",
-    .log_max_files = "5",
-};
-
 /* ---- arena ------------------------------------------------------------- */
 
 struct arena_block {
@@ -666,6 +657,121 @@ static void dk_drained(struct crisp_backend *base, struct crisp_call *call)
         h1_resume(op->h1);
 }
 
+#define DEFAULT_INFRA_IMAGE "registry.k8s.io/pause:3.10"
+/* the kubelet's containerLogMaxSize/MaxFiles defaults: the engine keeps the
+ * file under the kubelet's threshold, so the kubelet never needs to rotate a
+ * log it cannot reopen */
+#define LOG_MAX_SIZE "10m"
+#define LOG_MAX_FILES "5"
+
+/* The docker backend's own options. */
+enum { OPT_INFRA_IMAGE, OPT_RUNTIME_HANDLER };
+static const struct crisp_backend_opt dk_opts[] = {
+    [OPT_INFRA_IMAGE] = {.name = "pod-infra-image", .arg = "IMAGE",
+                         .help = "the pod sandbox image (default\n" DEFAULT_INFRA_IMAGE
+                                 ", pulled when missing)"},
+    [OPT_RUNTIME_HANDLER] = {.name = "runtime-handler", .arg = "NAME=RUNTIME", .repeatable = 1,
+                             .help = "RuntimeClass handler NAME runs pods with the\n"
+                                     "engine's runtime RUNTIME (repeatable; \"\" = the\n"
+                                     "default handler)"},
+    {.name = NULL},
+};
+
+/* ---- configuration -------------------------------------------------------- */
+
+static void config_free(struct dk_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nhandlers; i++) {
+        free(cfg->handlers[i].handler);
+        free(cfg->handlers[i].runtime);
+    }
+    free(cfg->handlers);
+    free(cfg->infra_image);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+static int add_handler(struct dk_config *cfg, const char *spec, char *err, size_t errlen)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq) {
+        snprintf(err, errlen, "--runtime-handler %s: want NAME=DOCKER_RUNTIME", spec);
+        return -1;
+    }
+    size_t nl = (size_t)(eq - spec);
+    for (size_t i = 0; i < cfg->nhandlers; i++) {
+        if (strlen(cfg->handlers[i].handler) == nl && memcmp(cfg->handlers[i].handler, spec, nl) == 0) {
+            snprintf(err, errlen, "--runtime-handler %s: handler \"%.*s\" given twice", spec,
+                     (int)nl, spec);
+            return -1;
+        }
+    }
+    struct dk_handler_map *h = &cfg->handlers[cfg->nhandlers++];
+    h->handler = strndup(spec, nl);
+    h->runtime = strdup(eq + 1);
+    if (!h->handler || !h->runtime) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The instance's configuration from its options (crisp_backend_new checked
+ * that they are this kind's). */
+static int config_from_spec(struct dk_config *cfg, const struct crisp_backend_spec *spec,
+                            char *err, size_t errlen)
+{
+    const char *infra = DEFAULT_INFRA_IMAGE;
+    cfg->log_max_size = LOG_MAX_SIZE;
+    cfg->log_max_files = LOG_MAX_FILES;
+    cfg->handlers = calloc(spec->nargs + 1, sizeof(*cfg->handlers));
+    if (!cfg->handlers)
+        goto oom;
+    for (size_t i = 0; i < spec->nargs; i++) {
+        const struct crisp_backend_arg *a = &spec->args[i];
+        if (a->opt == &dk_opts[OPT_INFRA_IMAGE]) {
+            infra = a->value;
+            if (!*infra) {
+                snprintf(err, errlen, "--pod-infra-image needs an image");
+                return -1;
+            }
+        } else if (a->opt == &dk_opts[OPT_RUNTIME_HANDLER] &&
+                   add_handler(cfg, a->value, err, errlen) < 0) {
+            return -1;
+        }
+    }
+    cfg->infra_image = strdup(infra);
+    if (!cfg->infra_image)
+        goto oom;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+const char *dk_runtime_for_handler(const struct dk_be *be, const char *handler)
+{
+    for (size_t i = 0; i < be->cfg.nhandlers; i++)
+        if (strcmp(be->cfg.handlers[i].handler, handler ? handler : "") == 0)
+            return be->cfg.handlers[i].runtime;
+    if (!handler || !*handler)
+        return "";
+    return NULL;
+}
+
+/* ---- the instance ----------------------------------------------------------- */
+
+static void be_free(struct dk_be *be)
+{
+    if (be->pool)
+        h1_pool_free(be->pool);
+    if (be->long_pool)
+        h1_pool_free(be->long_pool);
+    config_free(&be->cfg);
+    free(be->engine);
+    free(be->base.name);
+    free(be);
+}
+
 static void dk_destroy(struct crisp_backend *base)
 {
     struct dk_be *be = (struct dk_be *)base;
@@ -675,19 +781,8 @@ static void dk_destroy(struct crisp_backend *base)
         op->must_finish = 0;
         dk_op_fail(op, GRPC_UNAVAILABLE, "crisp is shutting down");
     }
-    h1_pool_free(be->pool);
-    h1_pool_free(be->long_pool);
-    for (size_t i = 0; i < be->nhandlers; i++) {
-        free(be->handlers[i].handler);
-        free(be->handlers[i].runtime);
-    }
-    free(be->handlers);
-    free(be->engine);
-    free(be->base.name);
-    free(be);
+    be_free(be);
 }
-
-/* ---- creation ------------------------------------------------------------- */
 
 static SSL_CTX *client_tls(const char *cert_path, int verify, char *err, size_t errlen)
 {
@@ -722,44 +817,52 @@ static SSL_CTX *client_tls(const char *cert_path, int verify, char *err, size_t 
     return ctx;
 }
 
-static int parse_handlers(struct dk_be *be, char *err, size_t errlen)
+/* TLS for a tcp:// engine, as the docker CLI does it: client certificates
+ * from DOCKER_CERT_PATH (default ~/.docker), the server verified against its
+ * ca.pem when DOCKER_TLS_VERIFY is set. *tls stays NULL for plain HTTP. */
+static int engine_tls(const struct crisp_addr *addr, SSL_CTX **tls, char *err, size_t errlen)
 {
-    size_t n = crisp_docker_cfg.nhandlers;
-    be->handlers = calloc(n + 1, sizeof(*be->handlers));
-    if (!be->handlers)
-        goto oom;
-    for (size_t i = 0; i < n; i++) {
-        const char *spec = crisp_docker_cfg.handlers[i];
-        const char *eq = strchr(spec, '=');
-        if (!eq) {
-            snprintf(err, errlen, "--runtime-handler %s: want NAME=DOCKER_RUNTIME", spec);
-            return -1;
-        }
-        be->handlers[i].handler = strndup(spec, (size_t)(eq - spec));
-        be->handlers[i].runtime = strdup(eq + 1);
-        be->nhandlers++;
-        if (!be->handlers[i].handler || !be->handlers[i].runtime)
-            goto oom;
+    const char *cert_path = getenv("DOCKER_CERT_PATH");
+    const char *verify = getenv("DOCKER_TLS_VERIFY");
+    char def[1024];
+    *tls = NULL;
+    if (addr->kind != CRISP_ADDR_TCP || !((cert_path && *cert_path) || (verify && *verify)))
+        return 0;
+    if (!cert_path || !*cert_path) {
+        snprintf(def, sizeof(def), "%s/.docker", getenv("HOME") ? getenv("HOME") : "/root");
+        cert_path = def;
     }
-    return 0;
-oom:
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    *tls = client_tls(cert_path, verify && *verify && strcmp(verify, "0") != 0, err, errlen);
+    return *tls ? 0 : -1;
 }
 
-const char *dk_runtime_for_handler(const struct dk_be *be, const char *handler)
+/* Two pools: short calls, and calls that may take long (one connection per
+ * exec, pull, stop or event stream in flight) so they never queue a Status. */
+static int open_pools(struct dk_be *be, const struct crisp_addr *addr, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < be->nhandlers; i++)
-        if (strcmp(be->handlers[i].handler, handler ? handler : "") == 0)
-            return be->handlers[i].runtime;
-    if (!handler || !*handler)
-        return "";
-    return NULL;
+    SSL_CTX *tls;
+    if (engine_tls(addr, &tls, err, errlen) < 0)
+        return -1;
+    struct h1_pool_opts po = {
+        .addr = addr,
+        .tls = tls,
+        .host = addr->kind == CRISP_ADDR_UNIX ? "docker" : addr->host,
+        .max_conns = 128,
+        .max_idle = 16,
+    };
+    be->pool = h1_pool_new(be->evb, &po, err, errlen);
+    po.max_conns = 256;
+    po.max_idle = 4;
+    be->long_pool = be->pool ? h1_pool_new(be->evb, &po, err, errlen) : NULL;
+    SSL_CTX_free(tls); /* the pools hold their own references */
+    return be->pool && be->long_pool ? 0 : -1;
 }
 
-static struct crisp_backend *dk_create(struct event_base *evb, const char *url, char *err,
+static struct crisp_backend *dk_create(struct event_base *evb,
+                                       const struct crisp_backend_spec *spec, char *err,
                                        size_t errlen)
 {
+    const char *url = spec->url;
     if (!*url) {
         const char *host = getenv("DOCKER_HOST");
         url = host && *host ? host : "unix:///var/run/docker.sock";
@@ -777,67 +880,31 @@ static struct crisp_backend *dk_create(struct event_base *evb, const char *url, 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    SSL_CTX *tls = NULL;
-    const char *cert_path = getenv("DOCKER_CERT_PATH");
-    const char *verify = getenv("DOCKER_TLS_VERIFY");
-    if (addr.kind == CRISP_ADDR_TCP && ((cert_path && *cert_path) || (verify && *verify))) {
-        char def[1024];
-        if (!cert_path || !*cert_path) {
-            snprintf(def, sizeof(def), "%s/.docker", getenv("HOME") ? getenv("HOME") : "/root");
-            cert_path = def;
-        }
-        tls = client_tls(cert_path, verify && *verify && strcmp(verify, "0") != 0, err, errlen);
-        if (!tls)
-            goto fail;
-    }
-    struct h1_pool_opts po = {
-        .addr = &addr,
-        .tls = tls,
-        .host = addr.kind == CRISP_ADDR_UNIX ? "docker" : addr.host,
-    };
-    po.max_conns = 128;
-    po.max_idle = 16;
-    be->pool = h1_pool_new(evb, &po, err, errlen);
-    po.max_conns = 256; /* one per exec, pull, stop or event stream in flight */
-    po.max_idle = 4;
-    be->long_pool = be->pool ? h1_pool_new(evb, &po, err, errlen) : NULL;
-    SSL_CTX_free(tls); /* the pools hold their own references */
-    if (!be->pool || !be->long_pool)
-        goto fail;
     be->evb = evb;
-    be->engine = strdup(url);
+    be->base.ops = &crisp_backend_docker_ops;
+    if (config_from_spec(&be->cfg, spec, err, errlen) < 0 ||
+        open_pools(be, &addr, err, errlen) < 0)
+        goto fail;
     size_t nl = strlen(url) + 8;
+    be->engine = strdup(url);
     be->base.name = malloc(nl);
-    be->infra_image = (char *)crisp_docker_cfg.infra_image;
     if (!be->engine || !be->base.name) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     snprintf(be->base.name, nl, "docker:%s", url);
-    if (parse_handlers(be, err, errlen) < 0)
-        goto fail;
-    be->base.ops = &crisp_backend_docker_ops;
     return &be->base;
 fail:
-    if (be->pool)
-        h1_pool_free(be->pool);
-    if (be->long_pool)
-        h1_pool_free(be->long_pool);
-    if (be->handlers) {
-        for (size_t i = 0; i < be->nhandlers; i++) {
-            free(be->handlers[i].handler);
-            free(be->handlers[i].runtime);
-        }
-        free(be->handlers);
-    }
-    free(be->engine);
-    free(be->base.name);
-    free(be);
+    be_free(be);
     return NULL;
 }
 
 const struct crisp_backend_ops crisp_backend_docker_ops = {
     .kind = "docker",
+    .url_help = "docker:unix:///var/run/docker.sock (Docker Engine, or podman's\n"
+                "Docker-compatible API); docker: alone follows DOCKER_HOST;\n"
+                "tcp:// uses TLS client certificates from DOCKER_CERT_PATH when set",
+    .opts = dk_opts,
     .create = dk_create,
     .start = dk_start,
     .cancel = dk_cancel,

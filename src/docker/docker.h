@@ -47,8 +47,18 @@ struct dk_handler_map {
     char *runtime; /* Docker runtime name ("" = engine default) */
 };
 
+/* One instance's configuration, from its options (docker.c). */
+struct dk_config {
+    char *infra_image;         /* --pod-infra-image */
+    const char *log_max_size;  /* json-file max-size (engine-side rotation) */
+    const char *log_max_files; /* json-file max-file */
+    struct dk_handler_map *handlers; /* --runtime-handler NAME=RUNTIME */
+    size_t nhandlers;
+};
+
 struct dk_be {
     struct crisp_backend base;
+    struct dk_config cfg;
     struct event_base *evb;
     struct h1_pool *pool;      /* short calls: version, status, lists, inspects */
     struct h1_pool *long_pool; /* calls that may take long: pulls, stops, execs,
@@ -56,9 +66,6 @@ struct dk_be {
     char *engine;            /* "unix:///var/run/docker.sock", for messages */
     char api[16];            /* negotiated "1.41", "" until known */
     int podman;              /* the engine is podman's compatible API */
-    char *infra_image;
-    struct dk_handler_map *handlers;
-    size_t nhandlers;
     struct dk_op *ops;       /* live ops, for shutdown */
     int stopping;
 };
@@ -77,9 +84,9 @@ struct dk_op {
     struct dk_sub *subs;         /* every engine request in flight */
     unsigned pending;            /* how many */
     int cancelled;
-    int must_finish;
+    int must_finish;             /* keep going after a cancel (cleanup) */
     int oom;
-    int slow;                    /* runs on the long-call pool */             /* keep going after a cancel (cleanup) */
+    int slow;                    /* runs on the long-call pool */
     void *state;                 /* the handler's own */
     dk_free_fn free_state;       /* frees state, the struct included */
     void *cur_ud;                /* the ud of the dk_callx being answered */
@@ -87,15 +94,6 @@ struct dk_op {
     dk_free_fn free_aux;
 };
 
-/* Options from the command line, set before the backend is created. */
-struct crisp_docker_config {
-    const char *infra_image;
-    const char *log_max_size;  /* json-file max-size (engine-side rotation) */
-    const char *log_max_files; /* json-file max-file */
-    const char **handlers; /* "NAME=DOCKER_RUNTIME" */
-    size_t nhandlers;
-};
-extern struct crisp_docker_config crisp_docker_cfg;
 
 /* A CRI method handler: starts the op's first engine request. */
 typedef void (*dk_handler_fn)(struct dk_op *op);

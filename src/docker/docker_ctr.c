@@ -115,7 +115,7 @@ static void create_issue(struct dk_op *op)
 }
 
 static cJSON *container_body(const Runtime__V1__CreateContainerRequest *req, const cJSON *sandbox,
-                             int podman, char *err, size_t errlen)
+                             const struct dk_config *cfg, int podman, char *err, size_t errlen)
 {
     const Runtime__V1__ContainerConfig *c = req->config;
     const Runtime__V1__PodSandboxConfig *sbc = req->sandbox_config;
@@ -204,8 +204,8 @@ static cJSON *container_body(const Runtime__V1__CreateContainerRequest *req, con
     cJSON *lc = cJSON_AddObjectToObject(hc, "LogConfig");
     cJSON_AddStringToObject(lc, "Type", "json-file");
     cJSON *lo = cJSON_AddObjectToObject(lc, "Config");
-    cJSON_AddStringToObject(lo, "max-size", crisp_docker_cfg.log_max_size);
-    cJSON_AddStringToObject(lo, "max-file", crisp_docker_cfg.log_max_files);
+    cJSON_AddStringToObject(lo, "max-size", cfg->log_max_size);
+    cJSON_AddStringToObject(lo, "max-file", cfg->log_max_files);
     if (dk_container_security(body, hc, sc, err, errlen) < 0) {
         cJSON_Delete(body);
         return NULL;
@@ -250,7 +250,7 @@ static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
         return;
     }
     char err[512] = "";
-    st->body = container_body(req, sb, op->be->podman, err, sizeof(err));
+    st->body = container_body(req, sb, &op->be->cfg, op->be->podman, err, sizeof(err));
     if (!st->body) {
         dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err[0] ? err : "out of memory");
         return;

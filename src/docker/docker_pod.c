@@ -103,7 +103,7 @@ static void run_create(struct dk_op *op)
 static void run_pull_done(struct dk_op *op, int ok, int code, const char *msg)
 {
     if (!ok) {
-        dk_op_fail(op, code, "pulling the pod infra image %s: %s", op->be->infra_image, msg);
+        dk_op_fail(op, code, "pulling the pod infra image %s: %s", op->be->cfg.infra_image, msg);
         return;
     }
     run_create(op);
@@ -119,7 +119,7 @@ static void on_run_image(struct dk_op *op, int status, cJSON *json)
         dk_fail_http(op, status, json, "inspecting the pod infra image");
         return;
     }
-    dk_pull(op, op->be->infra_image, NULL, run_pull_done);
+    dk_pull(op, op->be->cfg.infra_image, NULL, run_pull_done);
 }
 
 static cJSON *sandbox_body(struct dk_op *op, const Runtime__V1__RunPodSandboxRequest *req,
@@ -132,7 +132,7 @@ static cJSON *sandbox_body(struct dk_op *op, const Runtime__V1__RunPodSandboxReq
     cJSON *body = cJSON_CreateObject();
     cJSON *hc = cJSON_AddObjectToObject(body, "HostConfig");
     cJSON *labels = cJSON_AddObjectToObject(body, "Labels");
-    cJSON_AddStringToObject(body, "Image", op->be->infra_image);
+    cJSON_AddStringToObject(body, "Image", op->be->cfg.infra_image);
     if (c->hostname && *c->hostname)
         cJSON_AddStringToObject(body, "Hostname", c->hostname);
     dk_labels_add(labels, c->n_labels, c->labels, 0);
@@ -230,7 +230,7 @@ static void dk_run_pod(struct dk_op *op)
     }
     /* From here on, anything made is removed if the call fails or goes. */
     op->must_finish = 1;
-    dk_call(op, "GET", NULL, on_run_image, "/images/%s/json", dk_esc(op->be->infra_image));
+    dk_call(op, "GET", NULL, on_run_image, "/images/%s/json", dk_esc(op->be->cfg.infra_image));
 }
 
 /* ---- shared: look a sandbox up ------------------------------------------------------ */

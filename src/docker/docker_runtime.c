@@ -68,10 +68,10 @@ static void status_reply(struct dk_op *op, const char *info_json)
     rs->conditions = conds;
     r.status = rs;
     struct dk_be *be = op->be;
-    size_t nh = be->nhandlers;
+    size_t nh = be->cfg.nhandlers;
     int has_default = 0;
     for (size_t i = 0; i < nh; i++)
-        has_default |= be->handlers[i].handler[0] == 0;
+        has_default |= be->cfg.handlers[i].handler[0] == 0;
     Runtime__V1__RuntimeHandler **hs =
         (void *)dk_msgs(op, &runtime__v1__runtime_handler__descriptor, nh + !has_default);
     if (!hs) {
@@ -84,9 +84,9 @@ static void status_reply(struct dk_op *op, const char *info_json)
     for (size_t i = 0; i < nh; i++) {
         /* podman ignores the runtime choice: crisp refuses such pods, so
          * it does not offer those handlers either */
-        if (be->podman && be->handlers[i].runtime[0] && be->handlers[i].handler[0])
+        if (be->podman && be->cfg.handlers[i].runtime[0] && be->cfg.handlers[i].handler[0])
             continue;
-        hs[k++]->name = be->handlers[i].handler;
+        hs[k++]->name = be->cfg.handlers[i].handler;
     }
     r.n_runtime_handlers = k;
     r.runtime_handlers = hs;

@@ -749,9 +749,11 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 /* ---- ops -------------------------------------------------------------- */
 
-static struct crisp_backend *cri_create(struct event_base *evb, const char *url, char *err,
+static struct crisp_backend *cri_create(struct event_base *evb,
+                                        const struct crisp_backend_spec *spec, char *err,
                                         size_t errlen)
 {
+    const char *url = spec->url;
     struct cri_be *be = calloc(1, sizeof(*be));
     if (!be) {
         snprintf(err, errlen, "out of memory");
@@ -866,6 +868,8 @@ static void cri_destroy(struct crisp_backend *base)
 
 const struct crisp_backend_ops crisp_backend_cri_ops = {
     .kind = "cri",
+    .url_help = "cri:unix:///run/containerd/containerd.sock (another CRI runtime)\n"
+                "cri:tcp://host:port (plain HTTP/2)",
     .create = cri_create,
     .start = cri_start,
     .cancel = cri_cancel,
