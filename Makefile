@@ -15,7 +15,7 @@ GEN := $(BUILD)/gen
 SANITIZER ?=
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS := libnghttp2 libprotobuf-c libevent libevent_openssl openssl libcjson
+PKGS := libnghttp2 libprotobuf-c libevent openssl libcjson
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
 CFLAGS ?= -O2 -g
@@ -97,7 +97,8 @@ unit: $(UNIT_BINS)
 FUZZ_CC ?= clang
 fuzz: $(BUILD)/fuzz/fuzz_h1
 
-$(BUILD)/fuzz/fuzz_h1: test/fuzz/fuzz_h1.c src/http1/h1.c src/core/md.c src/core/buf.c src/core/log.c
+$(BUILD)/fuzz/fuzz_h1: test/fuzz/fuzz_h1.c src/http1/response_parser.c src/http1/head.c src/core/md.c \
+		src/core/buf.c src/core/log.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
 		$(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $^ $(LIBS)

@@ -1,23 +1,22 @@
 /* h1.h - HTTP/1.1 client for engine APIs (Docker Engine API, podman's).
  *
- * Two layers:
- *  - h1_parser: a response parser that does no I/O. Bytes in, callbacks
- *    out: status line and headers, body bytes (de-chunked), end of message.
- *    Bodies are delimited by Content-Length, chunked encoding, or the end of
- *    the connection (also after "101 Switching Protocols", where the body
- *    is the raw upgraded stream).
- *  - h1_pool: a pool of connections to one endpoint (unix socket, or TCP
- *    with optional TLS client certificates), one request at a time per
- *    connection, idle connections kept for reuse. A request never waits for
- *    another one to finish unless the pool is at max_conns: a long call (a
- *    pull, a stop with a grace period, an exec) does not hold up short ones.
+ * A pool of connections to one endpoint (unix socket, or TCP with optional
+ * TLS client certificates), one request at a time per connection, idle
+ * connections kept for reuse. A request never waits for another one to
+ * finish unless the pool is at max_conns: a long call (a pull, a stop with
+ * a grace period, an exec) does not hold up short ones. Responses are read
+ * by the parser of h1_parser.h; connections are crisp's transport
+ * (sock.h). The process must ignore SIGPIPE (a TLS write can raise it), as
+ * crisp's main does.
  *
- * Writes go through bufferevents (writev): the process must ignore SIGPIPE,
- * as crisp's main does.
+ * Source files (src/http1/): pool.c (the pool, the request queue, this
+ * API), conn.c (one connection: connect and TLS through sock.c, sending,
+ * reading a response), request_writer.c (a request as bytes),
+ * response_parser.c and head.c (the parser).
  *
- * Error contract: functions returning int return 0 or a negative H1_E_*.
- * A request's callbacks run from the event loop, never from inside
- * h1_request() itself; after on_done (or h1_cancel) none run again. */
+ * Error contract: functions returning int return 0 or a negative H1_E_*
+ * (h1_parser.h). A request's callbacks run from the event loop, never from
+ * inside h1_request() itself; after on_done (or h1_cancel) none run again. */
 #ifndef CRISP_H1_H
 #define CRISP_H1_H
 
@@ -26,55 +25,9 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "crisp/h1_parser.h"
 #include "crisp/md.h"
 #include "crisp/net.h"
-
-enum {
-    H1_E_PARSE = -1,     /* malformed response */
-    H1_E_TOO_LARGE = -2, /* headers or buffered body over the cap */
-    H1_E_NOMEM = -3,
-    H1_E_CONNECT = -4,   /* could not connect (message says why) */
-    H1_E_IO = -5,        /* connection lost mid-request */
-    H1_E_TIMEOUT = -6,
-    H1_E_ABORTED = -7,   /* a callback asked to stop */
-    H1_E_INVALID = -8,   /* bad request (CR/LF in a header, ...) or call in the wrong state */
-};
-const char *h1_strerror(int err);
-
-/* ---- parser (no I/O) ---------------------------------------------------- */
-
-struct h1_parser;
-struct h1_parser_cbs {
-    /* Status line and headers done. Headers are lowercased names. Return
-     * <0 to stop. */
-    int (*on_head)(void *ud, int status, const struct crisp_md *headers);
-    int (*on_body)(void *ud, const uint8_t *p, size_t n);
-    /* The message ended (not called for read-until-close bodies: the
-     * caller calls h1_parser_eof). */
-    int (*on_complete)(void *ud);
-};
-
-/* head_max caps the status line + headers. */
-struct h1_parser *h1_parser_new(const struct h1_parser_cbs *cbs, void *ud, size_t head_max);
-void h1_parser_free(struct h1_parser *p);
-/* Tell the parser the request was HEAD or the status has no body (also
- * allowed from inside on_head). 204, 304 and 1xx never have a body anyway;
- * interim 1xx responses other than 101 are skipped (no on_head). */
-void h1_parser_expect_no_body(struct h1_parser *p);
-/* Returns bytes consumed (>= 0) or H1_E_*. Stops after one message: bytes
- * after its end are not consumed (and later feeds return 0). A callback
- * returning <0 makes it return H1_E_ABORTED. After an error every call
- * returns the same error. */
-ssize_t h1_parser_feed(struct h1_parser *p, const uint8_t *data, size_t n);
-/* The connection closed: completes a read-until-close body (on_complete
- * runs from here, returns 0), returns 0 after a complete message, or
- * H1_E_IO if the message was cut short (or never started). */
-int h1_parser_eof(struct h1_parser *p);
-/* Whether the connection may carry another request after this message:
- * 0 until the head is parsed, after an error, for a read-until-close body
- * (101 included), "Connection: close", HTTP/1.0 without keep-alive, or both
- * Content-Length and Transfer-Encoding. */
-int h1_parser_keepalive(const struct h1_parser *p);
 
 /* ---- pool --------------------------------------------------------------- */
 
@@ -156,8 +109,10 @@ void h1_resume(struct h1_req *r);
  * half-close it (shutdown SHUT_WR; for TLS, close_notify). Allowed once
  * on_head ran for any response whose body lasts until the connection closes
  * (101, or dockerd's "200 application/vnd.docker.raw-stream" hijack);
- * otherwise H1_E_INVALID. Writes are buffered; the half-close happens once
- * they are flushed. */
+ * otherwise H1_E_INVALID. Writes are sent at once as far as the kernel
+ * takes them, the rest buffered (H1_E_NOMEM past 64 MiB unsent); the
+ * half-close happens once they are flushed. H1_E_IO once the connection's
+ * sending side has failed. */
 int h1_write(struct h1_req *r, const uint8_t *p, size_t n);
 int h1_close_write(struct h1_req *r);
 

@@ -1,4 +1,5 @@
-/* libFuzzer harness for the HTTP/1.1 response parser (h1.c).
+/* libFuzzer harness for the HTTP/1.1 response parser (src/http1/response_parser.c
+ * and head.c).
  *
  *   make fuzz && build/fuzz/fuzz_h1 -max_total_time=60 [corpus dir]
  *
@@ -12,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crisp/h1.h"
+#include "crisp/h1_parser.h"
 
 struct run {
     int status, heads, completes, abort_head, bad;

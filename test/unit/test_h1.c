@@ -1,10 +1,11 @@
-/* Unit tests for the HTTP/1.1 response parser (h1.c): framing, every split
- * of the input, chunked coding with extensions and trailers, limits,
- * garbage, keep-alive rules, end of stream. No I/O. */
+/* Unit tests for the HTTP/1.1 response parser (src/http1/response_parser.c
+ * and head.c): framing, every split of the input, chunked coding with
+ * extensions and trailers, limits, garbage, keep-alive rules, end of
+ * stream. No I/O. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "crisp/h1.h"
+#include "crisp/h1_parser.h"
 #include "unit.h"
 
 struct col {

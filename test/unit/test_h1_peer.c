@@ -1,9 +1,10 @@
-/* Pool tests for h1.c against a scripted HTTP/1.1 peer: a real server on a
- * unix socket (and TCP for timeouts) in this process, on the same event
- * loop, answering by request target with the protocol edge cases a Docker
- * engine does not produce on demand: chunked trailers, close-delimited
- * bodies, a connection dropped mid-body, the stale keep-alive race, slow
- * answers, garbage, upgrades with an echo, huge bodies.
+/* Tests of the HTTP/1.1 client (src/http1/pool.c, conn.c) against a
+ * scripted HTTP/1.1 peer: a real server on a unix socket (and TCP for
+ * timeouts) in this process, on the same event loop, answering by request
+ * target with the protocol edge cases a Docker engine does not produce on
+ * demand: chunked trailers, close-delimited bodies, a connection dropped
+ * mid-body, the stale keep-alive race, slow answers, garbage, upgrades with
+ * an echo, huge bodies.
  * No engine needed; runs in `make unit`. */
 #include <errno.h>
 #include <signal.h>
@@ -23,6 +24,8 @@
 #include "crisp/buf.h"
 #include "crisp/h1.h"
 #include "crisp/net.h"
+#include "crisp/sock.h"
+#include "tls_certs.h"
 #include "unit.h"
 
 static struct event_base *base;
@@ -1029,6 +1032,153 @@ static void test_timeouts_tcp(void)
     evconnlistener_free(l);
 }
 
+
+/* ---- over TLS: a peer made of crisp's own TLS server sockets ------------- */
+
+struct tconn {
+    struct crisp_sock *s;
+    char head[4096];
+    size_t nhead;
+    int echo;                /* after the upgrade: echo what comes */
+    int saw_eof;             /* the client's close_notify (half-close) */
+};
+
+static struct tconn tconns[8];
+static SSL_CTX *tpeer_ctx;
+
+static void tc_answer(struct tconn *t)
+{
+    char *end = strstr(t->head, "\r\n\r\n");
+    if (!end)
+        return;
+    const char *a = !strncmp(t->head, "GET /tls-upgrade ", 17)
+                        ? "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nhi:"
+                        : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    t->echo = a[9] == '1';
+    crisp_sock_queue(t->s, a, strlen(a));
+    size_t rest = t->nhead - (size_t)(end + 4 - t->head);
+    if (t->echo && rest)
+        crisp_sock_queue(t->s, end + 4, rest);
+    crisp_sock_flush(t->s);
+    t->nhead = 0;
+}
+
+static int tc_data(void *ud, const uint8_t *p, size_t n)
+{
+    struct tconn *t = ud;
+    if (t->echo) {
+        crisp_sock_queue(t->s, p, n);
+        crisp_sock_flush(t->s);
+        return 0;
+    }
+    if (t->nhead + n >= sizeof(t->head))
+        n = sizeof(t->head) - 1 - t->nhead;
+    memcpy(t->head + t->nhead, p, n);
+    t->nhead += n;
+    t->head[t->nhead] = 0;
+    tc_answer(t);
+    return 0;
+}
+
+static void tc_close(void *ud, enum crisp_sock_end how, const char *why)
+{
+    struct tconn *t = ud;
+    t->saw_eof = how == CRISP_SOCK_EOF;
+    crisp_sock_free(t->s); /* our close_notify: the client's EOF */
+    t->s = NULL;
+}
+
+static const struct crisp_sock_cbs tc_cbs = {.on_data = tc_data, .on_close = tc_close};
+
+static void on_tls_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    int fd = accept(lfd, NULL, NULL);
+    if (fd < 0)
+        return;
+    for (int i = 0; i < 8; i++)
+        if (!tconns[i].s) {
+            memset(&tconns[i], 0, sizeof(tconns[i]));
+            tconns[i].s = crisp_sock_new(base, fd, SSL_new(tpeer_ctx), 1 << 20, &tc_cbs,
+                                         &tconns[i]);
+            return;
+        }
+    close(fd);
+}
+
+/* The pool over TLS (client certificate required by the peer, the peer's
+ * certificate checked against the IP): reuse, an upgraded stream with a
+ * half-close (close_notify), and a peer certificate from another CA. */
+static void test_tls(void)
+{
+    pki_make(&pki);
+    tpeer_ctx = server_ctx(1);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+    socklen_t sl = sizeof(sin);
+    getsockname(lfd, (struct sockaddr *)&sin, &sl);
+    CHECK(listen(lfd, 16) == 0);
+    struct event *lev = event_new(base, lfd, EV_READ | EV_PERSIST, on_tls_accept, NULL);
+    event_add(lev, NULL);
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%u", ntohs(sin.sin_port));
+    struct crisp_addr ta;
+    CHECK(crisp_addr_parse(url, &ta, err, sizeof(err)) == 0);
+
+    SSL_CTX *good = client_ctx(pki.ca, pki.client, pki.client_key);
+    struct h1_pool_opts po = {.addr = &ta, .tls = good};
+    struct h1_pool *pool = h1_pool_new(base, &po, err, sizeof(err));
+    SSL_CTX_free(good); /* the pool holds its own reference */
+    struct res x;
+    for (int i = 0; i < 2; i++) {
+        res_init(&x);
+        req(pool, "GET", "/tls", &buffered, &x);
+        run(3000);
+        CHECK(x.err == 0 && x.status == 200 && x.body.len == 2 && !memcmp(x.body.data, "ok", 2));
+        res_free(&x);
+    }
+    struct h1_pool_stats st;
+    h1_pool_get_stats(pool, &st);
+    CHECK(st.conns_opened == 1 && st.reused == 1);
+
+    res_init(&x);
+    x.write_in_head = 1;
+    struct h1_req_opts o = {.method = "GET", .target = "/tls-upgrade", .upgrade = 1};
+    req_opts(pool, &o, &streamed, &x);
+    run(3000);
+    crisp_buf_append(&x.body, "", 1);
+    CHECK(x.err == 0 && x.status == 101);
+    CHECK(!strcmp((const char *)x.body.data, "hi:ping\npong\n"));
+    int eofs = 0;
+    for (int i = 0; i < 8; i++)
+        eofs += tconns[i].saw_eof;
+    CHECK(eofs == 1); /* the half-close reached the peer as a clean EOF */
+    res_free(&x);
+    h1_pool_free(pool);
+
+    SSL_CTX *stranger = client_ctx(pki.other, pki.client, pki.client_key);
+    struct h1_pool_opts po2 = {.addr = &ta, .tls = stranger};
+    pool = h1_pool_new(base, &po2, err, sizeof(err));
+    SSL_CTX_free(stranger);
+    res_init(&x);
+    req(pool, "GET", "/tls", &buffered, &x);
+    run(3000);
+    CHECK(x.err == H1_E_CONNECT);
+    char want[128];
+    snprintf(want, sizeof(want), "TLS handshake with %s failed: certificate verify failed", url);
+    EXPECT_MSG(&x, want);
+    res_free(&x);
+    h1_pool_free(pool);
+
+    spin(20);
+    for (int i = 0; i < 8; i++)
+        crisp_sock_free(tconns[i].s);
+    event_free(lev);
+    close(lfd);
+    SSL_CTX_free(tpeer_ctx);
+    pki_free(&pki);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as crisp's main does */
@@ -1063,6 +1213,7 @@ int main(void)
     test_pause_resume();
     test_upgrade();
     test_timeouts_tcp();
+    test_tls();
 
     CHECK(cb_inside == 0);
     while (pconns)

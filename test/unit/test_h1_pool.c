@@ -1,7 +1,8 @@
-/* Pool tests for h1.c against a real Docker Engine (dockerd 20.10, API
- * 1.41): buffered JSON, concurrency and reuse, streamed events, errors as
- * JSON, hijacked exec with and without upgrade, stats with pause/resume and
- * cancel, timeouts, connect failures, TLS with client certificates.
+/* Tests of the HTTP/1.1 client (src/http1/pool.c, conn.c) against a real
+ * Docker Engine (dockerd 20.10, API 1.41): buffered JSON, concurrency and
+ * reuse, streamed events, errors as JSON, hijacked exec with and without
+ * upgrade, stats with pause/resume and cancel, timeouts, connect failures,
+ * TLS with client certificates.
  *
  * Skips (exit 0) unless CRISP_TEST_DOCKER_SOCK names the engine's socket.
  * test/unit/h1_dockerd.sh start prints the variables for a private dockerd:
