@@ -786,9 +786,9 @@ static struct crisp_sock *sock_alloc(struct event_base *base, int fd, size_t out
     s->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read_ev, s);
     s->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write_ev, s);
     if (!s->rev || !s->wev)
-        goto fail;
+        goto fail_events;
     return s;
-fail:
+fail_events:
     if (s->rev)
         event_free(s->rev);
     if (s->wev)
@@ -817,7 +817,7 @@ struct crisp_sock *crisp_sock_new(struct event_base *base, int fd, SSL *ssl, siz
     set_nodelay(fd);
     struct crisp_sock *s = sock_alloc(base, fd, out_max, cbs, ud);
     if (!s)
-        goto fail;
+        goto fail_fd;
     if (ssl) {
         if (SSL_set_fd(ssl, fd) != 1)
             goto fail_sock;
@@ -830,7 +830,7 @@ struct crisp_sock *crisp_sock_new(struct event_base *base, int fd, SSL *ssl, siz
     return s;
 fail_sock:
     really_free(s);
-fail:
+fail_fd:
     if (ssl)
         SSL_free(ssl);
     close(fd);
