@@ -1,6 +1,5 @@
 /* docker.c - the Docker Engine backend: engine connection, API version,
  * the op framework every handler runs on, and JSON helpers. */
-#define _GNU_SOURCE /* strptime, timegm */
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -16,144 +15,14 @@
 #include "crisp/log.h"
 #include "crisp/net.h"
 
-/* ---- arena ------------------------------------------------------------- */
-
-struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;
-    max_align_t data[];
-};
-
 struct op_priv {
     struct dk_op op;
-    struct arena_block *arena;
     dk_handler_fn handler;
 };
 
 static struct op_priv *priv(struct dk_op *op)
 {
     return (struct op_priv *)op;
-}
-
-void *dk_alloc(struct dk_op *op, size_t n)
-{
-    struct op_priv *p = priv(op);
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    struct arena_block *b = p->arena;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > 16384 ? n : 16384;
-        b = malloc(sizeof(*b) + cap);
-        if (!b) {
-            op->oom = 1;
-            return NULL;
-        }
-        b->used = 0;
-        b->cap = cap;
-        b->next = p->arena;
-        p->arena = b;
-    }
-    void *m = (char *)b->data + b->used;
-    b->used += n;
-    memset(m, 0, n);
-    return m;
-}
-
-char *dk_strdup(struct dk_op *op, const char *s)
-{
-    static char empty[1];
-    if (!s)
-        return empty;
-    size_t n = strlen(s);
-    char *d = dk_alloc(op, n + 1);
-    if (!d)
-        return empty;
-    memcpy(d, s, n + 1);
-    return d;
-}
-
-void *dk_msg(struct dk_op *op, const ProtobufCMessageDescriptor *desc)
-{
-    void *m = dk_alloc(op, desc->sizeof_message);
-    if (m)
-        protobuf_c_message_init(desc, m);
-    return m;
-}
-
-void **dk_msgs(struct dk_op *op, const ProtobufCMessageDescriptor *desc, size_t n)
-{
-    void **v = dk_alloc(op, (n ? n : 1) * sizeof(void *));
-    if (!v)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        v[i] = dk_alloc(op, desc->sizeof_message);
-        if (!v[i])
-            return NULL;
-        protobuf_c_message_init(desc, v[i]);
-    }
-    return v;
-}
-
-static void arena_free(struct op_priv *p)
-{
-    while (p->arena) {
-        struct arena_block *b = p->arena;
-        p->arena = b->next;
-        free(b);
-    }
-}
-
-/* ---- JSON helpers ------------------------------------------------------- */
-
-cJSON *dk_obj(const cJSON *obj, const char *key)
-{
-    return obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-}
-
-const char *dk_str(const cJSON *obj, const char *key)
-{
-    cJSON *v = dk_obj(obj, key);
-    return cJSON_IsString(v) && v->valuestring ? v->valuestring : "";
-}
-
-int64_t dk_int(const cJSON *obj, const char *key)
-{
-    cJSON *v = dk_obj(obj, key);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
-}
-
-int dk_bool(const cJSON *obj, const char *key)
-{
-    return cJSON_IsTrue(dk_obj(obj, key));
-}
-
-int64_t dk_time_ns(const char *s)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    if (!s || !*s)
-        return 0;
-    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!p || tm.tm_year + 1900 < 1971)
-        return 0; /* Docker's zero time is 0001-01-01T00:00:00Z */
-    int64_t ns = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++) {
-            if (digits < 9) {
-                ns = ns * 10 + (*p - '0');
-                digits++;
-            }
-        }
-        for (; digits < 9; digits++)
-            ns *= 10;
-    }
-    int64_t off = 0;
-    if (*p == '+' || *p == '-') {
-        int hh = 0, mm = 0;
-        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) == 2)
-            off = (int64_t)(hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
-    }
-    return ((int64_t)timegm(&tm) - off) * 1000000000LL + ns;
 }
 
 const char *dk_esc(const char *s)
@@ -197,7 +66,7 @@ static void op_free(struct dk_op *op)
         op->free_state(op->state);
     if (op->free_aux && op->aux)
         op->free_aux(op->aux);
-    arena_free(priv(op));
+    dk_arena_free(&op->mem);
     free(op);
 }
 
@@ -209,7 +78,7 @@ void dk_op_end(struct dk_op *op)
 
 void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
 {
-    if (op->oom) {
+    if (op->mem.oom) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building the %s response",
                    op->call ? op->call->method->name : "");
         return;
@@ -236,7 +105,7 @@ void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
 
 int dk_op_send(struct dk_op *op, const ProtobufCMessage *msg)
 {
-    if (op->oom) {
+    if (op->mem.oom) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
         return -1;
     }

@@ -21,6 +21,7 @@
 #include "crisp/call.h"
 #include "crisp/h1.h"
 #include "runtime_v1.pb-c.h"
+#include "docker/codec.h"
 
 /* cri-dockerd's labels and names */
 #define DK_LABEL_TYPE "io.kubernetes.docker.type"
@@ -85,7 +86,8 @@ struct dk_op {
     unsigned pending;            /* how many */
     int cancelled;
     int must_finish;             /* keep going after a cancel (cleanup) */
-    int oom;
+    struct dk_arena mem;         /* the answer is built here (its oom: answer
+                                  * RESOURCE_EXHAUSTED instead) */
     int slow;                    /* runs on the long-call pool */
     void *state;                 /* the handler's own */
     dk_free_fn free_state;       /* frees state, the struct included */
@@ -108,11 +110,10 @@ struct dk_method {
     unsigned slow : 1;        /* may take long (pull, stop, exec, events): long_pool */
 };
 
-/* A response message from the op's arena, initialised; NULL (and op->oom)
- * when memory is short. */
-void *dk_msg(struct dk_op *op, const ProtobufCMessageDescriptor *desc);
+/* A response message from the op's arena, initialised; on out of memory
+ * the op fails and the caller returns. */
 #define DK_NEW(op, var, desc)                                                  \
-    var = dk_msg(op, &desc);                                                   \
+    var = dk_msg(&(op)->mem, &desc);                                                   \
     if (!var) {                                                                \
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response"); \
         return;                                                                \
@@ -168,26 +169,6 @@ void dk_fail_http(struct dk_op *op, int status, cJSON *json, const char *what);
 /* URL-escapes s into a static rotating buffer (for ids and names in paths). */
 const char *dk_esc(const char *s);
 
-/* ---- JSON helpers ------------------------------------------------------- */
-
-const char *dk_str(const cJSON *obj, const char *key);     /* "" if absent */
-int64_t dk_int(const cJSON *obj, const char *key);         /* 0 if absent */
-int dk_bool(const cJSON *obj, const char *key);
-cJSON *dk_obj(const cJSON *obj, const char *key);          /* NULL if absent */
-/* RFC 3339 (nanoseconds) to Unix ns; 0 for Docker's zero time or garbage. */
-int64_t dk_time_ns(const char *rfc3339);
-
-/* ---- response memory ---------------------------------------------------- */
-
-/* Zeroed memory freed with the op (an arena): responses are built from it
- * and packed before the op ends. NULL when out of memory, and op->oom is
- * set: dk_op_reply then answers RESOURCE_EXHAUSTED instead. */
-void *dk_alloc(struct dk_op *op, size_t n);
-/* Copies into the arena; "" (static) when s is NULL or memory is short. */
-char *dk_strdup(struct dk_op *op, const char *s);
-/* An array of n protobuf-c messages of type desc, each initialised. */
-void **dk_msgs(struct dk_op *op, const ProtobufCMessageDescriptor *desc, size_t n);
-
 /* ---- metadata (docker_meta.c) ----------------------------------------- */
 
 struct dk_name {
@@ -213,7 +194,7 @@ struct dk_map_entry {
 /* Docker labels -> a CRI map: annotations (keys with the annotation.
  * prefix, prefix removed) when want_annotations, else the labels that are
  * not crisp's or cri-dockerd's own. */
-void dk_map_from_labels(struct dk_op *op, const cJSON *labels, int want_annotations,
+void dk_map_from_labels(struct dk_arena *a, const cJSON *labels, int want_annotations,
                         const ProtobufCMessageDescriptor *entry_desc, size_t *n_out,
                         void *entries_out);
 /* A CRI map (labels, or annotations with the prefix added) -> Docker labels. */

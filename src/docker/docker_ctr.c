@@ -37,19 +37,19 @@ static Runtime__V1__ContainerMetadata *ctr_metadata(struct dk_op *op, const char
     struct dk_name nm;
     if (dk_parse_name(docker_name, &nm) < 0 || strcmp(nm.name, DK_SANDBOX_NAME) == 0)
         return NULL;
-    Runtime__V1__ContainerMetadata *md = dk_msg(op, &runtime__v1__container_metadata__descriptor);
+    Runtime__V1__ContainerMetadata *md = dk_msg(&op->mem, &runtime__v1__container_metadata__descriptor);
     if (!md)
         return NULL;
-    md->name = dk_strdup(op, nm.name);
+    md->name = dk_strdup(&op->mem, nm.name);
     md->attempt = nm.attempt;
     return md;
 }
 
 static Runtime__V1__ImageSpec *image_spec(struct dk_op *op, const char *image)
 {
-    Runtime__V1__ImageSpec *s = dk_msg(op, &runtime__v1__image_spec__descriptor);
+    Runtime__V1__ImageSpec *s = dk_msg(&op->mem, &runtime__v1__image_spec__descriptor);
     if (s)
-        s->image = dk_strdup(op, image);
+        s->image = dk_strdup(&op->mem, image);
     return s;
 }
 
@@ -392,7 +392,7 @@ static void dk_remove_container(struct dk_op *op)
     const Runtime__V1__RemoveContainerRequest *req = (const void *)op->req;
     if (check_id(op, req->container_id) < 0)
         return;
-    op->state = dk_alloc(op, sizeof(struct remove_state));
+    op->state = dk_alloc(&op->mem, sizeof(struct remove_state));
     if (!op->state) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
@@ -408,7 +408,7 @@ size_t dk_containers_from_list(struct dk_op *op, const cJSON *list,
                                Runtime__V1__Container ***out)
 {
     size_t cap = (size_t)cJSON_GetArraySize(list), n = 0;
-    Runtime__V1__Container **v = dk_alloc(op, (cap ? cap : 1) * sizeof(*v));
+    Runtime__V1__Container **v = dk_alloc(&op->mem, (cap ? cap : 1) * sizeof(*v));
     *out = v;
     if (!v)
         return 0;
@@ -428,20 +428,20 @@ size_t dk_containers_from_list(struct dk_op *op, const cJSON *list,
                                  : NULL);
         if (!md)
             continue;
-        Runtime__V1__Container *x = dk_msg(op, &runtime__v1__container__descriptor);
+        Runtime__V1__Container *x = dk_msg(&op->mem, &runtime__v1__container__descriptor);
         if (!x)
             return 0;
-        x->id = dk_strdup(op, id);
-        x->pod_sandbox_id = dk_strdup(op, dk_str(labels, DK_LABEL_SANDBOX_ID));
+        x->id = dk_strdup(&op->mem, id);
+        x->pod_sandbox_id = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_SANDBOX_ID));
         x->metadata = md;
         x->image = image_spec(op, dk_str(c, "Image"));
-        x->image_ref = dk_strdup(op, dk_str(c, "ImageID"));
+        x->image_ref = dk_strdup(&op->mem, dk_str(c, "ImageID"));
         x->image_id = x->image_ref;
         x->state = state;
         x->created_at = dk_created_ns(labels, dk_int(c, "Created") * 1000000000LL);
-        dk_map_from_labels(op, labels, 0, &runtime__v1__container__labels_entry__descriptor,
+        dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__container__labels_entry__descriptor,
                            &x->n_labels, &x->labels);
-        dk_map_from_labels(op, labels, 1, &runtime__v1__container__annotations_entry__descriptor,
+        dk_map_from_labels(&op->mem, labels, 1, &runtime__v1__container__annotations_entry__descriptor,
                            &x->n_annotations, &x->annotations);
         v[n++] = x;
     }
@@ -486,7 +486,7 @@ static void status_mounts(struct dk_op *op, const cJSON *mounts, Runtime__V1__Co
     size_t n = (size_t)cJSON_GetArraySize(mounts), k = 0;
     if (!n)
         return;
-    Runtime__V1__Mount **v = (void *)dk_msgs(op, &runtime__v1__mount__descriptor, n);
+    Runtime__V1__Mount **v = (void *)dk_msgs(&op->mem, &runtime__v1__mount__descriptor, n);
     if (!v)
         return;
     const cJSON *m;
@@ -494,8 +494,8 @@ static void status_mounts(struct dk_op *op, const cJSON *mounts, Runtime__V1__Co
         if (k == n)
             break;
         Runtime__V1__Mount *x = v[k++];
-        x->container_path = dk_strdup(op, dk_str(m, "Destination"));
-        x->host_path = dk_strdup(op, dk_str(m, "Source"));
+        x->container_path = dk_strdup(&op->mem, dk_str(m, "Destination"));
+        x->host_path = dk_strdup(&op->mem, dk_str(m, "Source"));
         x->readonly = !dk_bool(m, "RW");
         const char *mode = dk_str(m, "Mode");
         x->selinux_relabel = strchr(mode, 'Z') || strchr(mode, 'z');
@@ -512,11 +512,11 @@ int dk_container_status(struct dk_op *op, const cJSON *ins, Runtime__V1__Contain
 {
     const cJSON *cfg = dk_obj(ins, "Config"), *state = dk_obj(ins, "State");
     const cJSON *labels = dk_obj(cfg, "Labels");
-    Runtime__V1__ContainerStatus *s = dk_msg(op, &runtime__v1__container_status__descriptor);
+    Runtime__V1__ContainerStatus *s = dk_msg(&op->mem, &runtime__v1__container_status__descriptor);
     *out = s;
     if (!s)
         return -1;
-    s->id = dk_strdup(op, dk_str(ins, "Id"));
+    s->id = dk_strdup(&op->mem, dk_str(ins, "Id"));
     s->metadata = ctr_metadata(op, dk_str(ins, "Name"));
     s->state = state_of(dk_str(state, "Status"));
     s->created_at = dk_created_ns(labels, dk_time_ns(dk_str(ins, "Created")) / 1000000000LL * 1000000000LL);
@@ -524,21 +524,21 @@ int dk_container_status(struct dk_op *op, const cJSON *ins, Runtime__V1__Contain
     s->finished_at = dk_time_ns(dk_str(state, "FinishedAt"));
     s->exit_code = (int32_t)dk_int(state, "ExitCode");
     s->image = image_spec(op, dk_str(cfg, "Image"));
-    s->image_ref = dk_strdup(op, dk_str(ins, "Image"));
+    s->image_ref = dk_strdup(&op->mem, dk_str(ins, "Image"));
     s->image_id = s->image_ref;
     if (s->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
         s->reason = dk_bool(state, "OOMKilled") ? "OOMKilled"
                     : s->exit_code == 0         ? "Completed"
                                                 : "Error";
-        s->message = dk_strdup(op, dk_str(state, "Error"));
+        s->message = dk_strdup(&op->mem, dk_str(state, "Error"));
     }
-    dk_map_from_labels(op, labels, 0, &runtime__v1__container_status__labels_entry__descriptor,
+    dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__container_status__labels_entry__descriptor,
                        &s->n_labels, &s->labels);
-    dk_map_from_labels(op, labels, 1, &runtime__v1__container_status__annotations_entry__descriptor,
+    dk_map_from_labels(&op->mem, labels, 1, &runtime__v1__container_status__annotations_entry__descriptor,
                        &s->n_annotations, &s->annotations);
     status_mounts(op, dk_obj(ins, "Mounts"), s);
-    s->log_path = dk_strdup(op, dk_str(labels, DK_LABEL_LOGPATH));
-    return op->oom ? -1 : 0;
+    s->log_path = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_LOGPATH));
+    return op->mem.oom ? -1 : 0;
 }
 
 static void on_ctr_inspect(struct dk_op *op, int status, cJSON *json)

@@ -22,13 +22,13 @@ static size_t copy_refs(struct dk_op *op, const cJSON *arr, const char *none, ch
     *out = NULL;
     if (!n)
         return 0;
-    char **v = dk_alloc(op, n * sizeof(char *));
+    char **v = dk_alloc(&op->mem, n * sizeof(char *));
     if (!v)
         return 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         if (cJSON_IsString(it) && strcmp(it->valuestring, none) != 0 && k < n)
-            v[k++] = dk_strdup(op, it->valuestring);
+            v[k++] = dk_strdup(&op->mem, it->valuestring);
     }
     *out = v;
     return k;
@@ -36,10 +36,10 @@ static size_t copy_refs(struct dk_op *op, const cJSON *arr, const char *none, ch
 
 static Runtime__V1__Image *image_from_json(struct dk_op *op, const cJSON *j, const char *spec)
 {
-    Runtime__V1__Image *im = dk_msg(op, &runtime__v1__image__descriptor);
+    Runtime__V1__Image *im = dk_msg(&op->mem, &runtime__v1__image__descriptor);
     if (!im)
         return NULL;
-    im->id = dk_strdup(op, dk_str(j, "Id"));
+    im->id = dk_strdup(&op->mem, dk_str(j, "Id"));
     im->n_repo_tags = copy_refs(op, dk_obj(j, "RepoTags"), "<none>:<none>", &im->repo_tags);
     im->n_repo_digests = copy_refs(op, dk_obj(j, "RepoDigests"), "<none>@<none>", &im->repo_digests);
     int64_t size = dk_int(j, "Size");
@@ -55,17 +55,17 @@ static Runtime__V1__Image *image_from_json(struct dk_op *op, const cJSON *j, con
         char *end;
         long long uid = strtoll(name, &end, 10);
         if (*name && !*end) {
-            im->uid = dk_msg(op, &runtime__v1__int64_value__descriptor);
+            im->uid = dk_msg(&op->mem, &runtime__v1__int64_value__descriptor);
             if (im->uid)
                 im->uid->value = uid;
         } else {
-            im->username = dk_strdup(op, name);
+            im->username = dk_strdup(&op->mem, name);
         }
     }
     if (spec) {
-        im->spec = dk_msg(op, &runtime__v1__image_spec__descriptor);
+        im->spec = dk_msg(&op->mem, &runtime__v1__image_spec__descriptor);
         if (im->spec)
-            im->spec->image = dk_strdup(op, spec);
+            im->spec->image = dk_strdup(&op->mem, spec);
     }
     return im;
 }
@@ -81,7 +81,7 @@ static void on_images(struct dk_op *op, int status, cJSON *json)
         return;
     }
     size_t n = (size_t)cJSON_GetArraySize(json), k = 0;
-    Runtime__V1__Image **v = dk_alloc(op, (n ? n : 1) * sizeof(*v));
+    Runtime__V1__Image **v = dk_alloc(&op->mem, (n ? n : 1) * sizeof(*v));
     const cJSON *it;
     cJSON_ArrayForEach(it, json) {
         if (v && k < n && (v[k] = image_from_json(op, it, NULL)))
@@ -402,7 +402,7 @@ static void on_pulled_inspect(struct dk_op *op, int status, cJSON *json)
         return;
     }
     Runtime__V1__PullImageResponse r = RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
-    r.image_ref = dk_strdup(op, dk_str(json, "Id"));
+    r.image_ref = dk_strdup(&op->mem, dk_str(json, "Id"));
     dk_op_reply(op, &r.base);
 }
 
@@ -478,10 +478,10 @@ static void dk_remove_image(struct dk_op *op)
 static Runtime__V1__FilesystemUsage *fs_usage(struct dk_op *op, const char *dir, int64_t now,
                                               int *ok)
 {
-    Runtime__V1__FilesystemUsage *u = dk_msg(op, &runtime__v1__filesystem_usage__descriptor);
-    Runtime__V1__FilesystemIdentifier *id = dk_msg(op, &runtime__v1__filesystem_identifier__descriptor);
-    Runtime__V1__UInt64Value *bytes = dk_msg(op, &runtime__v1__uint64_value__descriptor);
-    Runtime__V1__UInt64Value *inodes = dk_msg(op, &runtime__v1__uint64_value__descriptor);
+    Runtime__V1__FilesystemUsage *u = dk_msg(&op->mem, &runtime__v1__filesystem_usage__descriptor);
+    Runtime__V1__FilesystemIdentifier *id = dk_msg(&op->mem, &runtime__v1__filesystem_identifier__descriptor);
+    Runtime__V1__UInt64Value *bytes = dk_msg(&op->mem, &runtime__v1__uint64_value__descriptor);
+    Runtime__V1__UInt64Value *inodes = dk_msg(&op->mem, &runtime__v1__uint64_value__descriptor);
     if (!u || !id || !bytes || !inodes)
         return NULL;
     struct statvfs sv;
@@ -490,7 +490,7 @@ static Runtime__V1__FilesystemUsage *fs_usage(struct dk_op *op, const char *dir,
         bytes->value = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
         inodes->value = (uint64_t)(sv.f_files - sv.f_ffree);
     }
-    id->mountpoint = dk_strdup(op, dir);
+    id->mountpoint = dk_strdup(&op->mem, dir);
     u->timestamp = now;
     u->fs_id = id;
     u->used_bytes = bytes;

@@ -53,7 +53,7 @@ static int is_internal(const char *key)
            strncmp(key, DK_ANNOTATION_PREFIX, sizeof(DK_ANNOTATION_PREFIX) - 1) == 0;
 }
 
-void dk_map_from_labels(struct dk_op *op, const cJSON *labels, int want_annotations,
+void dk_map_from_labels(struct dk_arena *a, const cJSON *labels, int want_annotations,
                         const ProtobufCMessageDescriptor *entry_desc, size_t *n_out,
                         void *entries_out)
 {
@@ -71,7 +71,7 @@ void dk_map_from_labels(struct dk_op *op, const cJSON *labels, int want_annotati
     }
     if (!n)
         return;
-    struct dk_map_entry **v = (struct dk_map_entry **)dk_msgs(op, entry_desc, n);
+    struct dk_map_entry **v = (struct dk_map_entry **)dk_msgs(a, entry_desc, n);
     if (!v)
         return;
     size_t i = 0;
@@ -81,8 +81,8 @@ void dk_map_from_labels(struct dk_op *op, const cJSON *labels, int want_annotati
         int ann = strncmp(it->string, DK_ANNOTATION_PREFIX, plen) == 0;
         if (want_annotations ? !ann : is_internal(it->string))
             continue;
-        v[i]->key = dk_strdup(op, it->string + (want_annotations ? plen : 0));
-        v[i]->value = dk_strdup(op, it->valuestring);
+        v[i]->key = dk_strdup(a, it->string + (want_annotations ? plen : 0));
+        v[i]->value = dk_strdup(a, it->valuestring);
         i++;
     }
     *n_out = i;

@@ -260,7 +260,7 @@ static int sandbox_lookup(struct dk_op *op, const char *id, size_t state_size,
 {
     if (dk_check_id(op, id, "pod_sandbox_id") < 0)
         return -1;
-    struct sb_lookup *lk = dk_alloc(op, state_size);
+    struct sb_lookup *lk = dk_alloc(&op->mem, state_size);
     if (!lk) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
@@ -388,12 +388,12 @@ static Runtime__V1__PodSandboxMetadata *pod_metadata(struct dk_op *op, const cha
     struct dk_name nm;
     if (dk_parse_name(docker_name, &nm) < 0 || strcmp(nm.name, DK_SANDBOX_NAME) != 0)
         return NULL;
-    Runtime__V1__PodSandboxMetadata *md = dk_msg(op, &runtime__v1__pod_sandbox_metadata__descriptor);
+    Runtime__V1__PodSandboxMetadata *md = dk_msg(&op->mem, &runtime__v1__pod_sandbox_metadata__descriptor);
     if (!md)
         return NULL;
-    md->name = dk_strdup(op, nm.pod);
-    md->namespace_ = dk_strdup(op, nm.ns);
-    md->uid = dk_strdup(op, nm.uid);
+    md->name = dk_strdup(&op->mem, nm.pod);
+    md->namespace_ = dk_strdup(&op->mem, nm.ns);
+    md->uid = dk_strdup(&op->mem, nm.uid);
     md->attempt = nm.attempt;
     return md;
 }
@@ -410,16 +410,16 @@ static void sandbox_ips(struct dk_op *op, const cJSON *inspect, Runtime__V1__Pod
             ip = dk_str(n, "IPAddress");
         extra += *dk_str(n, "GlobalIPv6Address") != 0;
     }
-    net->ip = dk_strdup(op, ip);
+    net->ip = dk_strdup(&op->mem, ip);
     if (!extra)
         return;
-    Runtime__V1__PodIP **ips = (void *)dk_msgs(op, &runtime__v1__pod_ip__descriptor, extra);
+    Runtime__V1__PodIP **ips = (void *)dk_msgs(&op->mem, &runtime__v1__pod_ip__descriptor, extra);
     if (!ips)
         return;
     size_t k = 0;
     cJSON_ArrayForEach(n, nets) {
         if (*dk_str(n, "GlobalIPv6Address") && k < extra)
-            ips[k++]->ip = dk_strdup(op, dk_str(n, "GlobalIPv6Address"));
+            ips[k++]->ip = dk_strdup(&op->mem, dk_str(n, "GlobalIPv6Address"));
     }
     net->n_additional_ips = k;
     net->additional_ips = ips;
@@ -444,7 +444,7 @@ static void status_found(struct dk_op *op, cJSON *sb)
     DK_NEW(op, lx, runtime__v1__linux_pod_sandbox_status__descriptor);
     DK_NEW(op, nsp, runtime__v1__namespace__descriptor);
     DK_NEW(op, opt, runtime__v1__namespace_option__descriptor);
-    s->id = dk_strdup(op, dk_str(sb, "Id"));
+    s->id = dk_strdup(&op->mem, dk_str(sb, "Id"));
     s->metadata = pod_metadata(op, dk_str(sb, "Name"));
     s->state = dk_bool(dk_obj(sb, "State"), "Running") ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
                                                         : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
@@ -468,12 +468,12 @@ static void status_found(struct dk_op *op, cJSON *sb)
     nsp->options = opt;
     lx->namespaces = nsp;
     s->linux = lx;
-    dk_map_from_labels(op, labels, 0, &runtime__v1__pod_sandbox_status__labels_entry__descriptor,
+    dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__pod_sandbox_status__labels_entry__descriptor,
                        &s->n_labels, &s->labels);
-    dk_map_from_labels(op, labels, 1,
+    dk_map_from_labels(&op->mem, labels, 1,
                        &runtime__v1__pod_sandbox_status__annotations_entry__descriptor,
                        &s->n_annotations, &s->annotations);
-    s->runtime_handler = dk_strdup(op, dk_str(labels, DK_LABEL_HANDLER));
+    s->runtime_handler = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_HANDLER));
     Runtime__V1__PodSandboxStatusResponse r = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
     r.status = s;
     Runtime__V1__PodSandboxStatusResponse__InfoEntry info =
@@ -503,7 +503,7 @@ size_t dk_sandboxes_from_list(struct dk_op *op, const cJSON *list,
                               const Runtime__V1__PodSandboxFilter *f, Runtime__V1__PodSandbox ***out)
 {
     size_t cap = (size_t)cJSON_GetArraySize(list), n = 0;
-    Runtime__V1__PodSandbox **v = dk_alloc(op, (cap ? cap : 1) * sizeof(*v));
+    Runtime__V1__PodSandbox **v = dk_alloc(&op->mem, (cap ? cap : 1) * sizeof(*v));
     *out = v;
     if (!v)
         return 0;
@@ -525,18 +525,18 @@ size_t dk_sandboxes_from_list(struct dk_op *op, const cJSON *list,
                                  : NULL);
         if (!md)
             continue; /* not in the k8s naming scheme: not a pod crisp can describe */
-        Runtime__V1__PodSandbox *p = dk_msg(op, &runtime__v1__pod_sandbox__descriptor);
+        Runtime__V1__PodSandbox *p = dk_msg(&op->mem, &runtime__v1__pod_sandbox__descriptor);
         if (!p)
             return 0;
-        p->id = dk_strdup(op, id);
+        p->id = dk_strdup(&op->mem, id);
         p->metadata = md;
         p->state = state;
         p->created_at = dk_created_ns(labels, dk_int(c, "Created") * 1000000000LL);
-        dk_map_from_labels(op, labels, 0, &runtime__v1__pod_sandbox__labels_entry__descriptor,
+        dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__pod_sandbox__labels_entry__descriptor,
                            &p->n_labels, &p->labels);
-        dk_map_from_labels(op, labels, 1, &runtime__v1__pod_sandbox__annotations_entry__descriptor,
+        dk_map_from_labels(&op->mem, labels, 1, &runtime__v1__pod_sandbox__annotations_entry__descriptor,
                            &p->n_annotations, &p->annotations);
-        p->runtime_handler = dk_strdup(op, dk_str(labels, DK_LABEL_HANDLER));
+        p->runtime_handler = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_HANDLER));
         v[n++] = p;
     }
     return n;

@@ -17,7 +17,7 @@ static void on_version(struct dk_op *op, int status, cJSON *json)
     Runtime__V1__VersionResponse r = RUNTIME__V1__VERSION_RESPONSE__INIT;
     r.version = "0.1.0"; /* the CRI's kubelet-facing API version */
     r.runtime_name = "docker";
-    r.runtime_version = dk_strdup(op, dk_str(json, "Version"));
+    r.runtime_version = dk_strdup(&op->mem, dk_str(json, "Version"));
     r.runtime_api_version = "v1";
     dk_op_reply(op, &r.base);
 }
@@ -38,13 +38,13 @@ struct status_state {
 static Runtime__V1__RuntimeCondition *condition(struct dk_op *op, const char *type, int ok,
                                                 const char *reason, const char *message)
 {
-    Runtime__V1__RuntimeCondition *c = dk_msg(op, &runtime__v1__runtime_condition__descriptor);
+    Runtime__V1__RuntimeCondition *c = dk_msg(&op->mem, &runtime__v1__runtime_condition__descriptor);
     if (!c)
         return NULL;
     c->type = (char *)type;
     c->status = ok;
-    c->reason = dk_strdup(op, ok ? "" : reason);
-    c->message = dk_strdup(op, ok ? "" : message);
+    c->reason = dk_strdup(&op->mem, ok ? "" : reason);
+    c->message = dk_strdup(&op->mem, ok ? "" : message);
     return c;
 }
 
@@ -73,7 +73,7 @@ static void status_reply(struct dk_op *op, const char *info_json)
     for (size_t i = 0; i < nh; i++)
         has_default |= be->cfg.handlers[i].handler[0] == 0;
     Runtime__V1__RuntimeHandler **hs =
-        (void *)dk_msgs(op, &runtime__v1__runtime_handler__descriptor, nh + !has_default);
+        (void *)dk_msgs(&op->mem, &runtime__v1__runtime_handler__descriptor, nh + !has_default);
     if (!hs) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
         return;
@@ -128,7 +128,7 @@ static const struct h1_req_cbs status_cbs = {.on_done = on_status_info};
 
 static void dk_status(struct dk_op *op)
 {
-    struct status_state *st = dk_alloc(op, sizeof(*st));
+    struct status_state *st = dk_alloc(&op->mem, sizeof(*st));
     if (!st) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;

@@ -49,7 +49,7 @@ static uint64_t nano_cores(const char *id, int64_t ts, uint64_t usage, int *have
 
 static Runtime__V1__UInt64Value *u64(struct dk_op *op, int64_t v)
 {
-    Runtime__V1__UInt64Value *x = dk_msg(op, &runtime__v1__uint64_value__descriptor);
+    Runtime__V1__UInt64Value *x = dk_msg(&op->mem, &runtime__v1__uint64_value__descriptor);
     if (x)
         x->value = v > 0 ? (uint64_t)v : 0;
     return x;
@@ -68,7 +68,7 @@ static int64_t read_ns(const cJSON *stats)
 
 static Runtime__V1__CpuUsage *cpu_usage(struct dk_op *op, const char *id, const cJSON *stats)
 {
-    Runtime__V1__CpuUsage *c = dk_msg(op, &runtime__v1__cpu_usage__descriptor);
+    Runtime__V1__CpuUsage *c = dk_msg(&op->mem, &runtime__v1__cpu_usage__descriptor);
     if (!c)
         return NULL;
     int64_t ts = read_ns(stats);
@@ -90,7 +90,7 @@ static int64_t mem_stat(const cJSON *ms, const char *v1, const char *v2)
 
 static Runtime__V1__MemoryUsage *mem_usage(struct dk_op *op, const cJSON *stats)
 {
-    Runtime__V1__MemoryUsage *m = dk_msg(op, &runtime__v1__memory_usage__descriptor);
+    Runtime__V1__MemoryUsage *m = dk_msg(&op->mem, &runtime__v1__memory_usage__descriptor);
     if (!m)
         return NULL;
     const cJSON *ms = dk_obj(stats, "memory_stats");
@@ -113,23 +113,23 @@ static Runtime__V1__ContainerStats *container_stats(struct dk_op *op, const char
                                                     const char *name, const cJSON *labels,
                                                     int64_t size_rw, const cJSON *stats)
 {
-    Runtime__V1__ContainerStats *cs = dk_msg(op, &runtime__v1__container_stats__descriptor);
-    Runtime__V1__ContainerAttributes *a = dk_msg(op, &runtime__v1__container_attributes__descriptor);
-    Runtime__V1__FilesystemUsage *fs = dk_msg(op, &runtime__v1__filesystem_usage__descriptor);
+    Runtime__V1__ContainerStats *cs = dk_msg(&op->mem, &runtime__v1__container_stats__descriptor);
+    Runtime__V1__ContainerAttributes *a = dk_msg(&op->mem, &runtime__v1__container_attributes__descriptor);
+    Runtime__V1__FilesystemUsage *fs = dk_msg(&op->mem, &runtime__v1__filesystem_usage__descriptor);
     if (!cs || !a || !fs)
         return NULL;
-    a->id = dk_strdup(op, id);
+    a->id = dk_strdup(&op->mem, id);
     struct dk_name nm;
     if (dk_parse_name(name, &nm) == 0) {
-        a->metadata = dk_msg(op, &runtime__v1__container_metadata__descriptor);
+        a->metadata = dk_msg(&op->mem, &runtime__v1__container_metadata__descriptor);
         if (a->metadata) {
-            a->metadata->name = dk_strdup(op, nm.name);
+            a->metadata->name = dk_strdup(&op->mem, nm.name);
             a->metadata->attempt = nm.attempt;
         }
     }
-    dk_map_from_labels(op, labels, 0, &runtime__v1__container_attributes__labels_entry__descriptor,
+    dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__container_attributes__labels_entry__descriptor,
                        &a->n_labels, &a->labels);
-    dk_map_from_labels(op, labels, 1,
+    dk_map_from_labels(&op->mem, labels, 1,
                        &runtime__v1__container_attributes__annotations_entry__descriptor,
                        &a->n_annotations, &a->annotations);
     cs->attributes = a;
@@ -139,7 +139,7 @@ static Runtime__V1__ContainerStats *container_stats(struct dk_op *op, const char
         fs->timestamp = read_ns(stats);
     }
     fs->used_bytes = u64(op, size_rw);
-    fs->fs_id = dk_msg(op, &runtime__v1__filesystem_identifier__descriptor);
+    fs->fs_id = dk_msg(&op->mem, &runtime__v1__filesystem_identifier__descriptor);
     cs->writable_layer = fs;
     return cs;
 }
@@ -320,9 +320,9 @@ static Runtime__V1__NetworkUsage *network_usage(struct dk_op *op, const cJSON *s
     size_t n = (size_t)cJSON_GetArraySize(nets);
     if (!n)
         return NULL;
-    Runtime__V1__NetworkUsage *nu = dk_msg(op, &runtime__v1__network_usage__descriptor);
+    Runtime__V1__NetworkUsage *nu = dk_msg(&op->mem, &runtime__v1__network_usage__descriptor);
     Runtime__V1__NetworkInterfaceUsage **ifs =
-        (void *)dk_msgs(op, &runtime__v1__network_interface_usage__descriptor, n);
+        (void *)dk_msgs(&op->mem, &runtime__v1__network_interface_usage__descriptor, n);
     if (!nu || !ifs)
         return NULL;
     size_t k = 0;
@@ -331,7 +331,7 @@ static Runtime__V1__NetworkUsage *network_usage(struct dk_op *op, const cJSON *s
         if (k == n)
             break;
         Runtime__V1__NetworkInterfaceUsage *x = ifs[k++];
-        x->name = dk_strdup(op, it->string);
+        x->name = dk_strdup(&op->mem, it->string);
         x->rx_bytes = u64(op, dk_int(it, "rx_bytes"));
         x->rx_errors = u64(op, dk_int(it, "rx_errors"));
         x->tx_bytes = u64(op, dk_int(it, "tx_bytes"));
@@ -349,29 +349,29 @@ static Runtime__V1__PodSandboxStats *pod_stats(struct dk_op *op, const struct st
 {
     struct stats_state *st = op->state;
     const char *sid = entry_id(sb->entry);
-    Runtime__V1__PodSandboxStats *ps = dk_msg(op, &runtime__v1__pod_sandbox_stats__descriptor);
-    Runtime__V1__PodSandboxAttributes *a = dk_msg(op, &runtime__v1__pod_sandbox_attributes__descriptor);
-    Runtime__V1__LinuxPodSandboxStats *lx = dk_msg(op, &runtime__v1__linux_pod_sandbox_stats__descriptor);
-    Runtime__V1__CpuUsage *cpu = dk_msg(op, &runtime__v1__cpu_usage__descriptor);
-    Runtime__V1__MemoryUsage *mem = dk_msg(op, &runtime__v1__memory_usage__descriptor);
-    Runtime__V1__ContainerStats **cv = dk_alloc(op, (st->n ? st->n : 1) * sizeof(*cv));
+    Runtime__V1__PodSandboxStats *ps = dk_msg(&op->mem, &runtime__v1__pod_sandbox_stats__descriptor);
+    Runtime__V1__PodSandboxAttributes *a = dk_msg(&op->mem, &runtime__v1__pod_sandbox_attributes__descriptor);
+    Runtime__V1__LinuxPodSandboxStats *lx = dk_msg(&op->mem, &runtime__v1__linux_pod_sandbox_stats__descriptor);
+    Runtime__V1__CpuUsage *cpu = dk_msg(&op->mem, &runtime__v1__cpu_usage__descriptor);
+    Runtime__V1__MemoryUsage *mem = dk_msg(&op->mem, &runtime__v1__memory_usage__descriptor);
+    Runtime__V1__ContainerStats **cv = dk_alloc(&op->mem, (st->n ? st->n : 1) * sizeof(*cv));
     if (!ps || !a || !lx || !cpu || !mem || !cv)
         return NULL;
-    a->id = dk_strdup(op, sid);
+    a->id = dk_strdup(&op->mem, sid);
     struct dk_name nm;
     if (dk_parse_name(entry_name(sb->entry), &nm) == 0) {
-        a->metadata = dk_msg(op, &runtime__v1__pod_sandbox_metadata__descriptor);
+        a->metadata = dk_msg(&op->mem, &runtime__v1__pod_sandbox_metadata__descriptor);
         if (a->metadata) {
-            a->metadata->name = dk_strdup(op, nm.pod);
-            a->metadata->namespace_ = dk_strdup(op, nm.ns);
-            a->metadata->uid = dk_strdup(op, nm.uid);
+            a->metadata->name = dk_strdup(&op->mem, nm.pod);
+            a->metadata->namespace_ = dk_strdup(&op->mem, nm.ns);
+            a->metadata->uid = dk_strdup(&op->mem, nm.uid);
             a->metadata->attempt = nm.attempt;
         }
     }
     const cJSON *labels = entry_labels(sb->entry);
-    dk_map_from_labels(op, labels, 0, &runtime__v1__pod_sandbox_attributes__labels_entry__descriptor,
+    dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__pod_sandbox_attributes__labels_entry__descriptor,
                        &a->n_labels, &a->labels);
-    dk_map_from_labels(op, labels, 1,
+    dk_map_from_labels(&op->mem, labels, 1,
                        &runtime__v1__pod_sandbox_attributes__annotations_entry__descriptor,
                        &a->n_annotations, &a->annotations);
     ps->attributes = a;
@@ -410,7 +410,7 @@ static Runtime__V1__PodSandboxStats *pod_stats(struct dk_op *op, const struct st
     lx->memory = mem;
     if (sb->stats)
         lx->network = network_usage(op, sb->stats);
-    lx->process = dk_msg(op, &runtime__v1__process_usage__descriptor);
+    lx->process = dk_msg(&op->mem, &runtime__v1__process_usage__descriptor);
     if (lx->process) {
         lx->process->timestamp = ts;
         lx->process->process_count = u64(op, (int64_t)procs);
@@ -433,7 +433,7 @@ static void stats_build(struct dk_op *op)
         return;
     }
     size_t n = 0;
-    void **v = dk_alloc(op, (st->n ? st->n : 1) * sizeof(void *));
+    void **v = dk_alloc(&op->mem, (st->n ? st->n : 1) * sizeof(void *));
     if (!v) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
         return;
