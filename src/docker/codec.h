@@ -58,4 +58,66 @@ const char *dk_entry_name(const cJSON *entry);
 const cJSON *dk_entry_labels(const cJSON *entry);
 int dk_entry_running(const cJSON *entry);
 
+/* ---- names and labels (meta.c) ------------------------------------------------ */
+
+/* cri-dockerd's labels and names */
+#define DK_LABEL_TYPE "io.kubernetes.docker.type"
+#define DK_TYPE_SANDBOX "podsandbox"
+#define DK_TYPE_CONTAINER "container"
+#define DK_LABEL_SANDBOX_ID "io.kubernetes.sandbox.id"
+#define DK_LABEL_LOGPATH "io.kubernetes.container.logpath"
+#define DK_ANNOTATION_PREFIX "annotation."
+/* crisp's own: the RuntimeClass handler a pod was started with, and the
+ * creation time in nanoseconds */
+#define DK_LABEL_HANDLER "io.crisp.runtime-handler"
+#define DK_LABEL_CREATED "io.crisp.created-at"
+/* the pod's namespace modes ("network,pid,ipc" as CRI NamespaceMode
+ * numbers): podman's inspect does not report IPC host mode */
+#define DK_LABEL_NSMODES "io.crisp.namespace-modes"
+#define DK_NAME_PREFIX "k8s"
+#define DK_SANDBOX_NAME "POD"
+
+/* The longest Docker name crisp makes or reads (a rename suffix included):
+ * Kubernetes' own maxima (pod 253, namespace 63, container 63, uid 36)
+ * make about 450. */
+#define DK_NAME_MAX 1024
+
+struct dk_name {
+    char *name; /* "POD" for sandboxes, else the container's name */
+    char *pod, *ns, *uid;
+    uint32_t attempt;
+    char buf[DK_NAME_MAX + 1];
+};
+/* Parses "/k8s_<name>_<pod>_<ns>_<uid>_<attempt>[_<random>]"; -1 if the
+ * name is not in that scheme. */
+int dk_parse_name(const char *docker_name, struct dk_name *out);
+/* cri-dockerd's name for a sandbox (ctr NULL) or a container; -1 when it
+ * would be longer than DK_NAME_MAX (room for a rename kept). */
+int dk_make_name(char out[DK_NAME_MAX + 1], const char *ctr, const char *pod, const char *ns,
+                 const char *uid, uint32_t attempt);
+/* Appends cri-dockerd's random suffix "_%08x" (a name already taken). */
+void dk_rename(char name[DK_NAME_MAX + 1], unsigned suffix);
+
+/* A protobuf-c map<string,string> entry: every such entry type has this
+ * layout (base, key, value). */
+struct dk_map_entry {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+};
+/* Docker labels -> the `labels` and `annotations` maps of a CRI message
+ * (every CRI message with metadata has both): the labels that are not
+ * crisp's or cri-dockerd's own, and the annotation.<key> labels as <key>. */
+void dk_cri_labels(struct dk_arena *a, ProtobufCMessage *msg, const cJSON *labels);
+/* The `labels` and `annotations` maps of a CRI config -> Docker labels
+ * (annotations with the prefix added); -1 when memory is short. */
+int dk_docker_labels(cJSON *dst, const ProtobufCMessage *config);
+/* Adds the creation-time label; reads it back (fallback when absent). */
+void dk_label_created(cJSON *labels);
+int64_t dk_created_ns(const cJSON *labels, int64_t fallback);
+/* Whether an inspect answer means "no such sandbox/container" for the CRI:
+ * the engine does not know the ID (404), or it names an object that is not
+ * of that type (io.kubernetes.docker.type). */
+int dk_inspect_absent(int status, const cJSON *inspect, const char *type);
+
 #endif

@@ -23,23 +23,6 @@
 #include "runtime_v1.pb-c.h"
 #include "docker/codec.h"
 
-/* cri-dockerd's labels and names */
-#define DK_LABEL_TYPE "io.kubernetes.docker.type"
-#define DK_TYPE_SANDBOX "podsandbox"
-#define DK_TYPE_CONTAINER "container"
-#define DK_LABEL_SANDBOX_ID "io.kubernetes.sandbox.id"
-#define DK_LABEL_LOGPATH "io.kubernetes.container.logpath"
-#define DK_ANNOTATION_PREFIX "annotation."
-/* crisp's own: the RuntimeClass handler a pod was started with, and the
- * creation time in nanoseconds */
-#define DK_LABEL_HANDLER "io.crisp.runtime-handler"
-#define DK_LABEL_CREATED "io.crisp.created-at"
-/* the pod's namespace modes ("network,pid,ipc" as CRI NamespaceMode
- * numbers): podman's inspect does not report IPC host mode */
-#define DK_LABEL_NSMODES "io.crisp.namespace-modes"
-#define DK_NAME_PREFIX "k8s"
-#define DK_SANDBOX_NAME "POD"
-
 #define DK_API_MIN "1.41"
 #define DK_API_MAX "1.47"
 
@@ -168,46 +151,6 @@ void dk_fail_http(struct dk_op *op, int status, cJSON *json, const char *what);
 
 /* URL-escapes s into a static rotating buffer (for ids and names in paths). */
 const char *dk_esc(const char *s);
-
-/* ---- metadata (docker_meta.c) ----------------------------------------- */
-
-struct dk_name {
-    char *name; /* "POD" for sandboxes, else the container's name */
-    char *pod, *ns, *uid;
-    uint32_t attempt;
-    char buf[512];
-};
-/* Parses "/k8s_<name>_<pod>_<ns>_<uid>_<attempt>[_<random>]"; -1 if the
- * name is not in that scheme. */
-int dk_parse_name(const char *docker_name, struct dk_name *out);
-/* Writes cri-dockerd's name for a sandbox (ctr NULL) or a container. */
-int dk_make_name(char *out, size_t n, const char *ctr, const char *pod, const char *ns,
-                 const char *uid, uint32_t attempt);
-
-/* A protobuf-c map<string,string> entry: every such entry type has this
- * layout (base, key, value). */
-struct dk_map_entry {
-    ProtobufCMessage base;
-    char *key;
-    char *value;
-};
-/* Docker labels -> a CRI map: annotations (keys with the annotation.
- * prefix, prefix removed) when want_annotations, else the labels that are
- * not crisp's or cri-dockerd's own. */
-void dk_map_from_labels(struct dk_arena *a, const cJSON *labels, int want_annotations,
-                        const ProtobufCMessageDescriptor *entry_desc, size_t *n_out,
-                        void *entries_out);
-/* A CRI map (labels, or annotations with the prefix added) -> Docker labels. */
-void dk_labels_add(cJSON *dst, size_t n, void *entries, int as_annotations);
-/* Whether an inspect answer means "no such sandbox/container" for the CRI:
- * the engine does not know the ID (404), or it names an object that is not
- * of that type (io.kubernetes.docker.type). */
-int dk_inspect_absent(int status, const cJSON *inspect, const char *type);
-/* Adds the creation-time label; reads it back (fallback when absent). */
-void dk_label_created(cJSON *labels);
-int64_t dk_created_ns(const cJSON *labels, int64_t fallback);
-/* Whether Docker labels match a CRI label selector (every key=value). */
-int dk_labels_match(const cJSON *labels, size_t n, void *entries);
 
 /* ---- CRI config -> Docker JSON (docker_spec.c) ------------------------------ */
 

@@ -56,7 +56,7 @@ static Runtime__V1__ImageSpec *image_spec(struct dk_op *op, const char *image)
 /* ---- CreateContainer ------------------------------------------------------------- */
 
 struct create_state {
-    char name[400];
+    char name[DK_NAME_MAX + 1];
     cJSON *body;
     int renamed;
     char id[80];
@@ -81,8 +81,7 @@ static void on_created(struct dk_op *op, int status, cJSON *json)
 {
     struct create_state *st = op->state;
     if (status == 409 && !st->renamed) {
-        size_t l = strlen(st->name);
-        snprintf(st->name + l, sizeof(st->name) - l, "_%08x", (unsigned)random());
+        dk_rename(st->name, (unsigned)random());
         st->renamed = 1;
         create_issue(op);
         return;
@@ -108,7 +107,7 @@ static void create_issue(struct dk_op *op)
         dk_op_end(op);
         return;
     }
-    char name[1300];
+    char name[DK_NAME_MAX * 3 + 1]; /* escaped: fits whatever the name holds */
     dk_query_esc(name, sizeof(name), st->name);
     dk_call(op, "POST", cJSON_Duplicate(st->body, 1), on_created, "/containers/create?name=%s",
             name);
@@ -159,8 +158,7 @@ static cJSON *container_body(const Runtime__V1__CreateContainerRequest *req, con
     }
     if (c->stdin_once)
         cJSON_AddBoolToObject(body, "StdinOnce", 1);
-    dk_labels_add(labels, c->n_labels, c->labels, 0);
-    dk_labels_add(labels, c->n_annotations, c->annotations, 1);
+    dk_docker_labels(labels, &c->base);
     cJSON_AddStringToObject(labels, DK_LABEL_TYPE, DK_TYPE_CONTAINER);
     cJSON_AddStringToObject(labels, DK_LABEL_SANDBOX_ID, sid);
     dk_label_created(labels);
@@ -243,7 +241,7 @@ static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
     }
     const Runtime__V1__ContainerMetadata *cm = req->config->metadata;
     if (!pod || !*pod || strchr(cm->name, '_') ||
-        dk_make_name(st->name, sizeof(st->name), cm->name, pod, pns, uid, cm->attempt) < 0) {
+        dk_make_name(st->name, cm->name, pod, pns, uid, cm->attempt) < 0) {
         dk_op_fail(op, GRPC_INVALID_ARGUMENT,
                    "container name %s cannot form a Docker name (no '_', pod metadata needed)",
                    cm->name);
@@ -439,10 +437,7 @@ size_t dk_containers_from_list(struct dk_op *op, const cJSON *list,
         x->image_id = x->image_ref;
         x->state = state;
         x->created_at = dk_created_ns(labels, dk_int(c, "Created") * 1000000000LL);
-        dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__container__labels_entry__descriptor,
-                           &x->n_labels, &x->labels);
-        dk_map_from_labels(&op->mem, labels, 1, &runtime__v1__container__annotations_entry__descriptor,
-                           &x->n_annotations, &x->annotations);
+        dk_cri_labels(&op->mem, &x->base, labels);
         v[n++] = x;
     }
     return n;
@@ -532,10 +527,7 @@ int dk_container_status(struct dk_op *op, const cJSON *ins, Runtime__V1__Contain
                                                 : "Error";
         s->message = dk_strdup(&op->mem, dk_str(state, "Error"));
     }
-    dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__container_status__labels_entry__descriptor,
-                       &s->n_labels, &s->labels);
-    dk_map_from_labels(&op->mem, labels, 1, &runtime__v1__container_status__annotations_entry__descriptor,
-                       &s->n_annotations, &s->annotations);
+    dk_cri_labels(&op->mem, &s->base, labels);
     status_mounts(op, dk_obj(ins, "Mounts"), s);
     s->log_path = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_LOGPATH));
     return op->mem.oom ? -1 : 0;

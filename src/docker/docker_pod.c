@@ -12,7 +12,7 @@
 /* ---- RunPodSandbox ------------------------------------------------------------ */
 
 struct run_state {
-    char name[400];
+    char name[DK_NAME_MAX + 1];
     char id[80];
     cJSON *body;        /* create body, kept for a retry under another name */
     int renamed;
@@ -67,8 +67,7 @@ static void on_run_created(struct dk_op *op, int status, cJSON *json)
     if (status == 409 && !st->renamed) {
         /* The name is taken (a sandbox of the same attempt left over): as
          * cri-dockerd, add a random suffix the name parser ignores. */
-        size_t l = strlen(st->name);
-        snprintf(st->name + l, sizeof(st->name) - l, "_%08x", (unsigned)random());
+        dk_rename(st->name, (unsigned)random());
         st->renamed = 1;
         run_create(op);
         return;
@@ -94,7 +93,7 @@ static void run_create(struct dk_op *op)
         dk_op_end(op); /* nothing made yet */
         return;
     }
-    char name[1300];
+    char name[DK_NAME_MAX * 3 + 1]; /* escaped: fits whatever the name holds */
     dk_query_esc(name, sizeof(name), st->name);
     dk_call(op, "POST", cJSON_Duplicate(st->body, 1), on_run_created, "/containers/create?name=%s",
             name);
@@ -135,8 +134,7 @@ static cJSON *sandbox_body(struct dk_op *op, const Runtime__V1__RunPodSandboxReq
     cJSON_AddStringToObject(body, "Image", op->be->cfg.infra_image);
     if (c->hostname && *c->hostname)
         cJSON_AddStringToObject(body, "Hostname", c->hostname);
-    dk_labels_add(labels, c->n_labels, c->labels, 0);
-    dk_labels_add(labels, c->n_annotations, c->annotations, 1);
+    dk_docker_labels(labels, &c->base);
     cJSON_AddStringToObject(labels, DK_LABEL_TYPE, DK_TYPE_SANDBOX);
     dk_label_created(labels);
     if (req->runtime_handler && *req->runtime_handler)
@@ -223,7 +221,7 @@ static void dk_run_pod(struct dk_op *op)
         dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err[0] ? err : "out of memory");
         return;
     }
-    if (dk_make_name(st->name, sizeof(st->name), NULL, md->name, md->namespace_, md->uid,
+    if (dk_make_name(st->name, NULL, md->name, md->namespace_, md->uid,
                      md->attempt) < 0) {
         dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod metadata too long for a container name");
         return;
@@ -468,11 +466,7 @@ static void status_found(struct dk_op *op, cJSON *sb)
     nsp->options = opt;
     lx->namespaces = nsp;
     s->linux = lx;
-    dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__pod_sandbox_status__labels_entry__descriptor,
-                       &s->n_labels, &s->labels);
-    dk_map_from_labels(&op->mem, labels, 1,
-                       &runtime__v1__pod_sandbox_status__annotations_entry__descriptor,
-                       &s->n_annotations, &s->annotations);
+    dk_cri_labels(&op->mem, &s->base, labels);
     s->runtime_handler = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_HANDLER));
     Runtime__V1__PodSandboxStatusResponse r = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
     r.status = s;
@@ -532,10 +526,7 @@ size_t dk_sandboxes_from_list(struct dk_op *op, const cJSON *list,
         p->metadata = md;
         p->state = state;
         p->created_at = dk_created_ns(labels, dk_int(c, "Created") * 1000000000LL);
-        dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__pod_sandbox__labels_entry__descriptor,
-                           &p->n_labels, &p->labels);
-        dk_map_from_labels(&op->mem, labels, 1, &runtime__v1__pod_sandbox__annotations_entry__descriptor,
-                           &p->n_annotations, &p->annotations);
+        dk_cri_labels(&op->mem, &p->base, labels);
         p->runtime_handler = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_HANDLER));
         v[n++] = p;
     }

@@ -127,11 +127,7 @@ static Runtime__V1__ContainerStats *container_stats(struct dk_op *op, const char
             a->metadata->attempt = nm.attempt;
         }
     }
-    dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__container_attributes__labels_entry__descriptor,
-                       &a->n_labels, &a->labels);
-    dk_map_from_labels(&op->mem, labels, 1,
-                       &runtime__v1__container_attributes__annotations_entry__descriptor,
-                       &a->n_annotations, &a->annotations);
+    dk_cri_labels(&op->mem, &a->base, labels);
     cs->attributes = a;
     if (stats) {
         cs->cpu = cpu_usage(op, id, stats);
@@ -369,11 +365,7 @@ static Runtime__V1__PodSandboxStats *pod_stats(struct dk_op *op, const struct st
         }
     }
     const cJSON *labels = entry_labels(sb->entry);
-    dk_map_from_labels(&op->mem, labels, 0, &runtime__v1__pod_sandbox_attributes__labels_entry__descriptor,
-                       &a->n_labels, &a->labels);
-    dk_map_from_labels(&op->mem, labels, 1,
-                       &runtime__v1__pod_sandbox_attributes__annotations_entry__descriptor,
-                       &a->n_annotations, &a->annotations);
+    dk_cri_labels(&op->mem, &a->base, labels);
     ps->attributes = a;
     /* The pod's usage: its containers' and its infra container's. */
     size_t nc = 0;

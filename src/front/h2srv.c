@@ -9,7 +9,8 @@
 
 #include "crisp/call.h"
 #include "crisp/grpc.h"
-#include "crisp/h2mem.h"
+#include "crisp/h2conn.h"
+#include "crisp/list.h"
 #include "h2req.h"
 #include "crisp/h2srv.h"
 #include "crisp/log.h"
@@ -30,7 +31,7 @@ struct crisp_h2srv_config crisp_h2srv_cfg = {
 struct fe_conn;
 
 struct fe_stream {
-    struct fe_stream *prev, *next;
+    struct crisp_list link;       /* in fe_conn.streams */
     struct fe_conn *conn;
     int32_t id;
     struct crisp_call *call;
@@ -53,25 +54,19 @@ struct fe_stream {
 };
 
 struct fe_conn {
-    struct fe_conn *prev, *next;
+    struct crisp_list link;       /* in conns */
+    struct crisp_h2conn h2;       /* the socket and the nghttp2 session */
     struct event_base *base;
-    struct crisp_sock *sock;
-    nghttp2_session *sess;
-    struct event *flush_ev;
     struct event *hello_ev;       /* the client's preface and SETTINGS are due */
-    struct fe_stream *streams;
-    int32_t hdr_sid;              /* the stream whose header block is being read */
-    unsigned data_waits;          /* send_data_cb deferred a frame: output full */
-    struct fe_stream *hdr_stream;
+    struct crisp_list streams;
     char peer[64];
     unsigned closing : 1;
     unsigned dead : 1;
 };
 
-static struct fe_conn *conns;
+static struct crisp_list conns = {&conns, &conns};
 static size_t nconns;
 
-static void conn_schedule_flush(struct fe_conn *c);
 static void fe_on_output(struct crisp_call *call);
 
 static const struct crisp_frontend_ops fe_ops = {
@@ -101,23 +96,14 @@ static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
     s->timeout_us = -1; /* no grpc-timeout */
     h2req_init(&s->req);
     grpc_reader_init(&s->rd, crisp_h2srv_cfg.max_msg);
-    s->next = c->streams;
-    if (c->streams)
-        c->streams->prev = s;
-    c->streams = s;
+    crisp_list_push_front(&c->streams, &s->link);
     return s;
 }
 
 /* Detaches the call (cancelling it if unfinished) and frees the stream. */
 static void stream_free(struct fe_stream *s, const char *why)
 {
-    struct fe_conn *c = s->conn;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    crisp_list_unlink(&s->link);
     struct crisp_call *call = s->call;
     call->fe = NULL;
     call->fe_ctx = NULL;
@@ -268,13 +254,9 @@ static int send_data_cb(nghttp2_session *sess, nghttp2_frame *frame, const uint8
     struct fe_conn *c = ud;
     struct fe_stream *s = src->ptr;
     size_t padlen = frame->data.padlen; /* 0: crisp asks for no padding */
-    if (crisp_sock_pending(c->sock) >= CONN_OUT_HIGH) {
-        /* mem_send goes on with DATA frames without returning to
-         * conn_flush: stop here until the queue is written. */
-        c->data_waits = 1;
+    if (!crisp_h2conn_data_room(&c->h2))
         return NGHTTP2_ERR_WOULDBLOCK;
-    }
-    uint8_t *dst = crisp_sock_queue_reserve(c->sock, 9 + padlen + length);
+    uint8_t *dst = crisp_sock_queue_reserve(c->h2.sock, 9 + padlen + length);
     if (!dst)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     memcpy(dst, framehd, 9);
@@ -292,10 +274,10 @@ static void submit_trailers_only(struct fe_stream *s)
 {
     struct status_nv nv;
     if (build_status_nv(s, 1, &nv) < 0) {
-        nghttp2_submit_rst_stream(s->conn->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        nghttp2_submit_rst_stream(s->conn->h2.sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
         return;
     }
-    nghttp2_submit_response(s->conn->sess, s->id, nv.nva, nv.n, NULL);
+    nghttp2_submit_response(s->conn->h2.sess, s->id, nv.nva, nv.n, NULL);
     free_status_nv(&nv);
 }
 
@@ -306,7 +288,7 @@ static void submit_headers(struct fe_stream *s)
     nghttp2_nv stack[16];
     nghttp2_nv *nva = n <= 16 ? stack : calloc(n, sizeof(*nva));
     if (!nva) {
-        nghttp2_submit_rst_stream(s->conn->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        nghttp2_submit_rst_stream(s->conn->h2.sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
         return;
     }
     nva[0] = NV(":status", "200", 3);
@@ -317,7 +299,7 @@ static void submit_headers(struct fe_stream *s)
                                   NGHTTP2_NV_FLAG_NONE};
     }
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read_cb};
-    nghttp2_submit_response(s->conn->sess, s->id, nva, n, &prd);
+    nghttp2_submit_response(s->conn->h2.sess, s->id, nva, n, &prd);
     if (nva != stack)
         free(nva);
 }
@@ -338,9 +320,9 @@ static void fe_on_output(struct crisp_call *call)
             return;
         }
     } else {
-        nghttp2_session_resume_data(s->conn->sess, s->id);
+        nghttp2_session_resume_data(s->conn->h2.sess, s->id);
     }
-    conn_schedule_flush(s->conn);
+    crisp_h2conn_schedule_flush(&s->conn->h2);
 }
 
 /* ---- request side ----------------------------------------------------- */
@@ -351,8 +333,7 @@ static int on_begin_headers(nghttp2_session *sess, const nghttp2_frame *frame, v
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     struct fe_stream *s = stream_new(c, frame->hd.stream_id);
-    c->hdr_sid = frame->hd.stream_id;
-    c->hdr_stream = s;
+    crisp_h2conn_set_header_stream(&c->h2, frame->hd.stream_id, s);
     if (!s) {
         nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                   NGHTTP2_REFUSED_STREAM);
@@ -380,9 +361,7 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
         return 0;
     }
     /* on_begin_headers just made the stream: no lookup per header */
-    struct fe_stream *s = frame->hd.stream_id == c->hdr_sid
-                              ? c->hdr_stream
-                              : nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    struct fe_stream *s = crisp_h2conn_header_stream(&c->h2, frame->hd.stream_id);
     if (!s || h2req_field(&s->req, name, namelen, value, valuelen, 0) < 0)
         return 0; /* a malformed request: refused when its header block ends */
     if (HDR_IS(name, namelen, ":path")) {
@@ -474,7 +453,7 @@ static void stream_refuse(struct fe_stream *s)
         call->method = crisp_method_lookup(s->path, s->pathlen, &call->api, &svc_known);
     }
     s->reset = 1;
-    nghttp2_submit_rst_stream(s->conn->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+    nghttp2_submit_rst_stream(s->conn->h2.sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
     char msg[160];
     snprintf(msg, sizeof(msg),
              "crisp refused a malformed HTTP/2 request (RST_STREAM PROTOCOL_ERROR): %s%s%s",
@@ -611,8 +590,7 @@ static int on_frame_send(nghttp2_session *sess, const nghttp2_frame *frame, void
 static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_code, void *ud)
 {
     struct fe_conn *c = ud;
-    if (id == c->hdr_sid)
-        c->hdr_sid = 0, c->hdr_stream = NULL;
+    crisp_h2conn_forget_stream(&c->h2, id);
     struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, id);
     if (!s)
         return 0;
@@ -632,106 +610,40 @@ static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_cod
 static void conn_free(struct fe_conn *c)
 {
     c->dead = 1;
-    while (c->streams)
-        stream_free(c->streams, "client connection closed");
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    while (!crisp_list_empty(&c->streams))
+        stream_free(crisp_container_of(c->streams.next, struct fe_stream, link),
+                    "client connection closed");
+    crisp_list_unlink(&c->link);
     nconns--;
     log_debug("conn_close", "peer=%s", c->peer);
-    nghttp2_session_del(c->sess);
-    event_free(c->flush_ev);
+    crisp_h2conn_deinit(&c->h2);
     event_free(c->hello_ev);
-    crisp_sock_free(c->sock);
     free(c);
 }
 
-/* Hands what nghttp2 has queued to the socket, up to the output high-water
- * mark, and writes it at once: one send for every frame produced since the
- * last flush. Returns -1 when the connection was freed. */
-static int conn_flush(struct fe_conn *c)
-{
-    for (;;) {
-        ssize_t n = 0;
-        c->data_waits = 0;
-        while (crisp_sock_pending(c->sock) < CONN_OUT_HIGH) {
-            const uint8_t *data;
-            n = nghttp2_session_mem_send(c->sess, &data);
-            if (n <= 0)
-                break;
-            if (crisp_sock_queue(c->sock, data, (size_t)n) < 0) {
-                log_warn("h2_send_error", "peer=%s err=\"output over its cap\"", c->peer);
-                conn_free(c);
-                return -1;
-            }
-        }
-        if (n < 0) {
-            log_warn("h2_send_error", "peer=%s err=%s", c->peer, nghttp2_strerror((int)n));
-            conn_free(c);
-            return -1;
-        }
-        int r = crisp_sock_flush(c->sock);
-        if (r < 0) {
-            conn_free(c);
-            return -1;
-        }
-        if (r == 0 || (n == 0 && !c->data_waits))
-            break; /* the kernel is full (on_drain resumes), or all is out */
-    }
-    if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess) &&
-        crisp_sock_pending(c->sock) == 0) {
-        conn_free(c);
-        return -1;
-    }
-    return 0;
-}
-
-static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    conn_flush(arg);
-}
-
-static void conn_schedule_flush(struct fe_conn *c)
-{
-    event_active(c->flush_ev, EV_WRITE, 0);
-}
-
-static int on_sock_data(void *ud, const uint8_t *data, size_t len)
+/* The client's bytes broke HTTP/2 (a connection error): GOAWAY, and the
+ * connection ends once it is written. */
+static int on_bad_input(void *ud, int rv)
 {
     struct fe_conn *c = ud;
-    ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
-    if (n < 0) {
-        log_info("h2_bad_input", "peer=%s err=%s", c->peer, nghttp2_strerror((int)n));
-        nghttp2_session_terminate_session(c->sess, NGHTTP2_PROTOCOL_ERROR);
-    }
-    /* Scheduled, not written here: the backend flushes this input caused
-     * (new calls) were scheduled first and go out first. */
-    conn_schedule_flush(c);
+    log_info("h2_bad_input", "peer=%s err=%s", c->peer, nghttp2_strerror(rv));
+    nghttp2_session_terminate_session(c->h2.sess, NGHTTP2_PROTOCOL_ERROR);
     return 0;
 }
 
-static int on_sock_drain(void *ud)
-{
-    return conn_flush(ud);
-}
-
-static void on_sock_close(void *ud, enum crisp_sock_end how, const char *why)
+static void on_end(void *ud, enum crisp_sock_end how, const char *why)
 {
     struct fe_conn *c = ud;
     if (how == CRISP_SOCK_TLS_ERROR)
         log_info("tls_error", "peer=%s err=%s", c->peer, crisp_logq(why));
+    else if (how == CRISP_SOCK_ERROR)
+        log_warn("h2_send_error", "peer=%s err=%s", c->peer, crisp_logq(why));
     conn_free(c);
 }
 
-static const struct crisp_sock_cbs sock_cbs = {
-    .on_data = on_sock_data,
-    .on_drain = on_sock_drain,
-    .on_close = on_sock_close,
+static const struct crisp_h2conn_cbs h2conn_cbs = {
+    .on_bad_input = on_bad_input,
+    .on_end = on_end,
 };
 
 static int send_settings(struct fe_conn *c)
@@ -741,9 +653,9 @@ static int send_settings(struct fe_conn *c)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST},
     };
-    int rv = nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    int rv = nghttp2_submit_settings(c->h2.sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     if (rv == 0)
-        rv = nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+        rv = nghttp2_session_set_local_window_size(c->h2.sess, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
     return rv;
 }
 
@@ -792,62 +704,55 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
     (void)ud;
     struct fe_conn *c = calloc(1, sizeof(*c));
     nghttp2_session_callbacks *cbs = server_callbacks();
-    if (!c || !cbs)
+    SSL *ssl = NULL;
+    if (!c || !cbs || (ssl_ctx && !(ssl = SSL_new(ssl_ctx))))
         goto fail_close;
     c->base = base;
+    crisp_list_init(&c->streams);
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
-    SSL *ssl = NULL;
-    if (ssl_ctx && !(ssl = SSL_new(ssl_ctx)))
+    if (crisp_h2conn_init(&c->h2, base, CONN_OUT_HIGH, &h2conn_cbs, c) < 0)
         goto fail_close;
-    c->sock = crisp_sock_new(base, fd, ssl, 2 * CONN_OUT_HIGH, &sock_cbs, c);
+    int rv = crisp_h2conn_accept(&c->h2, base, fd, ssl);
     fd = -1; /* owned (or closed) by the socket now */
-    if (!c->sock)
-        goto fail_close;
-    c->flush_ev = event_new(base, -1, 0, on_flush_ev, c);
+    if (rv < 0)
+        goto fail_h2;
     c->hello_ev = evtimer_new(base, on_hello_timeout, c);
     struct timeval hello = {HELLO_TIMEOUT_S, 0};
-    if (!c->flush_ev || !c->hello_ev || evtimer_add(c->hello_ev, &hello) < 0)
-        goto fail_ev;
-    if (nghttp2_session_server_new3(&c->sess, cbs, c, server_options(), crisp_h2mem()) != 0)
-        goto fail_ev;
-    if (send_settings(c) != 0)
-        goto fail_sess;
-    c->next = conns;
-    if (conns)
-        conns->prev = c;
-    conns = c;
+    if (!c->hello_ev || evtimer_add(c->hello_ev, &hello) < 0 ||
+        crisp_h2conn_session_new(&c->h2, 1, cbs, server_options()) != 0 || send_settings(c) != 0)
+        goto fail_h2;
+    crisp_list_push_front(&conns, &c->link);
     nconns++;
     log_debug("conn_open", "peer=%s tls=%d", c->peer, ssl_ctx != NULL);
-    conn_flush(c); /* SETTINGS (after the TLS handshake) */
+    crisp_h2conn_flush(&c->h2); /* SETTINGS (after the TLS handshake) */
     return;
 
-fail_sess:
-    nghttp2_session_del(c->sess);
-fail_ev:
-    if (c->flush_ev)
-        event_free(c->flush_ev);
+fail_h2:
     if (c->hello_ev)
         event_free(c->hello_ev);
-    crisp_sock_free(c->sock);
+    crisp_h2conn_deinit(&c->h2);
 fail_close:
     if (fd >= 0)
         evutil_closesocket(fd);
+    if (ssl && fd >= 0)
+        SSL_free(ssl);
     free(c);
     log_error("accept_failed", "peer=%s err=\"out of memory\"", peer);
 }
 
 void crisp_h2srv_shutdown_all(void)
 {
-    for (struct fe_conn *c = conns; c; c = c->next) {
-        nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(c->sess),
+    crisp_list_for_each(&conns, it) {
+        struct fe_conn *c = crisp_container_of(it, struct fe_conn, link);
+        nghttp2_submit_goaway(c->h2.sess, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->h2.sess),
                               NGHTTP2_NO_ERROR, NULL, 0);
-        conn_schedule_flush(c);
+        crisp_h2conn_schedule_flush(&c->h2);
     }
 }
 
 void crisp_h2srv_close_all(void)
 {
-    while (conns)
-        conn_free(conns);
+    while (!crisp_list_empty(&conns))
+        conn_free(crisp_container_of(conns.next, struct fe_conn, link));
 }

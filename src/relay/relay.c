@@ -1,4 +1,4 @@
-/* backend_cri.c - relay to another CRI runtime over HTTP/2 (gRPC).
+/* relay.c - relay to another CRI runtime over HTTP/2 (gRPC).
  *
  * A small pool of HTTP/2 client connections (up to BE_POOL_MAX), each
  * multiplexed and reused; a new call goes to the least-loaded ready one, and
@@ -38,7 +38,8 @@
 #include "crisp/call.h"
 #include "crisp/grpc.h"
 #include "crisp/grpc_scan.h"
-#include "crisp/h2mem.h"
+#include "crisp/h2conn.h"
+#include "crisp/list.h"
 #include "crisp/log.h"
 #include "crisp/zalloc.h"
 #include "crisp/net.h"
@@ -71,7 +72,7 @@ struct cri_be;
 struct cri_conn;
 
 struct cri_stream {
-    struct cri_stream *prev, *next;
+    struct crisp_list link; /* in cri_conn.streams, or cri_be.waiting */
     struct cri_conn *conn; /* NULL while waiting for a connection */
     struct crisp_call *call;
     int32_t id;
@@ -89,17 +90,12 @@ struct cri_stream {
 };
 
 struct cri_conn {
-    struct cri_conn *prev, *next;
+    struct crisp_list link; /* in cri_be.draining (pool members: in pool[]) */
+    struct crisp_h2conn h2; /* the socket and the nghttp2 session */
     struct cri_be *be;
     enum cri_conn_state state;
-    struct crisp_sock *sock;
-    nghttp2_session *sess;
-    struct event *flush_ev;
-    struct cri_stream *streams;
+    struct crisp_list streams;
     unsigned nstreams;
-    int32_t hdr_sid;       /* the stream whose header block is being read */
-    struct cri_stream *hdr_stream;
-    unsigned dead : 1;
 };
 
 struct cri_be {
@@ -108,8 +104,8 @@ struct cri_be {
     struct crisp_addr addr;
     struct cri_conn *pool[BE_POOL_MAX]; /* connecting or ready: take new calls */
     unsigned npool;
-    struct cri_conn *draining; /* connections finishing their calls */
-    struct cri_stream *waiting;/* calls waiting for a connection to be ready */
+    struct crisp_list draining; /* connections finishing their calls */
+    struct crisp_list waiting;  /* calls waiting for a connection to be ready */
     int64_t grow_after_us;     /* no extra connection before (monotonic) */
     struct event *retry_ev;
     int backoff_ms;
@@ -117,30 +113,8 @@ struct cri_be {
     unsigned stopping : 1;
 };
 
-static void conn_schedule_flush(struct cri_conn *c);
 static void conn_start(struct cri_be *be);
 static void conn_fail(struct cri_conn *c, const char *why);
-
-/* ---- lists ------------------------------------------------------------ */
-
-#define LIST_PUSH(head, x)                                                     \
-    do {                                                                       \
-        (x)->prev = NULL;                                                      \
-        (x)->next = (head);                                                    \
-        if (head)                                                              \
-            (head)->prev = (x);                                                \
-        (head) = (x);                                                          \
-    } while (0)
-#define LIST_DEL(head, x)                                                      \
-    do {                                                                       \
-        if ((x)->prev)                                                         \
-            (x)->prev->next = (x)->next;                                       \
-        else                                                                   \
-            (head) = (x)->next;                                                \
-        if ((x)->next)                                                         \
-            (x)->next->prev = (x)->prev;                                       \
-        (x)->prev = (x)->next = NULL;                                          \
-    } while (0)
 
 /* ---- pool ------------------------------------------------------------- */
 
@@ -178,7 +152,7 @@ static void conn_drain(struct cri_conn *c)
         return;
     pool_del(c->be, c);
     c->state = CONN_DRAINING;
-    LIST_PUSH(c->be->draining, c);
+    crisp_list_push_front(&c->be->draining, &c->link);
 }
 
 /* ---- streams ---------------------------------------------------------- */
@@ -293,7 +267,7 @@ static void stream_submit(struct cri_conn *c, struct cri_stream *s)
         nva[k++] = (nghttp2_nv){md->v[i].name, md->v[i].value, md->v[i].namelen,
                                 md->v[i].valuelen, NGHTTP2_NV_FLAG_NONE};
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = req_read_cb};
-    int32_t id = nghttp2_submit_request(c->sess, NULL, nva, k, &prd, s);
+    int32_t id = nghttp2_submit_request(c->h2.sess, NULL, nva, k, &prd, s);
     if (nva != stack)
         free(nva);
     if (id < 0) {
@@ -304,9 +278,9 @@ static void stream_submit(struct cri_conn *c, struct cri_stream *s)
     }
     s->id = id;
     s->conn = c;
-    LIST_PUSH(c->streams, s);
+    crisp_list_push_front(&c->streams, &s->link);
     c->nstreams++;
-    conn_schedule_flush(c);
+    crisp_h2conn_schedule_flush(&c->h2);
 }
 
 /* ---- response --------------------------------------------------------- */
@@ -315,9 +289,9 @@ static void stream_consume(struct cri_stream *s)
 {
     if (!s->held || !s->conn || (s->call && crisp_call_out_full(s->call)))
         return;
-    nghttp2_session_consume(s->conn->sess, s->id, s->held);
+    nghttp2_session_consume(s->conn->h2.sess, s->id, s->held);
     s->held = 0;
-    conn_schedule_flush(s->conn);
+    crisp_h2conn_schedule_flush(&s->conn->h2);
 }
 
 static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const uint8_t *name,
@@ -328,12 +302,8 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
     struct cri_conn *c = ud;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    /* one stream lookup per header block, not per header */
-    if (frame->hd.stream_id != c->hdr_sid) {
-        c->hdr_sid = frame->hd.stream_id;
-        c->hdr_stream = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
-    }
-    struct cri_stream *s = c->hdr_stream;
+    (void)sess;
+    struct cri_stream *s = crisp_h2conn_header_stream(&c->h2, frame->hd.stream_id);
     if (!s)
         return 0;
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
@@ -472,8 +442,7 @@ static void finish_from_close(struct cri_stream *s, uint32_t error_code)
 static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_code, void *ud)
 {
     struct cri_conn *c = ud;
-    if (id == c->hdr_sid)
-        c->hdr_sid = 0, c->hdr_stream = NULL;
+    crisp_h2conn_forget_stream(&c->h2, id);
     struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, id);
     if (!s)
         return 0;
@@ -482,7 +451,7 @@ static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_cod
     s->held = 0;
     if (s->call)
         finish_from_close(s, error_code);
-    LIST_DEL(c->streams, s);
+    crisp_list_unlink(&s->link);
     c->nstreams--;
     stream_free(s);
     return 0;
@@ -494,22 +463,18 @@ static void conn_free(struct cri_conn *c)
 {
     struct cri_be *be = c->be;
     if (c->state == CONN_DRAINING)
-        LIST_DEL(be->draining, c);
+        crisp_list_unlink(&c->link);
     else
         pool_del(be, c);
-    if (c->sess)
-        nghttp2_session_del(c->sess);
-    if (c->flush_ev)
-        event_free(c->flush_ev);
-    crisp_sock_free(c->sock);
+    crisp_h2conn_deinit(&c->h2);
     free(c);
 }
 
 static void fail_waiting(struct cri_be *be, const char *why)
 {
-    while (be->waiting) {
-        struct cri_stream *s = be->waiting;
-        LIST_DEL(be->waiting, s);
+    while (!crisp_list_empty(&be->waiting)) {
+        struct cri_stream *s = crisp_container_of(be->waiting.next, struct cri_stream, link);
+        crisp_list_unlink(&s->link);
         stream_finish(s, GRPC_UNAVAILABLE, "backend %s unavailable: %s", be->base.name, why);
         stream_free(s);
     }
@@ -546,12 +511,11 @@ static void conn_fail(struct cri_conn *c, const char *why)
         log_warn("backend_connect_failed", "backend=%s err=%s", be->base.name, crisp_logq(why));
     if (extra)
         be->grow_after_us = crisp_now_us() + BE_POOL_GROW_PAUSE_US;
-    c->dead = 1;
-    while (c->streams) {
-        struct cri_stream *s = c->streams;
-        LIST_DEL(c->streams, s);
+    while (!crisp_list_empty(&c->streams)) {
+        struct cri_stream *s = crisp_container_of(c->streams.next, struct cri_stream, link);
+        crisp_list_unlink(&s->link);
         c->nstreams--;
-        nghttp2_session_set_stream_user_data(c->sess, s->id, NULL);
+        nghttp2_session_set_stream_user_data(c->h2.sess, s->id, NULL);
         stream_finish(s, GRPC_UNAVAILABLE, "backend %s: %s", be->base.name,
                       was_ready ? "connection lost" : why);
         stream_free(s);
@@ -565,76 +529,21 @@ static void conn_fail(struct cri_conn *c, const char *why)
     }
 }
 
-/* Hands what nghttp2 has queued to the socket and writes it at once (one
- * send per flush). Returns -1 when the connection was freed. */
-static int conn_flush(struct cri_conn *c)
+/* A draining connection that finished its calls closes itself. */
+static int on_flushed(void *ud)
 {
-    if (c->state == CONN_CONNECTING)
-        return 0;
-    for (;;) {
-        ssize_t n = 0;
-        while (crisp_sock_pending(c->sock) < BE_OUT_HIGH) {
-            const uint8_t *data;
-            n = nghttp2_session_mem_send(c->sess, &data);
-            if (n <= 0)
-                break;
-            if (crisp_sock_queue(c->sock, data, (size_t)n) < 0) {
-                conn_fail(c, "output over its cap");
-                return -1;
-            }
-        }
-        if (n < 0) {
-            conn_fail(c, nghttp2_strerror((int)n));
-            return -1;
-        }
-        int r = crisp_sock_flush(c->sock);
-        if (r < 0)
-            return 0; /* on_sock_close follows from the loop */
-        if (r == 0 || n == 0)
-            break;
-    }
-    if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess) &&
-        crisp_sock_pending(c->sock) == 0) {
-        conn_fail(c, "backend closed the connection");
-        return -1;
-    }
-    if (c->state == CONN_DRAINING && !c->streams && crisp_sock_pending(c->sock) == 0) {
+    struct cri_conn *c = ud;
+    if (c->state == CONN_DRAINING && crisp_list_empty(&c->streams)) {
         conn_free(c);
         return -1;
     }
     return 0;
 }
 
-static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
+static int on_bad_input(void *ud, int rv)
 {
-    (void)fd;
-    (void)what;
-    conn_flush(arg);
-}
-
-static void conn_schedule_flush(struct cri_conn *c)
-{
-    event_active(c->flush_ev, EV_WRITE, 0);
-}
-
-static int on_sock_data(void *ud, const uint8_t *data, size_t len)
-{
-    struct cri_conn *c = ud;
-    ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
-    if (n < 0) {
-        conn_fail(c, nghttp2_strerror((int)n));
-        return -1;
-    }
-    /* What this produced here (PING acks, WINDOW_UPDATEs) goes out after
-     * the answers it produced for the clients: their flushes were scheduled
-     * first, so the client's bytes do not wait behind ours. */
-    conn_schedule_flush(c);
-    return 0;
-}
-
-static int on_sock_drain(void *ud)
-{
-    return conn_flush(ud);
+    conn_fail(ud, nghttp2_strerror(rv));
+    return -1;
 }
 
 static nghttp2_session_callbacks *client_callbacks(void)
@@ -658,7 +567,7 @@ static int conn_ready(struct cri_conn *c)
         return -1;
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_session_callbacks *cbs = client_callbacks();
-    int rv = cbs ? nghttp2_session_client_new3(&c->sess, cbs, c, opt, crisp_h2mem()) : -1;
+    int rv = cbs ? crisp_h2conn_session_new(&c->h2, 0, cbs, opt) : -1;
     nghttp2_option_del(opt);
     if (rv != 0)
         return -1;
@@ -667,14 +576,14 @@ static int conn_ready(struct cri_conn *c)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, BE_STREAM_WINDOW},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
     };
-    if (nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
-        nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, BE_CONN_WINDOW) != 0)
+    if (nghttp2_submit_settings(c->h2.sess, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
+        nghttp2_session_set_local_window_size(c->h2.sess, NGHTTP2_FLAG_NONE, 0, BE_CONN_WINDOW) != 0)
         return -1;
     c->state = CONN_READY;
     return 0;
 }
 
-static int on_sock_connected(void *ud)
+static int on_connected(void *ud)
 {
     struct cri_conn *c = ud;
     struct cri_be *be = c->be;
@@ -687,15 +596,15 @@ static int on_sock_connected(void *ud)
     else
         log_debug("backend_connected", "backend=%s", be->base.name);
     be->backoff_ms = 0;
-    while (be->waiting) {
-        struct cri_stream *s = be->waiting;
-        LIST_DEL(be->waiting, s);
+    while (!crisp_list_empty(&be->waiting)) {
+        struct cri_stream *s = crisp_container_of(be->waiting.next, struct cri_stream, link);
+        crisp_list_unlink(&s->link);
         stream_submit(c, s);
     }
-    return conn_flush(c);
+    return crisp_h2conn_flush(&c->h2);
 }
 
-static void on_sock_close(void *ud, enum crisp_sock_end how, const char *why)
+static void on_end(void *ud, enum crisp_sock_end how, const char *why)
 {
     struct cri_conn *c = ud;
     char buf[256];
@@ -708,11 +617,11 @@ static void on_sock_close(void *ud, enum crisp_sock_end how, const char *why)
     conn_fail(c, buf);
 }
 
-static const struct crisp_sock_cbs sock_cbs = {
-    .on_data = on_sock_data,
-    .on_drain = on_sock_drain,
-    .on_connected = on_sock_connected,
-    .on_close = on_sock_close,
+static const struct crisp_h2conn_cbs h2conn_cbs = {
+    .on_bad_input = on_bad_input,
+    .on_end = on_end,
+    .on_connected = on_connected,
+    .on_flushed = on_flushed,
 };
 
 static void conn_start(struct cri_be *be)
@@ -724,17 +633,15 @@ static void conn_start(struct cri_be *be)
     }
     c->be = be;
     c->state = CONN_CONNECTING;
+    crisp_list_init(&c->streams);
     be->pool[be->npool++] = c;
-    c->flush_ev = event_new(be->evb, -1, 0, on_flush_ev, c);
-    if (!c->flush_ev) {
+    if (crisp_h2conn_init(&c->h2, be->evb, BE_OUT_HIGH, &h2conn_cbs, c) < 0) {
         conn_fail(c, "out of memory");
         return;
     }
     char why[256];
-    c->sock = crisp_sock_connect(be->evb, (struct sockaddr *)&be->addr.ss, be->addr.sslen,
-                                 BE_CONNECT_TIMEOUT_S * 1000, 2 * BE_OUT_HIGH, &sock_cbs, c,
-                                 why, sizeof(why));
-    if (!c->sock)
+    if (crisp_h2conn_connect(&c->h2, be->evb, (struct sockaddr *)&be->addr.ss, be->addr.sslen,
+                             BE_CONNECT_TIMEOUT_S * 1000, why, sizeof(why)) < 0)
         conn_fail(c, why);
 }
 
@@ -766,6 +673,8 @@ static struct crisp_backend *cri_create(struct event_base *evb,
         goto fail;
     }
     be->evb = evb;
+    crisp_list_init(&be->waiting);
+    crisp_list_init(&be->draining);
     be->retry_ev = evtimer_new(evb, on_retry, be);
     if (!be->retry_ev) {
         snprintf(err, errlen, "out of memory");
@@ -799,7 +708,7 @@ static void cri_start(struct crisp_backend *base, struct crisp_call *call)
     struct cri_conn *best = NULL;
     for (unsigned i = 0; i < be->npool;) {
         struct cri_conn *c = be->pool[i];
-        if (c->state == CONN_READY && !nghttp2_session_check_request_allowed(c->sess)) {
+        if (c->state == CONN_READY && !nghttp2_session_check_request_allowed(c->h2.sess)) {
             /* GOAWAY arrived but the frame callback has not moved it yet. */
             conn_drain(c);
             continue;
@@ -815,7 +724,7 @@ static void cri_start(struct crisp_backend *base, struct crisp_call *call)
         stream_submit(best, s);
         return;
     }
-    LIST_PUSH(be->waiting, s);
+    crisp_list_push_back(&be->waiting, &s->link);
     if (!pool_connecting(be)) {
         /* In backoff: try now rather than fail a call the backend may be
          * back for; the timer keeps running as the fallback. */
@@ -826,21 +735,21 @@ static void cri_start(struct crisp_backend *base, struct crisp_call *call)
 
 static void cri_cancel(struct crisp_backend *base, struct crisp_call *call)
 {
-    struct cri_be *be = (struct cri_be *)base;
+    (void)base;
     struct cri_stream *s = call->be_ctx;
     if (!s)
         return;
     if (!s->conn) {
-        LIST_DEL(be->waiting, s);
+        crisp_list_unlink(&s->link);
         stream_free(s);
         return;
     }
     /* The stream stays until nghttp2 closes it; only the call goes. */
-    nghttp2_submit_rst_stream(s->conn->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+    nghttp2_submit_rst_stream(s->conn->h2.sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
     s->call = NULL;
     call->be_ctx = NULL;
     crisp_call_unref(call);
-    conn_schedule_flush(s->conn);
+    crisp_h2conn_schedule_flush(&s->conn->h2);
 }
 
 static void cri_drained(struct crisp_backend *base, struct crisp_call *call)
@@ -856,8 +765,9 @@ static void cri_destroy(struct crisp_backend *base)
     struct cri_be *be = (struct cri_be *)base;
     be->stopping = 1;
     fail_waiting(be, "crisp is shutting down");
-    while (be->draining)
-        conn_fail(be->draining, "crisp is shutting down");
+    while (!crisp_list_empty(&be->draining))
+        conn_fail(crisp_container_of(be->draining.next, struct cri_conn, link),
+                  "crisp is shutting down");
     while (be->npool)
         conn_fail(be->pool[0], "crisp is shutting down");
     evtimer_del(be->retry_ev);
