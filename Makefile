@@ -4,6 +4,7 @@
 #   make asan         build/asan/crisp (AddressSanitizer + UndefinedBehaviorSanitizer)
 #   make SANITIZER=address,undefined BUILD=dir   any sanitizer build
 #   make unit         C unit tests (no engine needed)
+#   make lint         function lengths (none over 80 lines)
 #   make fuzz         libFuzzer harnesses (clang), e.g. build/fuzz/fuzz_h1 -max_total_time=60
 #   make grpcgo       build/grpcgo/crigo, the grpc-go CRI client of the tests (test/grpcgo)
 #   make check        the whole test suite (installs what it needs; root)
@@ -36,7 +37,7 @@ LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard test/unit/*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
-.PHONY: all asan unit check bench run clean deps fuzz grpcgo
+.PHONY: all asan unit check bench run clean deps fuzz lint grpcgo
 all: $(BUILD)/crisp
 
 $(GEN)/runtime_v1.pb-c.c: proto/runtime_v1.proto
@@ -123,6 +124,10 @@ $(GRPCGO)/stubs.stamp: proto/runtime_v1.proto proto/runtime_v1alpha2.proto
 
 $(GRPCGO)/crigo: $(GRPCGO)/stubs.stamp $(wildcard test/grpcgo/*.go)
 	cd test/grpcgo && $(GO_ENV) go vet . && $(GO_ENV) go build -o $@ .
+
+# Function length (the layering issue's targets: none over 80 lines).
+lint:
+	python3 test/lint/funclen.py --max 80 src
 
 deps:
 	./test/deps.sh

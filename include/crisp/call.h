@@ -15,9 +15,7 @@
  *
  * Back-pressure: crisp_call_out_full() tells a streaming backend to stop
  * reading from its engine; the backend's drained op runs when the front end
- * has written the queue down to half the high-water mark.
- *
- * The tracer (later) observes calls through the hooks in call_events. */
+ * has written the queue down to half the high-water mark. */
 #ifndef CRISP_CALL_H
 #define CRISP_CALL_H
 

@@ -1,4 +1,5 @@
 /* call.c - the call object shared by the front end and a backend. */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,11 +81,13 @@ static void call_free(struct crisp_call *call)
 
 void crisp_call_ref(struct crisp_call *call)
 {
+    assert(call->refs > 0);
     call->refs++;
 }
 
 void crisp_call_unref(struct crisp_call *call)
 {
+    assert(call->refs > 0);
     if (--call->refs == 0)
         call_free(call);
 }
@@ -144,6 +147,7 @@ ProtobufCMessage *crisp_call_request(struct crisp_call *call)
 
 void crisp_call_dispatch(struct crisp_call *call)
 {
+    assert(call->state == CRISP_CALL_RECEIVING && call->method && call->req);
     call->state = CRISP_CALL_DISPATCHED;
     /* Every CRI request is checked before it leaves: an undecodable one is
      * the client's fault and gets a clear status, not a backend's guess. */
@@ -161,6 +165,8 @@ void crisp_call_dispatch(struct crisp_call *call)
     }
     call->backend = be;
     be->ops->start(be, call);
+    /* a backend either finished the call or holds it */
+    assert(call->state == CRISP_CALL_FINISHED || call->be_ctx || call->refs > 1);
 }
 
 static void notify_output(struct crisp_call *call)
@@ -213,6 +219,7 @@ static uint8_t *adapt_to_api(struct crisp_call *call, uint8_t *msg, size_t *len)
 
 static void queue_chunk(struct crisp_call *call, struct crisp_out_chunk *c)
 {
+    assert(call->state != CRISP_CALL_FINISHED);
     c->next = NULL;
     if (call->out_tail)
         call->out_tail->next = c;
@@ -345,6 +352,7 @@ size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n)
             chunk_free(c);
         }
     }
+    assert(done <= call->out_bytes);
     call->out_bytes -= done;
     /* The queue reached its high-water mark since the last drained op (the
      * backend may have stopped reading) and is now down to half: however
