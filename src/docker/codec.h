@@ -105,6 +105,14 @@ struct dk_map_entry {
     char *key;
     char *value;
 };
+/* The map<string,string> field `name` of a message (it must have one):
+ * where its count and entries are, and the entry type. */
+struct dk_map {
+    size_t *n;
+    struct dk_map_entry ***entries;
+    const ProtobufCMessageDescriptor *entry_desc;
+};
+struct dk_map dk_map_of(const ProtobufCMessage *msg, const char *name);
 /* Docker labels -> the `labels` and `annotations` maps of a CRI message
  * (every CRI message with metadata has both): the labels that are not
  * crisp's or cri-dockerd's own, and the annotation.<key> labels as <key>. */
@@ -119,5 +127,73 @@ int64_t dk_created_ns(const cJSON *labels, int64_t fallback);
  * the engine does not know the ID (404), or it names an object that is not
  * of that type (io.kubernetes.docker.type). */
 int dk_inspect_absent(int status, const cJSON *inspect, const char *type);
+
+/* ---- engine answers -> CRI (decode.c) ------------------------------------------------ */
+
+#define DK_API_MIN "1.41"
+#define DK_API_MAX "1.47"
+
+/* GET /version: the API version to speak (the engine's, at most
+ * DK_API_MAX) and whether the engine is podman. -1: no ApiVersion; -2:
+ * older than DK_API_MIN. out->max is the engine's own (valid while version
+ * lives). */
+struct dk_engine_api {
+    const char *max;
+    char use[16];
+    int podman;
+};
+int dk_engine_api(const cJSON *version, struct dk_engine_api *out);
+void dk_version_response(struct dk_arena *a, const cJSON *version,
+                         Runtime__V1__VersionResponse *r);
+/* GET /info: the cgroup driver, and where images and writable layers live
+ * ("" when the engine does not say). */
+Runtime__V1__CgroupDriver dk_cgroup_driver(const cJSON *info);
+const char *dk_storage_root(const cJSON *info);
+
+/* A Docker container state ("running", podman's "stopped", ...) as the CRI's. */
+Runtime__V1__ContainerState dk_container_state(const char *docker_state);
+/* Metadata from a parsed name. */
+Runtime__V1__PodSandboxMetadata *dk_pod_metadata(struct dk_arena *a, const struct dk_name *nm);
+Runtime__V1__ContainerMetadata *dk_ctr_metadata(struct dk_arena *a, const struct dk_name *nm);
+
+/* GET /containers/json (sandboxes, or containers) -> the CRI list, with the
+ * filter's ID prefix and state applied (the engine applied its labels);
+ * entries whose names are not in cri-dockerd's scheme are left out. */
+size_t dk_sandboxes_from_list(struct dk_arena *a, const cJSON *list,
+                              const Runtime__V1__PodSandboxFilter *f, Runtime__V1__PodSandbox ***out);
+size_t dk_containers_from_list(struct dk_arena *a, const cJSON *list,
+                               const Runtime__V1__ContainerFilter *f, Runtime__V1__Container ***out);
+/* An inspect answer -> the status; NULL when memory is short. */
+Runtime__V1__PodSandboxStatus *dk_sandbox_status(struct dk_arena *a, const cJSON *inspect);
+Runtime__V1__ContainerStatus *dk_container_status(struct dk_arena *a, const cJSON *inspect);
+
+/* An image list entry or inspect answer -> Image (spec: the reference the
+ * client asked for, or NULL); GET /images/json -> the list. */
+Runtime__V1__Image *dk_image(struct dk_arena *a, const cJSON *image, const char *spec);
+size_t dk_images_from_list(struct dk_arena *a, const cJSON *list, Runtime__V1__Image ***out);
+
+/* One line of a pull's progress: its error ("" when none; an error may
+ * come with HTTP 200 already sent), and the gRPC code an error means. */
+const char *dk_pull_error(const cJSON *line);
+int dk_pull_code(const char *msg);
+
+/* One engine event (a line of GET /events) as a CRI container event: the
+ * statuses carry what the event itself says (IDs, names, labels), nothing
+ * is re-read. Strings point into the event and into this struct. */
+struct dk_event {
+    Runtime__V1__ContainerEventResponse resp;
+    Runtime__V1__PodSandboxStatus pod;
+    Runtime__V1__PodSandboxMetadata pod_md;
+    Runtime__V1__ContainerStatus ctr, *ctrs[1];
+    Runtime__V1__ContainerMetadata ctr_md;
+    struct dk_name name;
+};
+/* -1 when the event is not about a pod's sandbox or container, or is not
+ * one the CRI has (create, start, die, destroy/remove). */
+int dk_event_from_json(const cJSON *ev, struct dk_event *out);
+
+/* A verbose answer's info map: {"info": text}, or the JSON printed. */
+void dk_info_text(struct dk_arena *a, ProtobufCMessage *resp, const char *text);
+void dk_info_json(struct dk_arena *a, ProtobufCMessage *resp, const cJSON *json);
 
 #endif

@@ -372,64 +372,57 @@ void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_c
  * same for every docker backend instance. */
 static struct dk_method methods[CRISP_RPC_COUNT];
 
-static int api_cmp(const char *a, const char *b)
-{
-    int am = 0, an = 0, bm = 0, bn = 0;
-    sscanf(a, "%d.%d", &am, &an);
-    sscanf(b, "%d.%d", &bm, &bn);
-    return am != bm ? am - bm : an - bn;
-}
-
 static void run_handler(struct dk_op *op);
+
+/* Takes the API version from GET /version's answer: 0 when the handler may
+ * run, -1 when the op ended. */
+static int use_api(struct dk_op *op, int status, const cJSON *json, int unversioned)
+{
+    struct dk_be *be = op->be;
+    struct dk_engine_api api;
+    int rv = status == 200 ? dk_engine_api(json, &api) : -1;
+    if (rv == -1 && unversioned)
+        return 0; /* Status reports the engine's state itself */
+    if (rv == -1) {
+        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: GET /version answered HTTP %d",
+                   be->engine, status);
+        return -1;
+    }
+    if (rv == -2) {
+        dk_op_fail(op, GRPC_FAILED_PRECONDITION,
+                   "docker engine %s speaks API %s; crisp needs %s or newer", be->engine, api.max,
+                   DK_API_MIN);
+        return -1;
+    }
+    if (api.podman)
+        be->podman = 1;
+    if (strcmp(be->api, api.use) != 0) {
+        snprintf(be->api, sizeof(be->api), "%s", api.use);
+        log_info("docker_api", "engine=%s version=%s api=%s podman=%d", be->engine,
+                 crisp_logq(dk_str(json, "Version")), be->api, be->podman);
+    }
+    return 0;
+}
 
 static void on_version_negotiated(struct h1_req *r, int err, const char *errmsg, int status,
                                   const uint8_t *body, size_t len, void *ud)
 {
     (void)r;
     struct dk_op *op = sub_done(ud);
-    struct dk_be *be = op->be;
-    if (err && methods[op->call->method->id].unversioned) {
+    int unversioned = methods[op->call->method->id].unversioned;
+    if (err && unversioned) {
         run_handler(op); /* Status reports the engine down itself */
         return;
     }
     if (err) {
-        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", be->engine,
+        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", op->be->engine,
                    errmsg ? errmsg : h1_strerror(err));
         return;
     }
     cJSON *json = cJSON_ParseWithLength((const char *)body, len);
-    const char *max = dk_str(json, "ApiVersion");
-    if ((status != 200 || !*max) && methods[op->call->method->id].unversioned) {
-        cJSON_Delete(json);
-        run_handler(op);
-        return;
-    }
-    if (status != 200 || !*max) {
-        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: GET /version answered HTTP %d",
-                   be->engine, status);
-        cJSON_Delete(json);
-        return;
-    }
-    if (api_cmp(max, DK_API_MIN) < 0) {
-        dk_op_fail(op, GRPC_FAILED_PRECONDITION,
-                   "docker engine %s speaks API %s; crisp needs %s or newer", be->engine, max,
-                   DK_API_MIN);
-        cJSON_Delete(json);
-        return;
-    }
-    const char *use = api_cmp(max, DK_API_MAX) > 0 ? DK_API_MAX : max;
-    const cJSON *comp;
-    cJSON_ArrayForEach(comp, dk_obj(json, "Components")) {
-        if (strstr(dk_str(comp, "Name"), "Podman"))
-            be->podman = 1;
-    }
-    if (strcmp(be->api, use) != 0) {
-        snprintf(be->api, sizeof(be->api), "%s", use);
-        log_info("docker_api", "engine=%s version=%s api=%s podman=%d", be->engine,
-                 crisp_logq(dk_str(json, "Version")), be->api, be->podman);
-    }
+    int rv = use_api(op, status, json, unversioned);
     cJSON_Delete(json);
-    if (!dk_op_stopped(op))
+    if (rv == 0 && !dk_op_stopped(op))
         run_handler(op);
 }
 

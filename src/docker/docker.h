@@ -23,9 +23,6 @@
 #include "runtime_v1.pb-c.h"
 #include "docker/codec.h"
 
-#define DK_API_MIN "1.41"
-#define DK_API_MAX "1.47"
-
 struct dk_handler_map {
     char *handler; /* RuntimeClass handler ("" = default) */
     char *runtime; /* Docker runtime name ("" = engine default) */
@@ -187,20 +184,11 @@ extern const struct dk_method dk_stats_methods[CRISP_RPC_COUNT];
  * message). docker_image.c. */
 typedef void (*dk_pull_cb)(struct dk_op *op, int ok, int code, const char *msg);
 void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pull_cb cb);
-/* GET /containers/json for sandboxes (label selector applied by the
- * engine), and the filtered PodSandbox list from its answer. docker_pod.c */
+/* GET /containers/json for sandboxes, or containers (label selector
+ * applied by the engine): cb gets the list answer. docker_pod.c,
+ * docker_ctr.c */
 void dk_list_sandboxes(struct dk_op *op, const Runtime__V1__PodSandboxFilter *f, dk_json_cb cb);
-size_t dk_sandboxes_from_list(struct dk_op *op, const cJSON *list,
-                              const Runtime__V1__PodSandboxFilter *f,
-                              Runtime__V1__PodSandbox ***out);
-
-/* Containers: list call and filtered list (docker_ctr.c); a status from an
- * inspect answer. */
 void dk_list_containers(struct dk_op *op, const Runtime__V1__ContainerFilter *f, dk_json_cb cb);
-size_t dk_containers_from_list(struct dk_op *op, const cJSON *list,
-                               const Runtime__V1__ContainerFilter *f,
-                               Runtime__V1__Container ***out);
-int dk_container_status(struct dk_op *op, const cJSON *inspect, Runtime__V1__ContainerStatus **out);
 
 /* Stats of a container read from the node's cgroups for its PID, shaped
  * like a Docker stats answer; NULL when they cannot be read here (a remote

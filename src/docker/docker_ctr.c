@@ -19,40 +19,6 @@ static int check_id(struct dk_op *op, const char *id)
     return dk_check_id(op, id, "container_id");
 }
 
-static Runtime__V1__ContainerState state_of(const char *docker_state)
-{
-    if (strcmp(docker_state, "created") == 0)
-        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED;
-    if (strcmp(docker_state, "running") == 0 || strcmp(docker_state, "paused") == 0 ||
-        strcmp(docker_state, "restarting") == 0)
-        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING;
-    if (strcmp(docker_state, "exited") == 0 || strcmp(docker_state, "dead") == 0 ||
-        strcmp(docker_state, "stopped") == 0)
-        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
-    return RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN;
-}
-
-static Runtime__V1__ContainerMetadata *ctr_metadata(struct dk_op *op, const char *docker_name)
-{
-    struct dk_name nm;
-    if (dk_parse_name(docker_name, &nm) < 0 || strcmp(nm.name, DK_SANDBOX_NAME) == 0)
-        return NULL;
-    Runtime__V1__ContainerMetadata *md = dk_msg(&op->mem, &runtime__v1__container_metadata__descriptor);
-    if (!md)
-        return NULL;
-    md->name = dk_strdup(&op->mem, nm.name);
-    md->attempt = nm.attempt;
-    return md;
-}
-
-static Runtime__V1__ImageSpec *image_spec(struct dk_op *op, const char *image)
-{
-    Runtime__V1__ImageSpec *s = dk_msg(&op->mem, &runtime__v1__image_spec__descriptor);
-    if (s)
-        s->image = dk_strdup(&op->mem, image);
-    return s;
-}
-
 /* ---- CreateContainer ------------------------------------------------------------- */
 
 struct create_state {
@@ -401,48 +367,6 @@ static void dk_remove_container(struct dk_op *op)
 
 /* ---- ListContainers ------------------------------------------------------------------- */
 
-size_t dk_containers_from_list(struct dk_op *op, const cJSON *list,
-                               const Runtime__V1__ContainerFilter *f,
-                               Runtime__V1__Container ***out)
-{
-    size_t cap = (size_t)cJSON_GetArraySize(list), n = 0;
-    Runtime__V1__Container **v = dk_alloc(&op->mem, (cap ? cap : 1) * sizeof(*v));
-    *out = v;
-    if (!v)
-        return 0;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, list) {
-        const char *id = dk_str(c, "Id");
-        if (f && f->id && *f->id && strncmp(id, f->id, strlen(f->id)) != 0)
-            continue;
-        Runtime__V1__ContainerState state = state_of(dk_str(c, "State"));
-        if (f && f->state && f->state->state != state)
-            continue;
-        const cJSON *names = dk_obj(c, "Names");
-        const cJSON *labels = dk_obj(c, "Labels");
-        Runtime__V1__ContainerMetadata *md =
-            ctr_metadata(op, cJSON_IsArray(names) && cJSON_GetArraySize(names) > 0
-                                 ? cJSON_GetArrayItem(names, 0)->valuestring
-                                 : NULL);
-        if (!md)
-            continue;
-        Runtime__V1__Container *x = dk_msg(&op->mem, &runtime__v1__container__descriptor);
-        if (!x)
-            return 0;
-        x->id = dk_strdup(&op->mem, id);
-        x->pod_sandbox_id = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_SANDBOX_ID));
-        x->metadata = md;
-        x->image = image_spec(op, dk_str(c, "Image"));
-        x->image_ref = dk_strdup(&op->mem, dk_str(c, "ImageID"));
-        x->image_id = x->image_ref;
-        x->state = state;
-        x->created_at = dk_created_ns(labels, dk_int(c, "Created") * 1000000000LL);
-        dk_cri_labels(&op->mem, &x->base, labels);
-        v[n++] = x;
-    }
-    return n;
-}
-
 static void on_ctr_list(struct dk_op *op, int status, cJSON *json)
 {
     const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
@@ -451,7 +375,7 @@ static void on_ctr_list(struct dk_op *op, int status, cJSON *json)
         return;
     }
     Runtime__V1__ListContainersResponse r = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
-    r.n_containers = dk_containers_from_list(op, json, req->filter, &r.containers);
+    r.n_containers = dk_containers_from_list(&op->mem, json, req->filter, &r.containers);
     dk_op_reply(op, &r.base);
 }
 
@@ -476,63 +400,6 @@ static void dk_list_ctrs(struct dk_op *op)
 
 /* ---- ContainerStatus ------------------------------------------------------------------ */
 
-static void status_mounts(struct dk_op *op, const cJSON *mounts, Runtime__V1__ContainerStatus *s)
-{
-    size_t n = (size_t)cJSON_GetArraySize(mounts), k = 0;
-    if (!n)
-        return;
-    Runtime__V1__Mount **v = (void *)dk_msgs(&op->mem, &runtime__v1__mount__descriptor, n);
-    if (!v)
-        return;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, mounts) {
-        if (k == n)
-            break;
-        Runtime__V1__Mount *x = v[k++];
-        x->container_path = dk_strdup(&op->mem, dk_str(m, "Destination"));
-        x->host_path = dk_strdup(&op->mem, dk_str(m, "Source"));
-        x->readonly = !dk_bool(m, "RW");
-        const char *mode = dk_str(m, "Mode");
-        x->selinux_relabel = strchr(mode, 'Z') || strchr(mode, 'z');
-        const char *prop = dk_str(m, "Propagation");
-        x->propagation = strstr(prop, "slave")   ? RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER
-                         : strstr(prop, "shared") ? RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL
-                                                  : RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE;
-    }
-    s->n_mounts = k;
-    s->mounts = v;
-}
-
-int dk_container_status(struct dk_op *op, const cJSON *ins, Runtime__V1__ContainerStatus **out)
-{
-    const cJSON *cfg = dk_obj(ins, "Config"), *state = dk_obj(ins, "State");
-    const cJSON *labels = dk_obj(cfg, "Labels");
-    Runtime__V1__ContainerStatus *s = dk_msg(&op->mem, &runtime__v1__container_status__descriptor);
-    *out = s;
-    if (!s)
-        return -1;
-    s->id = dk_strdup(&op->mem, dk_str(ins, "Id"));
-    s->metadata = ctr_metadata(op, dk_str(ins, "Name"));
-    s->state = state_of(dk_str(state, "Status"));
-    s->created_at = dk_created_ns(labels, dk_time_ns(dk_str(ins, "Created")) / 1000000000LL * 1000000000LL);
-    s->started_at = dk_time_ns(dk_str(state, "StartedAt"));
-    s->finished_at = dk_time_ns(dk_str(state, "FinishedAt"));
-    s->exit_code = (int32_t)dk_int(state, "ExitCode");
-    s->image = image_spec(op, dk_str(cfg, "Image"));
-    s->image_ref = dk_strdup(&op->mem, dk_str(ins, "Image"));
-    s->image_id = s->image_ref;
-    if (s->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
-        s->reason = dk_bool(state, "OOMKilled") ? "OOMKilled"
-                    : s->exit_code == 0         ? "Completed"
-                                                : "Error";
-        s->message = dk_strdup(&op->mem, dk_str(state, "Error"));
-    }
-    dk_cri_labels(&op->mem, &s->base, labels);
-    status_mounts(op, dk_obj(ins, "Mounts"), s);
-    s->log_path = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_LOGPATH));
-    return op->mem.oom ? -1 : 0;
-}
-
 static void on_ctr_inspect(struct dk_op *op, int status, cJSON *json)
 {
     const Runtime__V1__ContainerStatusRequest *req = (const void *)op->req;
@@ -545,22 +412,10 @@ static void on_ctr_inspect(struct dk_op *op, int status, cJSON *json)
         return;
     }
     Runtime__V1__ContainerStatusResponse r = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
-    if (dk_container_status(op, json, &r.status) < 0) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
-        return;
-    }
-    Runtime__V1__ContainerStatusResponse__InfoEntry info =
-        RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
-    Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = {&info};
-    char *verbose = NULL;
-    if (req->verbose && (verbose = cJSON_PrintUnformatted(json))) {
-        info.key = "info";
-        info.value = verbose;
-        r.n_info = 1;
-        r.info = infos;
-    }
+    r.status = dk_container_status(&op->mem, json);
+    if (req->verbose)
+        dk_info_json(&op->mem, &r.base, json);
     dk_op_reply(op, &r.base);
-    free(verbose);
 }
 
 static void dk_ctr_status(struct dk_op *op)

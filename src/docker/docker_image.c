@@ -14,62 +14,6 @@
 
 #define PULL_LINE_MAX (64 * 1024)
 
-/* ---- Image from Docker's JSON ------------------------------------------------------- */
-
-static size_t copy_refs(struct dk_op *op, const cJSON *arr, const char *none, char ***out)
-{
-    size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;
-    *out = NULL;
-    if (!n)
-        return 0;
-    char **v = dk_alloc(&op->mem, n * sizeof(char *));
-    if (!v)
-        return 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr) {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, none) != 0 && k < n)
-            v[k++] = dk_strdup(&op->mem, it->valuestring);
-    }
-    *out = v;
-    return k;
-}
-
-static Runtime__V1__Image *image_from_json(struct dk_op *op, const cJSON *j, const char *spec)
-{
-    Runtime__V1__Image *im = dk_msg(&op->mem, &runtime__v1__image__descriptor);
-    if (!im)
-        return NULL;
-    im->id = dk_strdup(&op->mem, dk_str(j, "Id"));
-    im->n_repo_tags = copy_refs(op, dk_obj(j, "RepoTags"), "<none>:<none>", &im->repo_tags);
-    im->n_repo_digests = copy_refs(op, dk_obj(j, "RepoDigests"), "<none>@<none>", &im->repo_digests);
-    int64_t size = dk_int(j, "Size");
-    im->size = size > 0 ? (uint64_t)size : 0;
-    /* The image's user, from an inspect answer: numeric -> uid, else name. */
-    const char *user = dk_str(dk_obj(j, "Config"), "User");
-    if (*user) {
-        char name[256];
-        snprintf(name, sizeof(name), "%s", user);
-        char *colon = strchr(name, ':');
-        if (colon)
-            *colon = 0;
-        char *end;
-        long long uid = strtoll(name, &end, 10);
-        if (*name && !*end) {
-            im->uid = dk_msg(&op->mem, &runtime__v1__int64_value__descriptor);
-            if (im->uid)
-                im->uid->value = uid;
-        } else {
-            im->username = dk_strdup(&op->mem, name);
-        }
-    }
-    if (spec) {
-        im->spec = dk_msg(&op->mem, &runtime__v1__image_spec__descriptor);
-        if (im->spec)
-            im->spec->image = dk_strdup(&op->mem, spec);
-    }
-    return im;
-}
-
 /* ---- ListImages ------------------------------------------------------------------ */
 
 #define STREAM_CHUNK 100
@@ -80,13 +24,8 @@ static void on_images(struct dk_op *op, int status, cJSON *json)
         dk_fail_http(op, status, json, "listing images");
         return;
     }
-    size_t n = (size_t)cJSON_GetArraySize(json), k = 0;
-    Runtime__V1__Image **v = dk_alloc(&op->mem, (n ? n : 1) * sizeof(*v));
-    const cJSON *it;
-    cJSON_ArrayForEach(it, json) {
-        if (v && k < n && (v[k] = image_from_json(op, it, NULL)))
-            k++;
-    }
+    Runtime__V1__Image **v;
+    size_t k = dk_images_from_list(&op->mem, json, &v);
     if (op->call->method->id == CRISP_RPC_STREAM_IMAGES) {
         for (size_t i = 0; i < k; i += STREAM_CHUNK) {
             Runtime__V1__StreamImagesResponse r = RUNTIME__V1__STREAM_IMAGES_RESPONSE__INIT;
@@ -142,19 +81,10 @@ static void on_image_status(struct dk_op *op, int status, cJSON *json)
         dk_fail_http(op, status, json, "inspecting the image");
         return;
     }
-    r.image = image_from_json(op, json, req->image->image);
-    Runtime__V1__ImageStatusResponse__InfoEntry info =
-        RUNTIME__V1__IMAGE_STATUS_RESPONSE__INFO_ENTRY__INIT;
-    Runtime__V1__ImageStatusResponse__InfoEntry *infos[1] = {&info};
-    char *verbose = NULL;
-    if (req->verbose && (verbose = cJSON_PrintUnformatted(json))) {
-        info.key = "info";
-        info.value = verbose;
-        r.n_info = 1;
-        r.info = infos;
-    }
+    r.image = dk_image(&op->mem, json, req->image->image);
+    if (req->verbose)
+        dk_info_json(&op->mem, &r.base, json);
     dk_op_reply(op, &r.base);
-    free(verbose);
 }
 
 static int check_spec(struct dk_op *op, const Runtime__V1__ImageSpec *spec)
@@ -194,11 +124,7 @@ static void pull_line(struct pull_state *st)
 {
     st->line[st->line_len] = 0;
     cJSON *j = cJSON_Parse(st->line);
-    const char *e = dk_str(j, "error");
-    if (!*e)
-        e = dk_str(dk_obj(j, "errorDetail"), "message");
-    if (!*e)
-        e = dk_str(j, "message"); /* an error answer ({"message": ...}) */
+    const char *e = dk_pull_error(j);
     if (*e && !st->error[0])
         snprintf(st->error, sizeof(st->error), "%s", e);
     cJSON_Delete(j);
@@ -220,17 +146,6 @@ static int pull_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
         }
     }
     return 0;
-}
-
-static int pull_code(const char *msg)
-{
-    if (strstr(msg, "unauthorized") || strstr(msg, "authentication required") ||
-        strstr(msg, "no basic auth credentials") || strstr(msg, "401"))
-        return GRPC_UNAUTHENTICATED;
-    if (strstr(msg, "not found") || strstr(msg, "manifest unknown") ||
-        strstr(msg, "does not exist"))
-        return GRPC_NOT_FOUND;
-    return GRPC_UNKNOWN;
 }
 
 static void pull_done(struct h1_req *r, int err, const char *errmsg, int status,
@@ -257,7 +172,7 @@ static void pull_done(struct h1_req *r, int err, const char *errmsg, int status,
             snprintf(msg, sizeof(msg), "%s", st->error);
         else
             snprintf(msg, sizeof(msg), "engine answered HTTP %d", status);
-        code = status == 404 ? GRPC_NOT_FOUND : pull_code(msg);
+        code = status == 404 ? GRPC_NOT_FOUND : dk_pull_code(msg);
         if (code == GRPC_UNKNOWN)
             code = dk_code_for_status(status);
     } else {
@@ -265,7 +180,7 @@ static void pull_done(struct h1_req *r, int err, const char *errmsg, int status,
             pull_line(st);
         if (st->error[0]) {
             snprintf(msg, sizeof(msg), "%s", st->error);
-            code = pull_code(msg);
+            code = dk_pull_code(msg);
         } else {
             ok = 1;
             msg[0] = 0;
@@ -507,9 +422,7 @@ static void on_fs_info(struct dk_op *op, int status, cJSON *json)
     /* The engine's root holds both its images and its containers' writable
      * layers. crisp runs on the node, as the kubelet does, and measures the
      * filesystem there. */
-    const char *root = dk_str(json, "DockerRootDir");
-    if (!*root)
-        root = dk_str(dk_obj(json, "Store"), "GraphRoot"); /* podman's /info */
+    const char *root = dk_storage_root(json);
     if (!*root) {
         dk_op_fail(op, GRPC_UNKNOWN, "the engine did not say where it stores images (DockerRootDir)");
         return;

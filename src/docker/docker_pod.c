@@ -381,48 +381,6 @@ static void dk_remove_pod(struct dk_op *op)
 
 /* ---- PodSandboxStatus ------------------------------------------------------------------ */
 
-static Runtime__V1__PodSandboxMetadata *pod_metadata(struct dk_op *op, const char *docker_name)
-{
-    struct dk_name nm;
-    if (dk_parse_name(docker_name, &nm) < 0 || strcmp(nm.name, DK_SANDBOX_NAME) != 0)
-        return NULL;
-    Runtime__V1__PodSandboxMetadata *md = dk_msg(&op->mem, &runtime__v1__pod_sandbox_metadata__descriptor);
-    if (!md)
-        return NULL;
-    md->name = dk_strdup(&op->mem, nm.pod);
-    md->namespace_ = dk_strdup(&op->mem, nm.ns);
-    md->uid = dk_strdup(&op->mem, nm.uid);
-    md->attempt = nm.attempt;
-    return md;
-}
-
-static void sandbox_ips(struct dk_op *op, const cJSON *inspect, Runtime__V1__PodSandboxNetworkStatus *net)
-{
-    const cJSON *ns = dk_obj(inspect, "NetworkSettings");
-    const char *ip = dk_str(ns, "IPAddress");
-    const cJSON *nets = dk_obj(ns, "Networks");
-    const cJSON *n;
-    size_t extra = 0;
-    cJSON_ArrayForEach(n, nets) {
-        if (!*ip && *dk_str(n, "IPAddress"))
-            ip = dk_str(n, "IPAddress");
-        extra += *dk_str(n, "GlobalIPv6Address") != 0;
-    }
-    net->ip = dk_strdup(&op->mem, ip);
-    if (!extra)
-        return;
-    Runtime__V1__PodIP **ips = (void *)dk_msgs(&op->mem, &runtime__v1__pod_ip__descriptor, extra);
-    if (!ips)
-        return;
-    size_t k = 0;
-    cJSON_ArrayForEach(n, nets) {
-        if (*dk_str(n, "GlobalIPv6Address") && k < extra)
-            ips[k++]->ip = dk_strdup(&op->mem, dk_str(n, "GlobalIPv6Address"));
-    }
-    net->n_additional_ips = k;
-    net->additional_ips = ips;
-}
-
 static void status_found(struct dk_op *op, cJSON *sb)
 {
     const Runtime__V1__PodSandboxStatusRequest *req = (const void *)op->req;
@@ -430,58 +388,11 @@ static void status_found(struct dk_op *op, cJSON *sb)
         dk_op_fail(op, GRPC_NOT_FOUND, "pod sandbox %s not found", req->pod_sandbox_id);
         return;
     }
-    const cJSON *cfg = dk_obj(sb, "Config"), *hc = dk_obj(sb, "HostConfig");
-    const cJSON *labels = dk_obj(cfg, "Labels");
-    Runtime__V1__PodSandboxStatus *s;
-    Runtime__V1__PodSandboxNetworkStatus *net;
-    Runtime__V1__LinuxPodSandboxStatus *lx;
-    Runtime__V1__Namespace *nsp;
-    Runtime__V1__NamespaceOption *opt;
-    DK_NEW(op, s, runtime__v1__pod_sandbox_status__descriptor);
-    DK_NEW(op, net, runtime__v1__pod_sandbox_network_status__descriptor);
-    DK_NEW(op, lx, runtime__v1__linux_pod_sandbox_status__descriptor);
-    DK_NEW(op, nsp, runtime__v1__namespace__descriptor);
-    DK_NEW(op, opt, runtime__v1__namespace_option__descriptor);
-    s->id = dk_strdup(&op->mem, dk_str(sb, "Id"));
-    s->metadata = pod_metadata(op, dk_str(sb, "Name"));
-    s->state = dk_bool(dk_obj(sb, "State"), "Running") ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
-                                                        : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
-    s->created_at = dk_created_ns(labels, dk_time_ns(dk_str(sb, "Created")) / 1000000000LL * 1000000000LL);
-    int host_net = strcmp(dk_str(hc, "NetworkMode"), "host") == 0;
-    if (!host_net)
-        sandbox_ips(op, sb, net);
-    s->network = net;
-    opt->network = host_net ? RUNTIME__V1__NAMESPACE_MODE__NODE : RUNTIME__V1__NAMESPACE_MODE__POD;
-    opt->pid = strcmp(dk_str(hc, "PidMode"), "host") == 0 ? RUNTIME__V1__NAMESPACE_MODE__NODE
-                                                           : RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
-    opt->ipc = strcmp(dk_str(hc, "IpcMode"), "host") == 0 ? RUNTIME__V1__NAMESPACE_MODE__NODE
-                                                           : RUNTIME__V1__NAMESPACE_MODE__POD;
-    int nmode, pmode, imode;
-    if (sscanf(dk_str(labels, DK_LABEL_NSMODES), "%d,%d,%d", &nmode, &pmode, &imode) == 3) {
-        /* what was asked at creation (podman does not report IPC host) */
-        opt->network = (Runtime__V1__NamespaceMode)nmode;
-        opt->pid = (Runtime__V1__NamespaceMode)pmode;
-        opt->ipc = (Runtime__V1__NamespaceMode)imode;
-    }
-    nsp->options = opt;
-    lx->namespaces = nsp;
-    s->linux = lx;
-    dk_cri_labels(&op->mem, &s->base, labels);
-    s->runtime_handler = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_HANDLER));
     Runtime__V1__PodSandboxStatusResponse r = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
-    r.status = s;
-    Runtime__V1__PodSandboxStatusResponse__InfoEntry info =
-        RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
-    Runtime__V1__PodSandboxStatusResponse__InfoEntry *infos[1] = {&info};
-    char *verbose = NULL;
-    if (req->verbose && (verbose = cJSON_PrintUnformatted(sb))) {
-        info.key = "info";
-        info.value = verbose;
-        r.n_info = 1;
-        r.info = infos;
-    }
+    r.status = dk_sandbox_status(&op->mem, sb);
+    if (req->verbose)
+        dk_info_json(&op->mem, &r.base, sb);
     dk_op_reply(op, &r.base);
-    free(verbose);
 }
 
 static void dk_pod_status(struct dk_op *op)
@@ -492,47 +403,6 @@ static void dk_pod_status(struct dk_op *op)
 
 /* ---- ListPodSandbox / StreamPodSandboxes --------------------------------------------- */
 
-/* Builds the PodSandbox list from GET /containers/json, filtered. */
-size_t dk_sandboxes_from_list(struct dk_op *op, const cJSON *list,
-                              const Runtime__V1__PodSandboxFilter *f, Runtime__V1__PodSandbox ***out)
-{
-    size_t cap = (size_t)cJSON_GetArraySize(list), n = 0;
-    Runtime__V1__PodSandbox **v = dk_alloc(&op->mem, (cap ? cap : 1) * sizeof(*v));
-    *out = v;
-    if (!v)
-        return 0;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, list) {
-        const char *id = dk_str(c, "Id");
-        if (f && f->id && *f->id && strncmp(id, f->id, strlen(f->id)) != 0)
-            continue;
-        int ready = strcmp(dk_str(c, "State"), "running") == 0;
-        Runtime__V1__PodSandboxState state = ready ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
-                                                   : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
-        if (f && f->state && f->state->state != state)
-            continue;
-        const cJSON *names = dk_obj(c, "Names");
-        const cJSON *labels = dk_obj(c, "Labels");
-        Runtime__V1__PodSandboxMetadata *md =
-            pod_metadata(op, cJSON_IsArray(names) && cJSON_GetArraySize(names) > 0
-                                 ? cJSON_GetArrayItem(names, 0)->valuestring
-                                 : NULL);
-        if (!md)
-            continue; /* not in the k8s naming scheme: not a pod crisp can describe */
-        Runtime__V1__PodSandbox *p = dk_msg(&op->mem, &runtime__v1__pod_sandbox__descriptor);
-        if (!p)
-            return 0;
-        p->id = dk_strdup(&op->mem, id);
-        p->metadata = md;
-        p->state = state;
-        p->created_at = dk_created_ns(labels, dk_int(c, "Created") * 1000000000LL);
-        dk_cri_labels(&op->mem, &p->base, labels);
-        p->runtime_handler = dk_strdup(&op->mem, dk_str(labels, DK_LABEL_HANDLER));
-        v[n++] = p;
-    }
-    return n;
-}
-
 static void on_pod_list(struct dk_op *op, int status, cJSON *json)
 {
     const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
@@ -541,7 +411,7 @@ static void on_pod_list(struct dk_op *op, int status, cJSON *json)
         return;
     }
     Runtime__V1__ListPodSandboxResponse r = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
-    r.n_items = dk_sandboxes_from_list(op, json, req->filter, &r.items);
+    r.n_items = dk_sandboxes_from_list(&op->mem, json, req->filter, &r.items);
     dk_op_reply(op, &r.base);
 }
 

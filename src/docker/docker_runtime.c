@@ -15,10 +15,7 @@ static void on_version(struct dk_op *op, int status, cJSON *json)
         return;
     }
     Runtime__V1__VersionResponse r = RUNTIME__V1__VERSION_RESPONSE__INIT;
-    r.version = "0.1.0"; /* the CRI's kubelet-facing API version */
-    r.runtime_name = "docker";
-    r.runtime_version = dk_strdup(&op->mem, dk_str(json, "Version"));
-    r.runtime_api_version = "v1";
+    dk_version_response(&op->mem, json, &r);
     dk_op_reply(op, &r.base);
 }
 
@@ -90,14 +87,8 @@ static void status_reply(struct dk_op *op, const char *info_json)
     }
     r.n_runtime_handlers = k;
     r.runtime_handlers = hs;
-    Runtime__V1__StatusResponse__InfoEntry info = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
-    Runtime__V1__StatusResponse__InfoEntry *infos[1] = {&info};
-    if (req->verbose && info_json) {
-        info.key = "info";
-        info.value = (char *)info_json;
-        r.n_info = 1;
-        r.info = infos;
-    }
+    if (req->verbose)
+        dk_info_text(&op->mem, &r.base, info_json);
     dk_op_reply(op, &r.base);
 }
 
@@ -150,9 +141,7 @@ static void on_runtime_config(struct dk_op *op, int status, cJSON *json)
     }
     Runtime__V1__RuntimeConfigResponse r = RUNTIME__V1__RUNTIME_CONFIG_RESPONSE__INIT;
     Runtime__V1__LinuxRuntimeConfiguration lc = RUNTIME__V1__LINUX_RUNTIME_CONFIGURATION__INIT;
-    const char *drv = dk_str(json, "CgroupDriver");
-    lc.cgroup_driver = strcmp(drv, "systemd") == 0 ? RUNTIME__V1__CGROUP_DRIVER__SYSTEMD
-                                                   : RUNTIME__V1__CGROUP_DRIVER__CGROUPFS;
+    lc.cgroup_driver = dk_cgroup_driver(json);
     r.linux = &lc;
     dk_op_reply(op, &r.base);
 }

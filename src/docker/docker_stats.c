@@ -663,7 +663,7 @@ static void on_stream_pods(struct dk_op *op, int status, cJSON *json)
         return;
     }
     Runtime__V1__PodSandbox **v;
-    size_t n = dk_sandboxes_from_list(op, json, req->filter, &v);
+    size_t n = dk_sandboxes_from_list(&op->mem, json, req->filter, &v);
     for (size_t i = 0; i < n; i += STREAM_CHUNK) {
         Runtime__V1__StreamPodSandboxesResponse r = RUNTIME__V1__STREAM_POD_SANDBOXES_RESPONSE__INIT;
         r.n_pod_sandboxes = n - i < STREAM_CHUNK ? n - i : STREAM_CHUNK;
@@ -688,7 +688,7 @@ static void on_stream_ctrs(struct dk_op *op, int status, cJSON *json)
         return;
     }
     Runtime__V1__Container **v;
-    size_t n = dk_containers_from_list(op, json, req->filter, &v);
+    size_t n = dk_containers_from_list(&op->mem, json, req->filter, &v);
     for (size_t i = 0; i < n; i += STREAM_CHUNK) {
         Runtime__V1__StreamContainersResponse r = RUNTIME__V1__STREAM_CONTAINERS_RESPONSE__INIT;
         r.n_containers = n - i < STREAM_CHUNK ? n - i : STREAM_CHUNK;
@@ -722,83 +722,13 @@ static void events_state_free(void *p)
     free(st);
 }
 
-static int event_type(const char *action, Runtime__V1__ContainerEventType *t)
-{
-    if (strcmp(action, "create") == 0)
-        *t = RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT;
-    else if (strcmp(action, "start") == 0)
-        *t = RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT;
-    else if (strcmp(action, "die") == 0)
-        *t = RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT;
-    else if (strcmp(action, "destroy") == 0 || strcmp(action, "remove") == 0)
-        *t = RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT;
-    else
-        return -1;
-    return 0;
-}
-
-/* One engine event -> one CRI event. The statuses carry what the event
- * itself says (IDs, names, labels); they are not re-read from the engine. */
+/* One engine event -> one CRI event, if it is a pod's. */
 static void event_line(struct dk_op *op, const char *line)
 {
     cJSON *ev = cJSON_Parse(line);
-    const char *action = dk_str(ev, "Action");
-    if (!*action)
-        action = dk_str(ev, "status");
-    const cJSON *attrs = dk_obj(dk_obj(ev, "Actor"), "Attributes");
-    const char *type = dk_str(attrs, DK_LABEL_TYPE);
-    Runtime__V1__ContainerEventType et;
-    if (!*type || event_type(action, &et) < 0) {
-        cJSON_Delete(ev);
-        return;
-    }
-    const char *id = dk_str(ev, "id");
-    if (!*id)
-        id = dk_str(dk_obj(ev, "Actor"), "ID");
-    struct dk_name nm;
-    int named = dk_parse_name(dk_str(attrs, "name"), &nm) == 0;
-    int is_sb = strcmp(type, DK_TYPE_SANDBOX) == 0;
-    const char *sid = is_sb ? id : dk_str(attrs, DK_LABEL_SANDBOX_ID);
-    Runtime__V1__ContainerEventResponse r = RUNTIME__V1__CONTAINER_EVENT_RESPONSE__INIT;
-    r.container_id = (char *)id;
-    r.container_event_type = et;
-    double tn = cJSON_IsNumber(dk_obj(ev, "timeNano")) ? dk_obj(ev, "timeNano")->valuedouble
-                                                        : (double)dk_int(ev, "time") * 1e9;
-    r.created_at = (int64_t)tn;
-    Runtime__V1__PodSandboxStatus ps = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
-    Runtime__V1__PodSandboxMetadata pm = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
-    ps.id = (char *)sid;
-    if (named) {
-        pm.name = nm.pod;
-        pm.namespace_ = nm.ns;
-        pm.uid = nm.uid;
-        pm.attempt = is_sb ? nm.attempt : 0;
-        ps.metadata = &pm;
-    }
-    r.pod_sandbox_status = &ps;
-    Runtime__V1__ContainerStatus cs = RUNTIME__V1__CONTAINER_STATUS__INIT;
-    Runtime__V1__ContainerMetadata cm = RUNTIME__V1__CONTAINER_METADATA__INIT;
-    Runtime__V1__ContainerStatus *csv[1] = {&cs};
-    if (!is_sb) {
-        cs.id = (char *)id;
-        cs.state = et == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT
-                       ? RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED
-                   : et == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT
-                       ? RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING
-                   : et == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT
-                       ? RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED
-                       : RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN;
-        if (named) {
-            cm.name = nm.name;
-            cm.attempt = nm.attempt;
-            cs.metadata = &cm;
-        }
-        if (et == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT)
-            cs.exit_code = atoi(dk_str(attrs, "exitCode"));
-        r.n_containers_statuses = 1;
-        r.containers_statuses = csv;
-    }
-    dk_op_send(op, &r.base);
+    struct dk_event e;
+    if (dk_event_from_json(ev, &e) == 0)
+        dk_op_send(op, &e.resp.base);
     cJSON_Delete(ev);
 }
 

@@ -84,25 +84,25 @@ static const char *cri_key(const cJSON *label, int annotations)
     return is_internal(label->string) ? NULL : label->string;
 }
 
-/* The map<string,string> field `name` of msg: its count and entries. */
-static const ProtobufCFieldDescriptor *map_field(const ProtobufCMessage *msg, const char *name)
+struct dk_map dk_map_of(const ProtobufCMessage *msg, const char *name)
 {
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, name);
     assert(f && f->label == PROTOBUF_C_LABEL_REPEATED && f->type == PROTOBUF_C_TYPE_MESSAGE);
-    return f;
+    char *base = (char *)msg; /* the caller's own message */
+    struct dk_map m = {(size_t *)(base + f->quantifier_offset),
+                       (struct dk_map_entry ***)(base + f->offset), f->descriptor};
+    return m;
 }
 
 static void map_from_labels(struct dk_arena *a, ProtobufCMessage *msg, const cJSON *labels,
                             int annotations)
 {
-    const ProtobufCFieldDescriptor *f = map_field(msg, annotations ? "annotations" : "labels");
-    size_t *n_out = (size_t *)((char *)msg + f->quantifier_offset);
-    struct dk_map_entry ***out = (struct dk_map_entry ***)((char *)msg + f->offset);
+    struct dk_map m = dk_map_of(msg, annotations ? "annotations" : "labels");
     size_t n = 0, i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, labels) n += cri_key(it, annotations) != NULL;
-    struct dk_map_entry **v = n ? (struct dk_map_entry **)dk_msgs(a, f->descriptor, n) : NULL;
+    struct dk_map_entry **v = n ? (struct dk_map_entry **)dk_msgs(a, m.entry_desc, n) : NULL;
     cJSON_ArrayForEach(it, labels) {
         const char *key = cri_key(it, annotations);
         if (!key || !v)
@@ -110,8 +110,8 @@ static void map_from_labels(struct dk_arena *a, ProtobufCMessage *msg, const cJS
         v[i]->key = dk_strdup(a, key);
         v[i++]->value = dk_strdup(a, it->valuestring);
     }
-    *n_out = i;
-    *out = v;
+    *m.n = i;
+    *m.entries = v;
 }
 
 void dk_cri_labels(struct dk_arena *a, ProtobufCMessage *msg, const cJSON *labels)
@@ -136,12 +136,10 @@ static int set_label(cJSON *dst, const char *prefix, const char *key, const char
 
 static int labels_from_map(cJSON *dst, const ProtobufCMessage *msg, int annotations)
 {
-    const ProtobufCFieldDescriptor *f = map_field(msg, annotations ? "annotations" : "labels");
-    size_t n = *(const size_t *)((const char *)msg + f->quantifier_offset);
-    struct dk_map_entry *const *v = *(struct dk_map_entry *const *const *)((const char *)msg + f->offset);
-    for (size_t i = 0; i < n; i++) {
-        if (v[i]->key &&
-            set_label(dst, annotations ? DK_ANNOTATION_PREFIX : "", v[i]->key, v[i]->value) < 0)
+    struct dk_map m = dk_map_of(msg, annotations ? "annotations" : "labels");
+    for (size_t i = 0; i < *m.n; i++) {
+        const struct dk_map_entry *e = (*m.entries)[i];
+        if (e->key && set_label(dst, annotations ? DK_ANNOTATION_PREFIX : "", e->key, e->value) < 0)
             return -1;
     }
     return 0;
