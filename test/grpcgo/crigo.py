@@ -237,6 +237,19 @@ class GoCRI:
         """What crossed the wire so far: {"dials", "conns": [per connection stats], ...}."""
         return self._wait_id(self._send({"op": "wire"}), 30)
 
+    def wait_wire(self, pred, timeout=15.0, what="the wire"):
+        """Polls wire() until pred(wire report) is true (grpc-go writes its
+        frames on a goroutine of its own: a RST_STREAM leaves after the call
+        has already returned CANCELLED to its caller)."""
+        deadline = time.time() + timeout
+        while True:
+            w = self.wire()["wire"]
+            if pred(w):
+                return w
+            if time.time() > deadline:
+                raise AssertionError("timed out after %.0fs waiting for %s: %s" % (timeout, what, conn_summary(w)))
+            time.sleep(0.05)
+
     def negotiate(self, timeout=None):
         """The kubelet 1.26/1.27 API version negotiation (v1, else v1alpha2 on UNIMPLEMENTED)."""
         return self._wait_id(self._send({"op": "negotiate", "timeout": timeout or DEFAULT_TIMEOUT}), 120)

@@ -440,20 +440,21 @@ def test_go_cancel(go, gpods, request):
                     timeout=0)
     wait_proc(gpods, cid, "cx", "alive")   # the call is in flight (other calls share the connection)
     before = go.wire()["wire"]["conns"][0]["rsts"]
+    crisp = request.getfixturevalue("crisp") if request.node.callspec.params.get("cri") == "crisp" else None
+    mark = crisp.log_mark() if crisp else 0
     t0 = time.time()
     assert go.cancel(call) is True
     r = go.wait(call)
     assert r.code == "CANCELLED", r
     assert time.time() - t0 < 5 * SLOW
     wait_proc(gpods, cid, "cx", "gone")
-    w = assert_one_connection(go, "after a cancel")
-    rsts = [x for x in w["conns"][0]["rsts"][len(before):] if x["dir"] == "out"]
-    assert [x["code"] for x in rsts] == ["CANCEL"], w["conns"][0]["rsts"]
+    w = go.wait_wire(lambda w: [x["code"] for x in w["conns"][0]["rsts"][len(before):] if x["dir"] == "out"]
+                     == ["CANCEL"], what="the cancelled call's RST_STREAM CANCEL")
+    assert_one_connection(go, "after a cancel")
     # the server does not answer a reset stream with a reset of its own
     assert not [x for x in w["conns"][0]["rsts"] if x["dir"] == "in"], w["conns"][0]["rsts"]
-    if request.node.callspec.params.get("cri") == "crisp":
-        crisp = request.getfixturevalue("crisp")
-        crisp.wait_log(0, r"method=ExecSync api=v1 code=CANCELLED", timeout=10 * SLOW)
+    if crisp:
+        crisp.wait_log(mark, r"method=ExecSync api=v1 code=CANCELLED .*RST_STREAM CANCEL", timeout=10 * SLOW)
 
 
 def test_go_client_killed_mid_call(cri, pods, direct_client):
