@@ -192,6 +192,43 @@ struct dk_event {
  * one the CRI has (create, start, die, destroy/remove). */
 int dk_event_from_json(const cJSON *ev, struct dk_event *out);
 
+/* ---- stats -> CRI (decode_stats.c) ----------------------------------------------------- */
+
+/* The previous CPU sample of each container (by ID prefix), for
+ * usage_nano_cores: a bounded cache, not state. */
+#define DK_CPU_CACHE_SLOTS 4096
+struct dk_cpu_sample {
+    char id[16];
+    int64_t ts;
+    uint64_t usage;
+};
+struct dk_cpu_cache {
+    struct dk_cpu_sample slot[DK_CPU_CACHE_SLOTS];
+};
+/* The rate since the previous sample of id (nanoseconds of CPU per second;
+ * *have 0 when there is none to compare with); records this one. */
+uint64_t dk_cpu_rate(struct dk_cpu_cache *cache, const char *id, int64_t ts, uint64_t usage,
+                     int *have);
+
+struct dk_stats_ctx {
+    struct dk_arena *a;
+    struct dk_cpu_cache *cpu; /* NULL: no usage_nano_cores */
+    int64_t now_ns;           /* a sample's time when its answer has none */
+};
+/* A container or sandbox to report on: its list entry or inspect answer
+ * (SizeRw from size=1), and its stats in Docker's shape (NULL: none). */
+struct dk_stats_item {
+    const cJSON *entry;
+    cJSON *stats;
+    int sandbox;
+};
+Runtime__V1__ContainerStats *dk_container_stats(struct dk_stats_ctx *c, const cJSON *entry,
+                                                const cJSON *stats);
+/* A pod's stats: its sandbox's and its containers' among items, summed,
+ * with each container's own. */
+Runtime__V1__PodSandboxStats *dk_pod_stats(struct dk_stats_ctx *c, const struct dk_stats_item *sb,
+                                           const struct dk_stats_item *items, size_t n);
+
 /* A verbose answer's info map: {"info": text}, or the JSON printed. */
 void dk_info_text(struct dk_arena *a, ProtobufCMessage *resp, const char *text);
 void dk_info_json(struct dk_arena *a, ProtobufCMessage *resp, const cJSON *json);

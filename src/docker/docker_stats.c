@@ -17,128 +17,7 @@
 
 #define STREAM_CHUNK 100 /* items per message of a Stream* answer */
 
-/* ---- nano-cores cache ---------------------------------------------------------- */
-
-#define CPU_CACHE_SLOTS 4096
-struct cpu_sample {
-    char id[16];
-    int64_t ts;
-    uint64_t usage;
-};
-static struct cpu_sample cpu_cache[CPU_CACHE_SLOTS];
-
-static uint64_t nano_cores(const char *id, int64_t ts, uint64_t usage, int *have)
-{
-    uint32_t h = 2166136261u;
-    for (int i = 0; i < 16 && id[i]; i++)
-        h = (h ^ (uint8_t)id[i]) * 16777619u;
-    struct cpu_sample *s = &cpu_cache[h % CPU_CACHE_SLOTS];
-    uint64_t rate = 0;
-    *have = 0;
-    if (strncmp(s->id, id, sizeof(s->id)) == 0 && ts > s->ts && usage >= s->usage) {
-        rate = (uint64_t)((double)(usage - s->usage) * 1e9 / (double)(ts - s->ts));
-        *have = 1;
-    }
-    strncpy(s->id, id, sizeof(s->id));
-    s->ts = ts;
-    s->usage = usage;
-    return rate;
-}
-
-/* ---- building blocks ------------------------------------------------------------ */
-
-static Runtime__V1__UInt64Value *u64(struct dk_op *op, int64_t v)
-{
-    Runtime__V1__UInt64Value *x = dk_msg(&op->mem, &runtime__v1__uint64_value__descriptor);
-    if (x)
-        x->value = v > 0 ? (uint64_t)v : 0;
-    return x;
-}
-
-static int64_t read_ns(const cJSON *stats)
-{
-    int64_t t = dk_time_ns(dk_str(stats, "read"));
-    if (!t) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        t = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    }
-    return t;
-}
-
-static Runtime__V1__CpuUsage *cpu_usage(struct dk_op *op, const char *id, const cJSON *stats)
-{
-    Runtime__V1__CpuUsage *c = dk_msg(&op->mem, &runtime__v1__cpu_usage__descriptor);
-    if (!c)
-        return NULL;
-    int64_t ts = read_ns(stats);
-    int64_t total = dk_int(dk_obj(dk_obj(stats, "cpu_stats"), "cpu_usage"), "total_usage");
-    c->timestamp = ts;
-    c->usage_core_nano_seconds = u64(op, total);
-    int have;
-    uint64_t rate = nano_cores(id, ts, total > 0 ? (uint64_t)total : 0, &have);
-    if (have)
-        c->usage_nano_cores = u64(op, (int64_t)rate);
-    return c;
-}
-
-static int64_t mem_stat(const cJSON *ms, const char *v1, const char *v2)
-{
-    const cJSON *s = dk_obj(ms, "stats");
-    return dk_obj(s, v1) ? dk_int(s, v1) : dk_int(s, v2);
-}
-
-static Runtime__V1__MemoryUsage *mem_usage(struct dk_op *op, const cJSON *stats)
-{
-    Runtime__V1__MemoryUsage *m = dk_msg(&op->mem, &runtime__v1__memory_usage__descriptor);
-    if (!m)
-        return NULL;
-    const cJSON *ms = dk_obj(stats, "memory_stats");
-    int64_t usage = dk_int(ms, "usage");
-    int64_t inactive = mem_stat(ms, "total_inactive_file", "inactive_file");
-    int64_t ws = usage > inactive ? usage - inactive : 0;
-    int64_t limit = dk_int(ms, "limit");
-    m->timestamp = read_ns(stats);
-    m->usage_bytes = u64(op, usage);
-    m->working_set_bytes = u64(op, ws);
-    m->rss_bytes = u64(op, mem_stat(ms, "total_rss", "anon"));
-    m->page_faults = u64(op, mem_stat(ms, "total_pgfault", "pgfault"));
-    m->major_page_faults = u64(op, mem_stat(ms, "total_pgmajfault", "pgmajfault"));
-    if (limit > 0 && limit < (1LL << 62))
-        m->available_bytes = u64(op, limit > ws ? limit - ws : 0);
-    return m;
-}
-
-static Runtime__V1__ContainerStats *container_stats(struct dk_op *op, const char *id,
-                                                    const char *name, const cJSON *labels,
-                                                    int64_t size_rw, const cJSON *stats)
-{
-    Runtime__V1__ContainerStats *cs = dk_msg(&op->mem, &runtime__v1__container_stats__descriptor);
-    Runtime__V1__ContainerAttributes *a = dk_msg(&op->mem, &runtime__v1__container_attributes__descriptor);
-    Runtime__V1__FilesystemUsage *fs = dk_msg(&op->mem, &runtime__v1__filesystem_usage__descriptor);
-    if (!cs || !a || !fs)
-        return NULL;
-    a->id = dk_strdup(&op->mem, id);
-    struct dk_name nm;
-    if (dk_parse_name(name, &nm) == 0) {
-        a->metadata = dk_msg(&op->mem, &runtime__v1__container_metadata__descriptor);
-        if (a->metadata) {
-            a->metadata->name = dk_strdup(&op->mem, nm.name);
-            a->metadata->attempt = nm.attempt;
-        }
-    }
-    dk_cri_labels(&op->mem, &a->base, labels);
-    cs->attributes = a;
-    if (stats) {
-        cs->cpu = cpu_usage(op, id, stats);
-        cs->memory = mem_usage(op, stats);
-        fs->timestamp = read_ns(stats);
-    }
-    fs->used_bytes = u64(op, size_rw);
-    fs->fs_id = dk_msg(&op->mem, &runtime__v1__filesystem_identifier__descriptor);
-    cs->writable_layer = fs;
-    return cs;
-}
+static struct dk_cpu_cache cpu_cache;
 
 /* ---- the stats op: list, then one stats request per running container ------------- */
 
@@ -149,18 +28,12 @@ enum stats_kind {
     ST_POD_LIST,       /* ListPodSandboxStats / StreamPodSandboxStats */
 };
 
-struct st_item {
-    const cJSON *entry; /* list entry or inspect answer (in state->ctrs/sbs) */
-    cJSON *stats;
-    int sandbox;
-};
-
 struct stats_state {
     enum stats_kind kind;
     int stream;
     cJSON *sbs;   /* sandboxes (list answer), pod kinds */
     cJSON *ctrs;  /* containers (list answer, or one inspect answer) */
-    struct st_item *items;
+    struct dk_stats_item *items;
     size_t n;
     char want_sb[80]; /* ST_POD: the sandbox's ID; ST_POD_LIST: an ID prefix */
     char want_ctr[80]; /* ST_CONTAINER_LIST: an ID prefix */
@@ -178,37 +51,11 @@ static void stats_state_free(void *p)
     free(st);
 }
 
-static const char *entry_id(const cJSON *e)
-{
-    return dk_str(e, "Id");
-}
-
-static const char *entry_name(const cJSON *e)
-{
-    const cJSON *names = dk_obj(e, "Names");
-    if (cJSON_IsArray(names) && cJSON_GetArraySize(names) > 0)
-        return cJSON_GetArrayItem(names, 0)->valuestring;
-    return dk_str(e, "Name");
-}
-
-static const cJSON *entry_labels(const cJSON *e)
-{
-    const cJSON *l = dk_obj(e, "Labels");
-    return l ? l : dk_obj(dk_obj(e, "Config"), "Labels");
-}
-
-static int entry_running(const cJSON *e)
-{
-    const cJSON *state = dk_obj(e, "State");
-    return cJSON_IsObject(state) ? dk_bool(state, "Running")
-                                 : strcmp(dk_str(e, "State"), "running") == 0;
-}
-
 static void stats_build(struct dk_op *op);
 
 static void on_one_stats(struct dk_op *op, int status, cJSON *json)
 {
-    struct st_item *it = op->cur_ud;
+    struct dk_stats_item *it = op->cur_ud;
     /* A container that stopped meanwhile has no stats: listed without them. */
     if (status == 200 && json)
         it->stats = cJSON_Duplicate(json, 1);
@@ -218,13 +65,13 @@ static void on_one_stats(struct dk_op *op, int status, cJSON *json)
 
 /* The engine's stats API: the fallback when the cgroups are not readable
  * from here. */
-static void fetch_from_api(struct dk_op *op, struct st_item *it)
+static void fetch_from_api(struct dk_op *op, struct dk_stats_item *it)
 {
     dk_callx(op, "GET", NULL, on_one_stats, it, "/containers/%s/stats?stream=false&one-shot=true",
-             entry_id(it->entry));
+             dk_str(it->entry, "Id"));
 }
 
-static int sample_cgroups(struct st_item *it, const cJSON *inspect)
+static int sample_cgroups(struct dk_stats_item *it, const cJSON *inspect)
 {
     int pid = (int)dk_int(dk_obj(inspect, "State"), "Pid");
     it->stats = dk_cgroup_stats(pid, it->sandbox);
@@ -233,7 +80,7 @@ static int sample_cgroups(struct st_item *it, const cJSON *inspect)
 
 static void on_item_inspect(struct dk_op *op, int status, cJSON *json)
 {
-    struct st_item *it = op->cur_ud;
+    struct dk_stats_item *it = op->cur_ud;
     if (status != 200 || sample_cgroups(it, json) < 0)
         fetch_from_api(op, it);
     if (op->pending == 0)
@@ -245,12 +92,12 @@ static void stats_fetch(struct dk_op *op)
     struct stats_state *st = op->state;
     size_t asked = 0;
     for (size_t i = 0; i < st->n; i++) {
-        struct st_item *it = &st->items[i];
+        struct dk_stats_item *it = &st->items[i];
         /* an inspect answer (ContainerStats) has the PID already */
         if (cJSON_IsObject(dk_obj(it->entry, "State")) && sample_cgroups(it, it->entry) == 0)
             continue;
         dk_callx(op, "GET", NULL, on_item_inspect, it, "/containers/%s/json",
-                 entry_id(it->entry));
+                 dk_str(it->entry, "Id"));
         asked++;
     }
     if (!asked)
@@ -282,145 +129,32 @@ static void stats_select(struct dk_op *op)
         add_item(st, st->ctrs, 0, cap);
     } else {
         cJSON_ArrayForEach(e, st->ctrs) {
-            if (!entry_running(e))
+            if (!dk_entry_running(e))
                 continue;
-            if (st->want_ctr[0] && strncmp(entry_id(e), st->want_ctr, strlen(st->want_ctr)) != 0)
+            if (st->want_ctr[0] && strncmp(dk_str(e, "Id"), st->want_ctr, strlen(st->want_ctr)) != 0)
                 continue;
             if (st->kind == ST_POD &&
-                strcmp(dk_str(entry_labels(e), DK_LABEL_SANDBOX_ID), st->want_sb) != 0)
+                strcmp(dk_str(dk_entry_labels(e), DK_LABEL_SANDBOX_ID), st->want_sb) != 0)
                 continue;
             add_item(st, e, 0, cap);
         }
         cJSON_ArrayForEach(e, st->sbs) {
-            if (entry_running(e))
+            if (dk_entry_running(e))
                 add_item(st, e, 1, cap);
         }
     }
     stats_fetch(op);
 }
 
-static void sum_u64(Runtime__V1__UInt64Value **dst, const Runtime__V1__UInt64Value *src,
-                    struct dk_op *op)
-{
-    if (!src)
-        return;
-    if (!*dst)
-        *dst = u64(op, 0);
-    if (*dst)
-        (*dst)->value += src->value;
-}
-
-static Runtime__V1__NetworkUsage *network_usage(struct dk_op *op, const cJSON *stats)
-{
-    const cJSON *nets = dk_obj(stats, "networks");
-    size_t n = (size_t)cJSON_GetArraySize(nets);
-    if (!n)
-        return NULL;
-    Runtime__V1__NetworkUsage *nu = dk_msg(&op->mem, &runtime__v1__network_usage__descriptor);
-    Runtime__V1__NetworkInterfaceUsage **ifs =
-        (void *)dk_msgs(&op->mem, &runtime__v1__network_interface_usage__descriptor, n);
-    if (!nu || !ifs)
-        return NULL;
-    size_t k = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, nets) {
-        if (k == n)
-            break;
-        Runtime__V1__NetworkInterfaceUsage *x = ifs[k++];
-        x->name = dk_strdup(&op->mem, it->string);
-        x->rx_bytes = u64(op, dk_int(it, "rx_bytes"));
-        x->rx_errors = u64(op, dk_int(it, "rx_errors"));
-        x->tx_bytes = u64(op, dk_int(it, "tx_bytes"));
-        x->tx_errors = u64(op, dk_int(it, "tx_errors"));
-        if (!nu->default_interface || strcmp(x->name, "eth0") == 0)
-            nu->default_interface = x;
-    }
-    nu->timestamp = read_ns(stats);
-    nu->n_interfaces = k;
-    nu->interfaces = ifs;
-    return nu;
-}
-
-static Runtime__V1__PodSandboxStats *pod_stats(struct dk_op *op, const struct st_item *sb)
-{
-    struct stats_state *st = op->state;
-    const char *sid = entry_id(sb->entry);
-    Runtime__V1__PodSandboxStats *ps = dk_msg(&op->mem, &runtime__v1__pod_sandbox_stats__descriptor);
-    Runtime__V1__PodSandboxAttributes *a = dk_msg(&op->mem, &runtime__v1__pod_sandbox_attributes__descriptor);
-    Runtime__V1__LinuxPodSandboxStats *lx = dk_msg(&op->mem, &runtime__v1__linux_pod_sandbox_stats__descriptor);
-    Runtime__V1__CpuUsage *cpu = dk_msg(&op->mem, &runtime__v1__cpu_usage__descriptor);
-    Runtime__V1__MemoryUsage *mem = dk_msg(&op->mem, &runtime__v1__memory_usage__descriptor);
-    Runtime__V1__ContainerStats **cv = dk_alloc(&op->mem, (st->n ? st->n : 1) * sizeof(*cv));
-    if (!ps || !a || !lx || !cpu || !mem || !cv)
-        return NULL;
-    a->id = dk_strdup(&op->mem, sid);
-    struct dk_name nm;
-    if (dk_parse_name(entry_name(sb->entry), &nm) == 0) {
-        a->metadata = dk_msg(&op->mem, &runtime__v1__pod_sandbox_metadata__descriptor);
-        if (a->metadata) {
-            a->metadata->name = dk_strdup(&op->mem, nm.pod);
-            a->metadata->namespace_ = dk_strdup(&op->mem, nm.ns);
-            a->metadata->uid = dk_strdup(&op->mem, nm.uid);
-            a->metadata->attempt = nm.attempt;
-        }
-    }
-    const cJSON *labels = entry_labels(sb->entry);
-    dk_cri_labels(&op->mem, &a->base, labels);
-    ps->attributes = a;
-    /* The pod's usage: its containers' and its infra container's. */
-    size_t nc = 0;
-    int64_t ts = 0;
-    uint64_t procs = 0;
-    for (size_t i = 0; i < st->n; i++) {
-        const struct st_item *it = &st->items[i];
-        int mine = it == sb || (!it->sandbox && strcmp(dk_str(entry_labels(it->entry),
-                                                              DK_LABEL_SANDBOX_ID), sid) == 0);
-        if (!mine || !it->stats)
-            continue;
-        Runtime__V1__CpuUsage *c = cpu_usage(op, entry_id(it->entry), it->stats);
-        Runtime__V1__MemoryUsage *m = mem_usage(op, it->stats);
-        if (c) {
-            sum_u64(&cpu->usage_core_nano_seconds, c->usage_core_nano_seconds, op);
-            sum_u64(&cpu->usage_nano_cores, c->usage_nano_cores, op);
-            ts = c->timestamp > ts ? c->timestamp : ts;
-        }
-        if (m) {
-            sum_u64(&mem->usage_bytes, m->usage_bytes, op);
-            sum_u64(&mem->working_set_bytes, m->working_set_bytes, op);
-            sum_u64(&mem->rss_bytes, m->rss_bytes, op);
-            sum_u64(&mem->page_faults, m->page_faults, op);
-            sum_u64(&mem->major_page_faults, m->major_page_faults, op);
-        }
-        procs += (uint64_t)dk_int(dk_obj(it->stats, "pids_stats"), "current");
-        if (it != sb)
-            cv[nc++] = container_stats(op, entry_id(it->entry), entry_name(it->entry),
-                                       entry_labels(it->entry), dk_int(it->entry, "SizeRw"),
-                                       it->stats);
-    }
-    cpu->timestamp = mem->timestamp = ts;
-    lx->cpu = cpu;
-    lx->memory = mem;
-    if (sb->stats)
-        lx->network = network_usage(op, sb->stats);
-    lx->process = dk_msg(&op->mem, &runtime__v1__process_usage__descriptor);
-    if (lx->process) {
-        lx->process->timestamp = ts;
-        lx->process->process_count = u64(op, (int64_t)procs);
-    }
-    lx->n_containers = nc;
-    lx->containers = cv;
-    ps->linux = lx;
-    return ps;
-}
-
 static void stats_build(struct dk_op *op)
 {
     struct stats_state *st = op->state;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct dk_stats_ctx c = {&op->mem, &cpu_cache, (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec};
     if (st->kind == ST_CONTAINER) {
         Runtime__V1__ContainerStatsResponse r = RUNTIME__V1__CONTAINER_STATS_RESPONSE__INIT;
-        const cJSON *e = st->ctrs;
-        r.stats = container_stats(op, entry_id(e), entry_name(e), entry_labels(e),
-                                  dk_int(e, "SizeRw"), st->items[0].stats);
+        r.stats = dk_container_stats(&c, st->ctrs, st->items[0].stats);
         dk_op_reply(op, &r.base);
         return;
     }
@@ -431,13 +165,11 @@ static void stats_build(struct dk_op *op)
         return;
     }
     for (size_t i = 0; i < st->n; i++) {
-        const struct st_item *it = &st->items[i];
+        const struct dk_stats_item *it = &st->items[i];
         if (st->kind == ST_CONTAINER_LIST && !it->sandbox)
-            v[n++] = container_stats(op, entry_id(it->entry), entry_name(it->entry),
-                                     entry_labels(it->entry), dk_int(it->entry, "SizeRw"),
-                                     it->stats);
+            v[n++] = dk_container_stats(&c, it->entry, it->stats);
         else if ((st->kind == ST_POD_LIST || st->kind == ST_POD) && it->sandbox)
-            v[n++] = pod_stats(op, it);
+            v[n++] = dk_pod_stats(&c, it, st->items, st->n);
     }
     if (st->kind == ST_POD) {
         Runtime__V1__PodSandboxStatsResponse r = RUNTIME__V1__POD_SANDBOX_STATS_RESPONSE__INIT;
@@ -526,7 +258,7 @@ static void on_stats_inspect(struct dk_op *op, int status, cJSON *json)
     stats_select(op);
 }
 
-static void dk_container_stats(struct dk_op *op)
+static void dk_ctr_stats(struct dk_op *op)
 {
     const Runtime__V1__ContainerStatsRequest *req = (const void *)op->req;
     if (dk_check_id(op, req->container_id, "container_id") < 0)
@@ -547,10 +279,10 @@ static void on_stats_sandboxes(struct dk_op *op, int status, cJSON *json)
     st->sbs = cJSON_CreateArray();
     const cJSON *e;
     cJSON_ArrayForEach(e, json) {
-        if (st->kind == ST_POD && strcmp(entry_id(e), st->want_sb) != 0)
+        if (st->kind == ST_POD && strcmp(dk_str(e, "Id"), st->want_sb) != 0)
             continue;
         if (st->kind == ST_POD_LIST && st->want_sb[0] &&
-            strncmp(entry_id(e), st->want_sb, strlen(st->want_sb)) != 0)
+            strncmp(dk_str(e, "Id"), st->want_sb, strlen(st->want_sb)) != 0)
             continue;
         cJSON_AddItemToArray(st->sbs, cJSON_Duplicate(e, 1));
     }
@@ -621,7 +353,7 @@ static void dk_stream_container_stats(struct dk_op *op)
     container_stats_list(op, req->filter, 1);
 }
 
-static void dk_pod_stats(struct dk_op *op)
+static void dk_pod_stats_call(struct dk_op *op)
 {
     const Runtime__V1__PodSandboxStatsRequest *req = (const void *)op->req;
     if (dk_check_id(op, req->pod_sandbox_id, "pod_sandbox_id") < 0)
@@ -802,10 +534,10 @@ static void dk_events(struct dk_op *op)
 }
 
 const struct dk_method dk_stats_methods[CRISP_RPC_COUNT] = {
-    [CRISP_RPC_CONTAINER_STATS] = {dk_container_stats},
+    [CRISP_RPC_CONTAINER_STATS] = {dk_ctr_stats},
     [CRISP_RPC_LIST_CONTAINER_STATS] = {dk_list_container_stats},
     [CRISP_RPC_STREAM_CONTAINER_STATS] = {dk_stream_container_stats},
-    [CRISP_RPC_POD_SANDBOX_STATS] = {dk_pod_stats},
+    [CRISP_RPC_POD_SANDBOX_STATS] = {dk_pod_stats_call},
     [CRISP_RPC_LIST_POD_SANDBOX_STATS] = {dk_list_pod_stats},
     [CRISP_RPC_STREAM_POD_SANDBOX_STATS] = {dk_stream_pod_stats},
     [CRISP_RPC_STREAM_POD_SANDBOXES] = {dk_stream_pods},

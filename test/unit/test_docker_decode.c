@@ -401,6 +401,78 @@ static void test_verbose_info(const char *eng)
     dk_arena_free(&a);
 }
 
+static void test_cpu_rate(void)
+{
+    static struct dk_cpu_cache cache;
+    int have = 1;
+    CHECK(dk_cpu_rate(&cache, "abcdef0123456789ffff", 1000000000, 500, &have) == 0 && !have);
+    CHECK(dk_cpu_rate(&cache, "abcdef0123456789ffff", 3000000000, 2500, &have) == 1000 && have);
+    CHECK(dk_cpu_rate(&cache, "abcdef0123456789ffff", 3000000000, 2600, &have) == 0 && !have); /* same ts */
+    CHECK(dk_cpu_rate(&cache, "0000000000000000", 4000000000, 1, &have) == 0 && !have);
+}
+
+static void test_container_stats(const char *eng)
+{
+    struct dk_arena a = {0};
+    static struct dk_cpu_cache cache;
+    cJSON *stats = fx_json(eng, "container_stats.json"), *ins = fx_json(eng, "container_running_inspect_size.json");
+    struct dk_stats_ctx c = {&a, &cache, 42};
+    Runtime__V1__ContainerStats *cs = dk_container_stats(&c, ins, stats);
+    const cJSON *ms = dk_obj(stats, "memory_stats");
+    int64_t usage = dk_int(ms, "usage"), inactive = dk_int(dk_obj(ms, "stats"), "total_inactive_file");
+    CHECK(cs && strcmp(cs->attributes->id, dk_str(ins, "Id")) == 0);
+    CHECK(strcmp(cs->attributes->metadata->name, "running") == 0 && cs->attributes->metadata->attempt == FX_CTR_ATTEMPT);
+    CHECK(strcmp(LABEL(cs->attributes, "fixture/container"), "running") == 0);
+    CHECK(cs->cpu->timestamp == dk_time_ns(dk_str(stats, "read")) && cs->cpu->timestamp > 0);
+    CHECK(cs->cpu->usage_core_nano_seconds->value ==
+          (uint64_t)dk_int(dk_obj(dk_obj(stats, "cpu_stats"), "cpu_usage"), "total_usage"));
+    CHECK(cs->cpu->usage_nano_cores == NULL); /* one sample */
+    CHECK(cs->memory->usage_bytes->value == (uint64_t)usage && usage > 0);
+    /* podman's memory_stats have no "stats": the working set is the usage */
+    CHECK(cs->memory->working_set_bytes->value == (uint64_t)(usage - inactive));
+    CHECK(strcmp(eng, "podman") != 0 || inactive == 0);
+    CHECK(cs->writable_layer->used_bytes->value == (uint64_t)dk_int(ins, "SizeRw"));
+    Runtime__V1__ContainerStats *none = dk_container_stats(&c, ins, NULL);
+    CHECK(none && !none->cpu && !none->memory && none->writable_layer->timestamp == 0);
+    CHECK(!a.oom);
+    cJSON_Delete(stats);
+    cJSON_Delete(ins);
+    dk_arena_free(&a);
+}
+
+static void test_pod_stats(const char *eng)
+{
+    struct dk_arena a = {0};
+    cJSON *stats = fx_json(eng, "container_stats.json"), *sbs = fx_json(eng, "sandboxes_list.json");
+    cJSON *ctrs = fx_json(eng, "containers_list_size.json"), *sb = fx_json(eng, "sandbox_inspect.json");
+    struct dk_stats_ctx c = {&a, NULL, 42};
+    struct dk_stats_item items[3] = {{NULL, stats, 1}, {cJSON_GetArrayItem(ctrs, 0), stats, 0}, {NULL, NULL, 1}};
+    const cJSON *e;
+    cJSON_ArrayForEach(e, sbs) {
+        if (dk_str_is(e, "Id", dk_str(sb, "Id")))
+            items[0].entry = e;
+        else
+            items[2].entry = e; /* the other pod: not this one's */
+    }
+    Runtime__V1__PodSandboxStats *ps = dk_pod_stats(&c, &items[0], items, 3);
+    uint64_t usage = (uint64_t)dk_int(dk_obj(stats, "memory_stats"), "usage");
+    CHECK(ps && strcmp(ps->attributes->id, dk_str(sb, "Id")) == 0);
+    CHECK(strcmp(ps->attributes->metadata->name, FX_POD_NAME) == 0 && ps->attributes->n_annotations == 2);
+    CHECK(ps->linux->memory->usage_bytes->value == 2 * usage); /* sandbox + its container */
+    CHECK(ps->linux->n_containers == 1 &&
+          strcmp(ps->linux->containers[0]->attributes->metadata->name, "running") == 0);
+    CHECK(ps->linux->network && ps->linux->network->n_interfaces == 1 &&
+          ps->linux->network->default_interface == ps->linux->network->interfaces[0]);
+    CHECK(ps->linux->process->process_count->value ==
+          2 * (uint64_t)dk_int(dk_obj(stats, "pids_stats"), "current"));
+    CHECK(!a.oom);
+    cJSON_Delete(stats);
+    cJSON_Delete(sbs);
+    cJSON_Delete(ctrs);
+    cJSON_Delete(sb);
+    dk_arena_free(&a);
+}
+
 int main(void)
 {
     test_json_helpers();
@@ -412,6 +484,7 @@ int main(void)
     test_sandbox_status_engine_modes();
     test_container_states();
     test_image_user();
+    test_cpu_rate();
     for (int i = 0; i < FX_NENGINES; i++) {
         const char *eng = fx_engines[i];
         test_version_info(eng);
@@ -423,6 +496,8 @@ int main(void)
         test_events(eng);
         test_pull_errors(eng);
         test_verbose_info(eng);
+        test_container_stats(eng);
+        test_pod_stats(eng);
     }
     return unit_summary("test_docker_decode");
 }
