@@ -128,6 +128,96 @@ int64_t dk_created_ns(const cJSON *labels, int64_t fallback);
  * of that type (io.kubernetes.docker.type). */
 int dk_inspect_absent(int status, const cJSON *inspect, const char *type);
 
+/* ---- CRI -> engine requests (encode.c, encode_spec.c) -------------------------------- */
+
+struct dk_handler_map {
+    char *handler; /* RuntimeClass handler ("" = default) */
+    char *runtime; /* Docker runtime name ("" = engine default) */
+};
+
+/* One instance's configuration, from its options (docker.c). */
+struct dk_config {
+    char *infra_image;         /* --pod-infra-image */
+    const char *log_max_size;  /* json-file max-size (engine-side rotation) */
+    const char *log_max_files; /* json-file max-file */
+    struct dk_handler_map *handlers; /* --runtime-handler NAME=RUNTIME */
+    size_t nhandlers;
+};
+
+/* Why an encoder refused a request: a gRPC code and a sentence. */
+struct dk_err {
+    int code;
+    char msg[1024];
+};
+/* Sets err; returns -1. */
+int dk_fail(struct dk_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Docker runtime for a RuntimeClass handler; NULL if not configured. */
+const char *dk_runtime_for_handler(const struct dk_config *cfg, const char *handler);
+/* The runtime a pod of that handler runs with ("" = the engine's default);
+ * NULL and err when the handler is unknown, or when the engine (podman)
+ * would ignore the choice. */
+const char *dk_pod_runtime(const struct dk_config *cfg, int podman, const char *handler,
+                           struct dk_err *err);
+/* RunPodSandbox's metadata: name, namespace and uid given, no '_' in them. */
+int dk_check_pod_metadata(const Runtime__V1__PodSandboxMetadata *md, struct dk_err *err);
+/* The sandbox's and a container's Docker names (a container's pod from the
+ * sandbox config, else from the sandbox's own name). */
+int dk_sandbox_name(char out[DK_NAME_MAX + 1], const Runtime__V1__PodSandboxMetadata *md,
+                    struct dk_err *err);
+int dk_container_name(char out[DK_NAME_MAX + 1], const Runtime__V1__CreateContainerRequest *req,
+                      const cJSON *sandbox, struct dk_err *err);
+/* POST /containers/create bodies: the sandbox (pause) container, and a
+ * container joined to its sandbox (sandbox: the sandbox's inspect answer);
+ * NULL and err when the request cannot be expressed. */
+cJSON *dk_sandbox_body(const Runtime__V1__RunPodSandboxRequest *req, const struct dk_config *cfg,
+                       const char *runtime, struct dk_err *err);
+cJSON *dk_container_body(const Runtime__V1__CreateContainerRequest *req, const cJSON *sandbox,
+                         const struct dk_config *cfg, int podman, struct dk_err *err);
+/* UpdateContainerResources: Docker's update body, or podman's native one. */
+cJSON *dk_update_body(const Runtime__V1__LinuxContainerResources *r, int podman);
+/* POST /containers/ID/exec for ExecSync. */
+cJSON *dk_exec_body(char **cmd, size_t n);
+
+/* Query values, escaped, malloc'd (NULL when memory is short): the
+ * filters={"label":[...]} of a list call (the type label, the sandbox label
+ * if sandbox_id, a CRI label selector of nsel dk_map_entry), and
+ * filters={"reference":[ref]}. */
+char *dk_label_filters(const char *type, const char *sandbox_id, size_t nsel, void *sel);
+char *dk_image_filter(const char *ref);
+/* POST /images/create?fromImage=NAME&tag=TAG for ref ("name", "name:tag",
+ * "name@digest"); malloc'd. */
+char *dk_pull_target(const char *ref);
+/* AuthConfig -> X-Registry-Auth (base64url JSON; auth's base64
+ * "user:password" decoded: the engines take username and password only).
+ * *out NULL when there is no AuthConfig. */
+int dk_registry_auth(const Runtime__V1__AuthConfig *a, char **out, struct dk_err *err);
+
+/* Percent-escaping for paths and queries (unreserved characters kept):
+ * the size needed (NUL included), escaping into out (-1, nothing written,
+ * when it does not fit: never cut), and into a malloc'd copy. */
+size_t dk_url_esc_len(const char *s);
+int dk_url_esc(char *out, size_t cap, const char *s);
+char *dk_url_esc_dup(const char *s);
+
+/* The pieces of a spec (encode_spec.c). */
+cJSON *dk_strv(char **v, size_t n);
+/* Adds a printf-formatted string, sized to fit, to an object (key) or an
+ * array (key NULL); NULL when memory is short. */
+cJSON *dk_add_strf(cJSON *dst, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int dk_sandbox_security(cJSON *cfg, cJSON *hc, const Runtime__V1__LinuxSandboxSecurityContext *sc,
+                        struct dk_err *err);
+int dk_container_security(cJSON *cfg, cJSON *hc,
+                          const Runtime__V1__LinuxContainerSecurityContext *sc, struct dk_err *err);
+void dk_resources(cJSON *hc, const Runtime__V1__LinuxContainerResources *r, int for_update);
+void dk_libpod_resources(cJSON *body, const Runtime__V1__LinuxContainerResources *r);
+void dk_mounts(cJSON *hc, size_t n, Runtime__V1__Mount **m);
+void dk_devices(cJSON *hc, size_t n, Runtime__V1__Device **d);
+void dk_dns(cJSON *hc, const Runtime__V1__DNSConfig *dns);
+void dk_ports(cJSON *cfg, cJSON *hc, size_t n, Runtime__V1__PortMapping **pm);
+void dk_sysctls(cJSON *hc, size_t n, Runtime__V1__LinuxPodSandboxConfig__SysctlsEntry **s);
+
 /* ---- engine answers -> CRI (decode.c) ------------------------------------------------ */
 
 #define DK_API_MIN "1.41"

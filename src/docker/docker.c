@@ -1,5 +1,6 @@
 /* docker.c - the Docker Engine backend: engine connection, API version,
  * the op framework every handler runs on, and JSON helpers. */
+#define _GNU_SOURCE /* asprintf */
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -14,6 +15,10 @@
 #include "crisp/grpc.h"
 #include "crisp/log.h"
 #include "crisp/net.h"
+
+/* The longest request target sent to an engine (dockerd and podman take a
+ * request head of 1 MiB): longer is refused, never cut. */
+#define TARGET_MAX (64 * 1024)
 
 struct op_priv {
     struct dk_op op;
@@ -101,6 +106,14 @@ void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
         crisp_call_finish(op->call, code, msg);
     }
     dk_op_end(op);
+}
+
+void dk_op_fail_err(struct dk_op *op, const struct dk_err *err)
+{
+    if (err->code)
+        dk_op_fail(op, err->code, "%s", err->msg);
+    else
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 }
 
 int dk_op_send(struct dk_op *op, const ProtobufCMessage *msg)
@@ -289,18 +302,44 @@ static const struct h1_req_cbs wrap_cbs = {.on_head = wrap_head, .on_done = wrap
 static const struct h1_req_cbs wrap_stream_cbs = {
     .on_head = wrap_head, .on_body = wrap_body, .on_done = wrap_done};
 
+/* The versioned target of an engine request, malloc'd; NULL (the op
+ * failed) when memory is short or it would be longer than TARGET_MAX. */
+static char *versioned_target(struct dk_op *op, const char *target)
+{
+    char *t = NULL;
+    int n;
+    /* Before the version is known (Status only): unversioned paths. */
+    if (strncmp(target, "/libpod/", 8) == 0)
+        n = asprintf(&t, "/v4.0.0%s", target);
+    else
+        n = asprintf(&t, "%s%s%s", op->be->api[0] ? "/v" : "", op->be->api, target);
+    if (n < 0) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
+        return NULL;
+    }
+    if (n > TARGET_MAX) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
+                   "the engine request would be %d bytes long (at most %d): %.60s...", n,
+                   TARGET_MAX, target);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
 static void issue(struct dk_op *op, struct dk_sub *sub, struct h1_req_opts *o,
                   const struct h1_req_cbs *cbs)
 {
-    char target[2048];
-    /* Before the version is known (Status only): unversioned paths. */
-    if (strncmp(o->target, "/libpod/", 8) == 0)
-        snprintf(target, sizeof(target), "/v4.0.0%s", o->target);
-    else
-        snprintf(target, sizeof(target), "%s%s%s", op->be->api[0] ? "/v" : "", op->be->api,
-                 o->target);
+    const char *target = o->target;
+    char *full = versioned_target(op, target);
+    if (!full) {
+        free(sub);
+        return;
+    }
+    o->target = full;
+    sub->r = h1_request(op->slow ? op->be->long_pool : op->be->pool, o, cbs, sub); /* copies */
     o->target = target;
-    sub->r = h1_request(op->slow ? op->be->long_pool : op->be->pool, o, cbs, sub);
+    free(full);
     if (!sub->r) {
         free(sub);
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
@@ -313,14 +352,15 @@ static void issue(struct dk_op *op, struct dk_sub *sub, struct h1_req_opts *o,
 static void vcall(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
                   const char *fmt, va_list ap)
 {
-    char target[2048];
-    vsnprintf(target, sizeof(target), fmt, ap);
+    char *target = NULL;
+    int tn = vasprintf(&target, fmt, ap);
     char *json = body ? cJSON_PrintUnformatted(body) : NULL;
-    int body_oom = body && !json;
+    int oom = tn < 0 || (body && !json);
     cJSON_Delete(body);
-    struct dk_sub *sub = body_oom ? NULL : sub_new(op);
+    struct dk_sub *sub = oom ? NULL : sub_new(op);
     if (!sub) {
         free(json);
+        free(tn < 0 ? NULL : target);
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
         return;
     }
@@ -335,6 +375,7 @@ static void vcall(struct dk_op *op, const char *method, cJSON *body, dk_json_cb 
     };
     issue(op, sub, &o, &json_cbs);
     free(json);
+    free(target);
 }
 
 void dk_call(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, const char *fmt,
@@ -608,16 +649,6 @@ static int config_from_spec(struct dk_config *cfg, const struct crisp_backend_sp
 oom:
     snprintf(err, errlen, "out of memory");
     return -1;
-}
-
-const char *dk_runtime_for_handler(const struct dk_be *be, const char *handler)
-{
-    for (size_t i = 0; i < be->cfg.nhandlers; i++)
-        if (strcmp(be->cfg.handlers[i].handler, handler ? handler : "") == 0)
-            return be->cfg.handlers[i].runtime;
-    if (!handler || !*handler)
-        return "";
-    return NULL;
 }
 
 /* ---- the instance ----------------------------------------------------------- */

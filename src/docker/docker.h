@@ -23,20 +23,6 @@
 #include "runtime_v1.pb-c.h"
 #include "docker/codec.h"
 
-struct dk_handler_map {
-    char *handler; /* RuntimeClass handler ("" = default) */
-    char *runtime; /* Docker runtime name ("" = engine default) */
-};
-
-/* One instance's configuration, from its options (docker.c). */
-struct dk_config {
-    char *infra_image;         /* --pod-infra-image */
-    const char *log_max_size;  /* json-file max-size (engine-side rotation) */
-    const char *log_max_files; /* json-file max-file */
-    struct dk_handler_map *handlers; /* --runtime-handler NAME=RUNTIME */
-    size_t nhandlers;
-};
-
 struct dk_be {
     struct crisp_backend base;
     struct dk_config cfg;
@@ -105,6 +91,8 @@ struct dk_method {
 void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp);
 void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Fails the op with an encoder's error (err->code 0: out of memory). */
+void dk_op_fail_err(struct dk_op *op, const struct dk_err *err);
 /* Ends the op without touching the call (already answered). */
 void dk_op_end(struct dk_op *op);
 /* Whether the op should stop here (cancelled and not must_finish): ends
@@ -149,28 +137,6 @@ void dk_fail_http(struct dk_op *op, int status, cJSON *json, const char *what);
 /* URL-escapes s into a static rotating buffer (for ids and names in paths). */
 const char *dk_esc(const char *s);
 
-/* ---- CRI config -> Docker JSON (docker_spec.c) ------------------------------ */
-
-cJSON *dk_strv(char **v, size_t n);
-/* Percent-escapes for a query string; -1 if it does not fit. */
-int dk_query_esc(char *out, size_t cap, const char *s);
-/* The escaped filters={"label":[...]} value for a list call: the type
- * label, the sandbox label (if sandbox_id), and a CRI label selector.
- * malloc'd; NULL when out of memory. */
-char *dk_label_filters(const char *type, const char *sandbox_id, size_t nsel, void *sel);
-int dk_sandbox_security(cJSON *cfg, cJSON *hc, const Runtime__V1__LinuxSandboxSecurityContext *sc,
-                        char *err, size_t errlen);
-int dk_container_security(cJSON *cfg, cJSON *hc,
-                          const Runtime__V1__LinuxContainerSecurityContext *sc, char *err,
-                          size_t errlen);
-void dk_resources(cJSON *hc, const Runtime__V1__LinuxContainerResources *r, int for_update);
-void dk_mounts(cJSON *hc, size_t n, Runtime__V1__Mount **m);
-void dk_devices(cJSON *hc, size_t n, Runtime__V1__Device **d);
-void dk_dns(cJSON *hc, const Runtime__V1__DNSConfig *dns);
-void dk_ports(cJSON *cfg, cJSON *hc, size_t n, Runtime__V1__PortMapping **pm);
-void dk_libpod_resources(cJSON *body, const Runtime__V1__LinuxContainerResources *r);
-void dk_sysctls(cJSON *hc, size_t n, Runtime__V1__LinuxPodSandboxConfig__SysctlsEntry **s);
-
 /* ---- handlers (one file per family) ------------------------------------ */
 extern const struct dk_method dk_runtime_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_pod_methods[CRISP_RPC_COUNT];
@@ -195,7 +161,5 @@ void dk_list_containers(struct dk_op *op, const Runtime__V1__ContainerFilter *f,
  * engine, another PID namespace). docker_cgroup.c */
 cJSON *dk_cgroup_stats(int pid, int with_network);
 
-/* Docker runtime for a RuntimeClass handler; NULL if not configured. */
-const char *dk_runtime_for_handler(const struct dk_be *be, const char *handler);
 
 #endif

@@ -2,6 +2,7 @@
  * namespaces), start (with the kubelet's log symlink), stop, remove, list,
  * status, resource updates, and ExecSync over a hijacked exec stream. */
 #include <errno.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,107 +75,11 @@ static void create_issue(struct dk_op *op)
         return;
     }
     char name[DK_NAME_MAX * 3 + 1]; /* escaped: fits whatever the name holds */
-    dk_query_esc(name, sizeof(name), st->name);
+    int fits = dk_url_esc(name, sizeof(name), st->name) == 0;
+    assert(fits);
+    (void)fits;
     dk_call(op, "POST", cJSON_Duplicate(st->body, 1), on_created, "/containers/create?name=%s",
             name);
-}
-
-static cJSON *container_body(const Runtime__V1__CreateContainerRequest *req, const cJSON *sandbox,
-                             const struct dk_config *cfg, int podman, char *err, size_t errlen)
-{
-    const Runtime__V1__ContainerConfig *c = req->config;
-    const Runtime__V1__PodSandboxConfig *sbc = req->sandbox_config;
-    const Runtime__V1__LinuxContainerConfig *lx = c->linux;
-    const Runtime__V1__LinuxContainerSecurityContext *sc = lx ? lx->security_context : NULL;
-    const Runtime__V1__NamespaceOption *ns = sc ? sc->namespace_options : NULL;
-    if (!ns && sbc && sbc->linux && sbc->linux->security_context)
-        ns = sbc->linux->security_context->namespace_options; /* the pod's, by default */
-    const char *sid = dk_str(sandbox, "Id");
-    char mode[128];
-    cJSON *body = cJSON_CreateObject();
-    cJSON *hc = cJSON_AddObjectToObject(body, "HostConfig");
-    cJSON *labels = cJSON_AddObjectToObject(body, "Labels");
-    cJSON_AddStringToObject(body, "Image", c->image->image);
-    if (c->n_command)
-        cJSON_AddItemToObject(body, "Entrypoint", dk_strv(c->command, c->n_command));
-    if (c->n_args)
-        cJSON_AddItemToObject(body, "Cmd", dk_strv(c->args, c->n_args));
-    if (c->working_dir && *c->working_dir)
-        cJSON_AddStringToObject(body, "WorkingDir", c->working_dir);
-    if (c->n_envs) {
-        cJSON *env = cJSON_AddArrayToObject(body, "Env");
-        for (size_t i = 0; i < c->n_envs; i++) {
-            size_t kl = strlen(c->envs[i]->key), vl = c->envs[i]->value.len;
-            char *kv = malloc(kl + vl + 2);
-            if (!kv)
-                continue;
-            memcpy(kv, c->envs[i]->key, kl);
-            kv[kl] = '=';
-            memcpy(kv + kl + 1, c->envs[i]->value.data, vl);
-            kv[kl + 1 + vl] = 0;
-            cJSON_AddItemToArray(env, cJSON_CreateString(kv));
-            free(kv);
-        }
-    }
-    if (c->tty)
-        cJSON_AddBoolToObject(body, "Tty", 1);
-    if (c->stdin) {
-        cJSON_AddBoolToObject(body, "OpenStdin", 1);
-        cJSON_AddBoolToObject(body, "AttachStdin", 1);
-    }
-    if (c->stdin_once)
-        cJSON_AddBoolToObject(body, "StdinOnce", 1);
-    dk_docker_labels(labels, &c->base);
-    cJSON_AddStringToObject(labels, DK_LABEL_TYPE, DK_TYPE_CONTAINER);
-    cJSON_AddStringToObject(labels, DK_LABEL_SANDBOX_ID, sid);
-    dk_label_created(labels);
-    if (c->log_path && *c->log_path && sbc && sbc->log_directory && *sbc->log_directory) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", sbc->log_directory, c->log_path);
-        cJSON_AddStringToObject(labels, DK_LABEL_LOGPATH, path);
-    }
-    snprintf(mode, sizeof(mode), "container:%s", sid);
-    cJSON_AddStringToObject(hc, "NetworkMode", mode);
-    /* Docker shares the sandbox's hostname with its network; podman needs
-     * the UTS namespace joined explicitly (Docker refuses container: here). */
-    if (podman)
-        cJSON_AddStringToObject(hc, "UTSMode", mode);
-    cJSON_AddStringToObject(hc, "IpcMode",
-                            ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE ? "host" : mode);
-    if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__NODE)
-        cJSON_AddStringToObject(hc, "PidMode", "host");
-    else if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__POD)
-        cJSON_AddStringToObject(hc, "PidMode", mode);
-    else if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__TARGET && ns->target_id &&
-             *ns->target_id) {
-        char target[128];
-        snprintf(target, sizeof(target), "container:%s", ns->target_id);
-        cJSON_AddStringToObject(hc, "PidMode", target);
-    }
-    dk_mounts(hc, c->n_mounts, c->mounts);
-    dk_devices(hc, c->n_devices, c->devices);
-    if (lx)
-        dk_resources(hc, lx->resources, 0);
-    const char *cgp = dk_str(dk_obj(sandbox, "HostConfig"), "CgroupParent");
-    if (sbc && sbc->linux && sbc->linux->cgroup_parent && *sbc->linux->cgroup_parent)
-        cgp = sbc->linux->cgroup_parent;
-    if (*cgp)
-        cJSON_AddStringToObject(hc, "CgroupParent", cgp);
-    const char *runtime = dk_str(dk_obj(sandbox, "HostConfig"), "Runtime");
-    if (*runtime)
-        cJSON_AddStringToObject(hc, "Runtime", runtime);
-    /* The kubelet reads the engine's json-file log through the symlink
-     * made at start; other drivers would leave log_path empty. */
-    cJSON *lc = cJSON_AddObjectToObject(hc, "LogConfig");
-    cJSON_AddStringToObject(lc, "Type", "json-file");
-    cJSON *lo = cJSON_AddObjectToObject(lc, "Config");
-    cJSON_AddStringToObject(lo, "max-size", cfg->log_max_size);
-    cJSON_AddStringToObject(lo, "max-file", cfg->log_max_files);
-    if (dk_container_security(body, hc, sc, err, errlen) < 0) {
-        cJSON_Delete(body);
-        return NULL;
-    }
-    return body;
 }
 
 static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
@@ -195,28 +100,10 @@ static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
     }
     op->state = st;
     op->free_state = create_state_free;
-    struct dk_name nm;
-    const Runtime__V1__PodSandboxMetadata *pm =
-        req->sandbox_config ? req->sandbox_config->metadata : NULL;
-    const char *pod = pm ? pm->name : NULL, *pns = pm ? pm->namespace_ : NULL,
-               *uid = pm ? pm->uid : NULL;
-    if ((!pod || !*pod) && dk_parse_name(dk_str(sb, "Name"), &nm) == 0) {
-        pod = nm.pod;
-        pns = nm.ns;
-        uid = nm.uid;
-    }
-    const Runtime__V1__ContainerMetadata *cm = req->config->metadata;
-    if (!pod || !*pod || strchr(cm->name, '_') ||
-        dk_make_name(st->name, cm->name, pod, pns, uid, cm->attempt) < 0) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
-                   "container name %s cannot form a Docker name (no '_', pod metadata needed)",
-                   cm->name);
-        return;
-    }
-    char err[512] = "";
-    st->body = container_body(req, sb, &op->be->cfg, op->be->podman, err, sizeof(err));
-    if (!st->body) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err[0] ? err : "out of memory");
+    struct dk_err err = {0};
+    if (dk_container_name(st->name, req, sb, &err) < 0 ||
+        !(st->body = dk_container_body(req, sb, &op->be->cfg, op->be->podman, &err))) {
+        dk_op_fail_err(op, &err);
         return;
     }
     op->must_finish = 1;
@@ -443,16 +330,11 @@ static void dk_update_resources(struct dk_op *op)
     const Runtime__V1__UpdateContainerResourcesRequest *req = (const void *)op->req;
     if (check_id(op, req->container_id) < 0)
         return;
-    cJSON *body = cJSON_CreateObject();
-    if (op->be->podman) {
-        /* podman's compatible API has no update (4.3); its own API has. */
-        dk_libpod_resources(body, req->linux);
-        dk_call(op, "POST", body, on_updated, "/libpod/containers/%s/update",
-                dk_esc(req->container_id));
-        return;
-    }
-    dk_resources(body, req->linux, 1);
-    dk_call(op, "POST", body, on_updated, "/containers/%s/update", dk_esc(req->container_id));
+    cJSON *body = dk_update_body(req->linux, op->be->podman);
+    if (op->be->podman) /* podman's compatible API has no update (4.3); its own API has. */
+        dk_call(op, "POST", body, on_updated, "/libpod/containers/%s/update", dk_esc(req->container_id));
+    else
+        dk_call(op, "POST", body, on_updated, "/containers/%s/update", dk_esc(req->container_id));
 }
 
 /* Docker's json-file driver cannot reopen its file; it rotates it itself
@@ -691,12 +573,7 @@ static void dk_exec_sync(struct dk_op *op)
     crisp_buf_init(&st->err, EXEC_OUTPUT_MAX);
     op->state = st;
     op->free_state = exec_state_free;
-    cJSON *body = cJSON_CreateObject();
-    cJSON_AddBoolToObject(body, "AttachStdout", 1);
-    cJSON_AddBoolToObject(body, "AttachStderr", 1);
-    cJSON_AddBoolToObject(body, "Tty", 0);
-    cJSON_AddItemToObject(body, "Cmd", dk_strv(req->cmd, req->n_cmd));
-    dk_call(op, "POST", body, on_exec_created, "/containers/%s/exec", dk_esc(req->container_id));
+    dk_call(op, "POST", dk_exec_body(req->cmd, req->n_cmd), on_exec_created, "/containers/%s/exec", dk_esc(req->container_id));
 }
 
 const struct dk_method dk_container_methods[CRISP_RPC_COUNT] = {

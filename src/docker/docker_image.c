@@ -52,19 +52,13 @@ static void dk_list_images(struct dk_op *op)
         dk_call(op, "GET", NULL, on_images, "/images/json");
         return;
     }
-    cJSON *f = cJSON_CreateObject();
-    cJSON *refs = cJSON_AddArrayToObject(f, "reference");
-    cJSON_AddItemToArray(refs, cJSON_CreateString(want));
-    char *json = cJSON_PrintUnformatted(f);
-    cJSON_Delete(f);
-    char q[4096];
-    if (!json || dk_query_esc(q, sizeof(q), json) < 0) {
-        free(json);
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "image filter too long");
+    char *q = dk_image_filter(want);
+    if (!q) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    free(json);
     dk_call(op, "GET", NULL, on_images, "/images/json?filters=%s", q);
+    free(q);
 }
 
 /* ---- ImageStatus ----------------------------------------------------------------- */
@@ -106,7 +100,6 @@ static void dk_image_status(struct dk_op *op)
 
 struct pull_state {
     dk_pull_cb cb;
-    char ref[1024];
     struct crisp_md headers;
     char line[PULL_LINE_MAX];
     size_t line_len;
@@ -192,23 +185,6 @@ static void pull_done(struct h1_req *r, int err, const char *errmsg, int status,
 
 static const struct h1_req_cbs pull_cbs = {.on_body = pull_body, .on_done = pull_done};
 
-static void split_ref(const char *ref, char *name, size_t nn, char *tag, size_t tn)
-{
-    const char *at = strchr(ref, '@');
-    const char *slash = strrchr(ref, '/');
-    const char *colon = strrchr(ref, ':');
-    if (at) {
-        snprintf(name, nn, "%.*s", (int)(at - ref), ref);
-        snprintf(tag, tn, "%s", at + 1);
-    } else if (colon && (!slash || colon > slash)) {
-        snprintf(name, nn, "%.*s", (int)(colon - ref), ref);
-        snprintf(tag, tn, "%s", colon + 1);
-    } else {
-        snprintf(name, nn, "%s", ref);
-        snprintf(tag, tn, "latest");
-    }
-}
-
 void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pull_cb cb)
 {
     struct pull_state *st = calloc(1, sizeof(*st));
@@ -226,89 +202,20 @@ void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pu
         cb(op, 0, GRPC_INVALID_ARGUMENT, "registry credentials too large");
         return;
     }
-    char name[1024], tag[512], qn[3100], qt[1600];
-    split_ref(ref, name, sizeof(name), tag, sizeof(tag));
-    if (dk_query_esc(qn, sizeof(qn), name) < 0 || dk_query_esc(qt, sizeof(qt), tag) < 0) {
+    char *target = dk_pull_target(ref);
+    if (!target) {
         pull_state_free(st);
-        cb(op, 0, GRPC_INVALID_ARGUMENT, "image reference too long");
+        cb(op, 0, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    char target[5000];
-    snprintf(target, sizeof(target), "/images/create?fromImage=%s&tag=%s", qn, qt);
     op->aux = st;
     op->free_aux = (dk_free_fn)pull_state_free;
     struct h1_req_opts o = {.method = "POST", .target = target, .headers = &st->headers};
     dk_call_opts(op, &o, &pull_cbs);
+    free(target);
 }
 
 /* ---- PullImage --------------------------------------------------------------------- */
-
-static char *b64(const uint8_t *p, size_t n, int url)
-{
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-    if (!out)
-        return NULL;
-    EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-    for (char *c = url ? out : NULL; c && *c; c++)
-        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
-    return out;
-}
-
-/* AuthConfig -> X-Registry-Auth (base64url JSON). `auth` (base64
- * "user:password", as in a docker config.json) is decoded here: the engine
- * takes username and password. NULL when there are no credentials. */
-static char *registry_auth(const Runtime__V1__AuthConfig *a, char *err, size_t errlen)
-{
-    if (!a)
-        return NULL;
-    char user[512] = "", pass[1024] = "";
-    snprintf(user, sizeof(user), "%s", a->username ? a->username : "");
-    snprintf(pass, sizeof(pass), "%s", a->password ? a->password : "");
-    if (a->auth && *a->auth && !user[0]) {
-        size_t l = strlen(a->auth);
-        unsigned char *dec = malloc(l + 4);
-        int n = dec ? EVP_DecodeBlock(dec, (const unsigned char *)a->auth, (int)l) : -1;
-        if (n < 0) {
-            free(dec);
-            snprintf(err, errlen, "auth.auth is not valid base64");
-            return (char *)-1;
-        }
-        while (n > 0 && dec[n - 1] == 0)
-            n--; /* EVP_DecodeBlock counts padding as zero bytes */
-        dec[n] = 0;
-        char *colon = strchr((char *)dec, ':');
-        if (!colon) {
-            free(dec);
-            snprintf(err, errlen, "auth.auth must encode user:password");
-            return (char *)-1;
-        }
-        *colon = 0;
-        snprintf(user, sizeof(user), "%s", (char *)dec);
-        snprintf(pass, sizeof(pass), "%s", colon + 1);
-        free(dec);
-    }
-    cJSON *j = cJSON_CreateObject();
-    if (user[0])
-        cJSON_AddStringToObject(j, "username", user);
-    if (pass[0])
-        cJSON_AddStringToObject(j, "password", pass);
-    if (a->server_address && *a->server_address)
-        cJSON_AddStringToObject(j, "serveraddress", a->server_address);
-    if (a->identity_token && *a->identity_token)
-        cJSON_AddStringToObject(j, "identitytoken", a->identity_token);
-    if (a->registry_token && *a->registry_token)
-        cJSON_AddStringToObject(j, "registrytoken", a->registry_token);
-    char *json = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    if (!json)
-        return NULL;
-    char *enc = b64((const uint8_t *)json, strlen(json), 1);
-    /* the JSON held a secret: do not leave it in freed memory */
-    OPENSSL_cleanse(json, strlen(json));
-    free(json);
-    OPENSSL_cleanse(pass, sizeof(pass));
-    return enc;
-}
 
 static void on_pulled_inspect(struct dk_op *op, int status, cJSON *json)
 {
@@ -336,14 +243,10 @@ static void dk_pull_image(struct dk_op *op)
     const Runtime__V1__PullImageRequest *req = (const void *)op->req;
     if (check_spec(op, req->image) < 0)
         return;
-    char err[256];
-    char *auth = registry_auth(req->auth, err, sizeof(err));
-    if (auth == (char *)-1) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err);
-        return;
-    }
-    if (req->auth && !auth) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    struct dk_err err = {0};
+    char *auth;
+    if (dk_registry_auth(req->auth, &auth, &err) < 0) {
+        dk_op_fail_err(op, &err);
         return;
     }
     dk_pull(op, req->image->image, auth, on_pulled);

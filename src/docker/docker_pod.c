@@ -1,6 +1,7 @@
 /* docker_pod.c - pod sandboxes on Docker: an infra ("pause") container that
  * owns the pod's network, IPC and UTS namespaces, named and labelled as
  * cri-dockerd does, so pods survive a move between the two. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,9 @@ static void run_create(struct dk_op *op)
         return;
     }
     char name[DK_NAME_MAX * 3 + 1]; /* escaped: fits whatever the name holds */
-    dk_query_esc(name, sizeof(name), st->name);
+    int fits = dk_url_esc(name, sizeof(name), st->name) == 0;
+    assert(fits);
+    (void)fits;
     dk_call(op, "POST", cJSON_Duplicate(st->body, 1), on_run_created, "/containers/create?name=%s",
             name);
 }
@@ -121,114 +124,31 @@ static void on_run_image(struct dk_op *op, int status, cJSON *json)
     dk_pull(op, op->be->cfg.infra_image, NULL, run_pull_done);
 }
 
-static cJSON *sandbox_body(struct dk_op *op, const Runtime__V1__RunPodSandboxRequest *req,
-                           const char *runtime, char *err, size_t errlen)
-{
-    const Runtime__V1__PodSandboxConfig *c = req->config;
-    const Runtime__V1__LinuxPodSandboxConfig *lx = c->linux;
-    const Runtime__V1__LinuxSandboxSecurityContext *sc = lx ? lx->security_context : NULL;
-    const Runtime__V1__NamespaceOption *ns = sc ? sc->namespace_options : NULL;
-    cJSON *body = cJSON_CreateObject();
-    cJSON *hc = cJSON_AddObjectToObject(body, "HostConfig");
-    cJSON *labels = cJSON_AddObjectToObject(body, "Labels");
-    cJSON_AddStringToObject(body, "Image", op->be->cfg.infra_image);
-    if (c->hostname && *c->hostname)
-        cJSON_AddStringToObject(body, "Hostname", c->hostname);
-    dk_docker_labels(labels, &c->base);
-    cJSON_AddStringToObject(labels, DK_LABEL_TYPE, DK_TYPE_SANDBOX);
-    dk_label_created(labels);
-    if (req->runtime_handler && *req->runtime_handler)
-        cJSON_AddStringToObject(labels, DK_LABEL_HANDLER, req->runtime_handler);
-    int host_net = ns && ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE;
-    char modes[32];
-    snprintf(modes, sizeof(modes), "%d,%d,%d", host_net ? 2 : 0,
-             ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__NODE ? 2 : 1,
-             ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE ? 2 : 0);
-    cJSON_AddStringToObject(labels, DK_LABEL_NSMODES, modes);
-    if (host_net)
-        cJSON_AddStringToObject(hc, "NetworkMode", "host");
-    /* Containers join this IPC namespace, so it must be shareable. */
-    cJSON_AddStringToObject(hc, "IpcMode",
-                            ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE ? "host"
-                                                                              : "shareable");
-    if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__NODE)
-        cJSON_AddStringToObject(hc, "PidMode", "host");
-    if (!host_net) {
-        dk_dns(hc, c->dns_config);
-        dk_ports(body, hc, c->n_port_mappings, c->port_mappings);
-    }
-    if (lx && lx->cgroup_parent && *lx->cgroup_parent)
-        cJSON_AddStringToObject(hc, "CgroupParent", lx->cgroup_parent);
-    if (lx)
-        dk_sysctls(hc, lx->n_sysctls, lx->sysctls);
-    if (lx && lx->resources)
-        dk_resources(hc, lx->resources, 0);
-    /* The kubelet's value for infra containers: the last to be OOM-killed. */
-    cJSON_DeleteItemFromObjectCaseSensitive(hc, "OomScoreAdj");
-    cJSON_AddNumberToObject(hc, "OomScoreAdj", -998);
-    if (runtime && *runtime)
-        cJSON_AddStringToObject(hc, "Runtime", runtime);
-    if (dk_sandbox_security(body, hc, sc, err, errlen) < 0) {
-        cJSON_Delete(body);
-        return NULL;
-    }
-    (void)op;
-    return body;
-}
-
 static void dk_run_pod(struct dk_op *op)
 {
     const Runtime__V1__RunPodSandboxRequest *req = (const void *)op->req;
-    const Runtime__V1__PodSandboxConfig *c = req->config;
-    const Runtime__V1__PodSandboxMetadata *md = c ? c->metadata : NULL;
-    if (!md || !md->name[0] || !md->namespace_[0] || !md->uid[0]) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
-                   "RunPodSandbox needs config.metadata with name, namespace and uid");
-        return;
-    }
-    if (strchr(md->name, '_') || strchr(md->namespace_, '_') || strchr(md->uid, '_')) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
-                   "pod name, namespace and uid may not contain '_' (Docker names join them with it)");
-        return;
-    }
-    const char *runtime = dk_runtime_for_handler(op->be, req->runtime_handler);
-    if (!runtime) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
-                   "runtime handler \"%s\" is not configured (crisp --runtime-handler NAME=DOCKER_RUNTIME)",
-                   req->runtime_handler);
-        return;
-    }
-    if (op->be->podman && *runtime) {
-        /* podman 4.3's compatible create ignores HostConfig.Runtime: the pod
-         * would run under the default runtime, not the isolation asked for. */
-        dk_op_fail(op, GRPC_FAILED_PRECONDITION,
-                   "runtime handler \"%s\" (runtime %s): podman's Docker-compatible API "
-                   "ignores the runtime choice; refusing rather than running the pod "
-                   "under podman's default runtime",
-                   req->runtime_handler, runtime);
-        return;
-    }
-    struct run_state *st = calloc(1, sizeof(*st));
-    if (!st) {
+    const Runtime__V1__PodSandboxMetadata *md = req->config ? req->config->metadata : NULL;
+    struct dk_err err = {0};
+    const char *runtime = NULL;
+    struct run_state *st = NULL;
+    if (dk_check_pod_metadata(md, &err) < 0 ||
+        !(runtime = dk_pod_runtime(&op->be->cfg, op->be->podman, req->runtime_handler, &err)))
+        goto fail;
+    if (!(st = calloc(1, sizeof(*st)))) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     op->state = st;
     op->free_state = run_state_free;
-    char err[512] = "";
-    st->body = sandbox_body(op, req, runtime, err, sizeof(err));
-    if (!st->body) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err[0] ? err : "out of memory");
-        return;
-    }
-    if (dk_make_name(st->name, NULL, md->name, md->namespace_, md->uid,
-                     md->attempt) < 0) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "pod metadata too long for a container name");
-        return;
-    }
+    st->body = dk_sandbox_body(req, &op->be->cfg, runtime, &err);
+    if (!st->body || dk_sandbox_name(st->name, md, &err) < 0)
+        goto fail;
     /* From here on, anything made is removed if the call fails or goes. */
     op->must_finish = 1;
     dk_call(op, "GET", NULL, on_run_image, "/images/%s/json", dk_esc(op->be->cfg.infra_image));
+    return;
+fail:
+    dk_op_fail_err(op, &err);
 }
 
 /* ---- shared: look a sandbox up ------------------------------------------------------ */

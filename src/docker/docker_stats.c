@@ -525,11 +525,8 @@ static void dk_events(struct dk_op *op)
     op->free_state = events_state_free;
     /* Type only: podman's label filter does not match a bare key. Events
      * of containers that are not pods' are dropped here. */
-    static const char filters[] = "{\"type\":[\"container\"]}";
-    char q[512], target[600];
-    dk_query_esc(q, sizeof(q), filters);
-    snprintf(target, sizeof(target), "/events?filters=%s", q);
-    struct h1_req_opts o = {.method = "GET", .target = target};
+    static const char target[] = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D";
+    struct h1_req_opts o = {.method = "GET", .target = target}; /* {"type":["container"]} */
     dk_call_opts(op, &o, &events_cbs);
 }
 

@@ -1,14 +1,18 @@
-/* docker_spec.c - CRI configuration -> Docker Engine create/update bodies:
- * security context, resources, mounts, devices, DNS, ports, and the query
- * strings (filters) of the list calls. */
+/* encode_spec.c - the pieces of a container's spec in Docker's create and
+ * update bodies (codec.h): security context, resources, mounts, devices,
+ * DNS, ports, sysctls; podman's native update body. Strings are sized to
+ * what they hold: nothing is cut. */
+#define _GNU_SOURCE /* asprintf */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "docker.h"
 #include "crisp/grpc.h"
+#include "docker/codec.h"
+
+#define SECCOMP_PROFILE_MAX (1 << 20)
 
 cJSON *dk_strv(char **v, size_t n)
 {
@@ -18,57 +22,30 @@ cJSON *dk_strv(char **v, size_t n)
     return a;
 }
 
-/* ---- URL query --------------------------------------------------------------- */
-
-int dk_query_esc(char *out, size_t cap, const char *s)
+cJSON *dk_add_strf(cJSON *dst, const char *key, const char *fmt, ...)
 {
-    size_t o = 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (o + 4 > cap)
-            return -1;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            out[o++] = (char)c;
-        } else {
-            snprintf(out + o, 4, "%%%02X", c);
-            o += 3;
-        }
-    }
-    out[o] = 0;
-    return 0;
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    cJSON *item = n >= 0 ? cJSON_CreateString(s) : NULL;
+    free(n >= 0 ? s : NULL);
+    if (item && key)
+        cJSON_AddItemToObject(dst, key, item);
+    else if (item)
+        cJSON_AddItemToArray(dst, item);
+    return item;
 }
 
-/* filters={"label":["k=v",...]} for a list call, escaped for the query. */
-char *dk_label_filters(const char *type, const char *sandbox_id, size_t nsel, void *sel)
+int dk_fail(struct dk_err *err, int code, const char *fmt, ...)
 {
-    cJSON *f = cJSON_CreateObject();
-    cJSON *labels = cJSON_AddArrayToObject(f, "label");
-    char kv[2048];
-    snprintf(kv, sizeof(kv), "%s=%s", DK_LABEL_TYPE, type);
-    cJSON_AddItemToArray(labels, cJSON_CreateString(kv));
-    if (sandbox_id && *sandbox_id) {
-        snprintf(kv, sizeof(kv), "%s=%s", DK_LABEL_SANDBOX_ID, sandbox_id);
-        cJSON_AddItemToArray(labels, cJSON_CreateString(kv));
-    }
-    struct dk_map_entry **v = sel;
-    for (size_t i = 0; i < nsel; i++) {
-        snprintf(kv, sizeof(kv), "%s=%s", v[i]->key ? v[i]->key : "",
-                 v[i]->value ? v[i]->value : "");
-        cJSON_AddItemToArray(labels, cJSON_CreateString(kv));
-    }
-    char *json = cJSON_PrintUnformatted(f);
-    cJSON_Delete(f);
-    if (!json)
-        return NULL;
-    size_t cap = strlen(json) * 3 + 1;
-    char *q = malloc(cap);
-    if (q && dk_query_esc(q, cap, json) < 0) {
-        free(q);
-        q = NULL;
-    }
-    free(json);
-    return q;
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = code;
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return -1;
 }
 
 /* Older kubelets name profiles in the deprecated string fields; they are
@@ -91,66 +68,68 @@ static const char *legacy_apparmor(const Runtime__V1__LinuxContainerSecurityCont
 
 /* ---- security ---------------------------------------------------------------- */
 
-static int add_profile_opt(cJSON *opts, const char *kind, const Runtime__V1__SecurityProfile *p,
-                           const char *legacy, char *err, size_t errlen)
+/* Docker takes a seccomp profile's content, not its path: read it here
+ * (crisp runs on the node, like the kubelet that names the file). */
+static int add_seccomp_file(cJSON *opts, const char *path, struct dk_err *err)
 {
-    char buf[512];
-    if (p) {
-        switch (p->profile_type) {
-        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined:
-            snprintf(buf, sizeof(buf), "%s=unconfined", kind);
-            cJSON_AddItemToArray(opts, cJSON_CreateString(buf));
-            return 0;
-        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
-            legacy = p->localhost_ref;
-            break;
-        default:
-            return 0; /* RuntimeDefault: the engine's own default */
-        }
-    } else if (!legacy || !*legacy || strcmp(legacy, "runtime/default") == 0 ||
-               strcmp(legacy, "docker/default") == 0) {
-        return 0;
-    } else if (strcmp(legacy, "unconfined") == 0) {
-        snprintf(buf, sizeof(buf), "%s=unconfined", kind);
-        cJSON_AddItemToArray(opts, cJSON_CreateString(buf));
-        return 0;
-    }
-    if (!legacy || !*legacy)
-        return 0;
-    if (strncmp(legacy, "localhost/", 10) == 0)
-        legacy += 10;
-    if (strcmp(kind, "apparmor") == 0) {
-        snprintf(buf, sizeof(buf), "apparmor=%s", legacy);
-        cJSON_AddItemToArray(opts, cJSON_CreateString(buf));
-        return 0;
-    }
-    /* Docker takes a seccomp profile's content, not its path: read it here
-     * (crisp runs on the node, like the kubelet that names the file). */
-    FILE *f = fopen(legacy, "r");
-    if (!f) {
-        snprintf(err, errlen, "seccomp profile %s: %s", legacy, strerror(errno));
-        return -1;
-    }
-    char *content = malloc(1 << 20);
-    size_t n = content ? fread(content, 1, (1 << 20) - 1, f) : 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return dk_fail(err, GRPC_INVALID_ARGUMENT, "seccomp profile %s: %s", path, strerror(errno));
+    char *content = malloc(SECCOMP_PROFILE_MAX);
+    size_t n = content ? fread(content, 1, SECCOMP_PROFILE_MAX - 1, f) : 0;
     int toolong = content && !feof(f);
     fclose(f);
     if (!content || toolong) {
         free(content);
-        snprintf(err, errlen, "seccomp profile %s: %s", legacy,
-                 content ? "larger than 1 MiB" : "out of memory");
-        return -1;
+        return dk_fail(err, content ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED,
+                       "seccomp profile %s: %s", path, content ? "larger than 1 MiB" : "out of memory");
     }
     content[n] = 0;
-    size_t l = n + 16;
-    char *opt = malloc(l);
-    if (opt) {
-        snprintf(opt, l, "seccomp=%s", content);
-        cJSON_AddItemToArray(opts, cJSON_CreateString(opt));
-    }
-    free(opt);
+    dk_add_strf(opts, NULL, "seccomp=%s", content);
     free(content);
     return 0;
+}
+
+enum profile { PROFILE_DEFAULT, PROFILE_UNCONFINED, PROFILE_LOCALHOST };
+
+/* What a profile asks for: the engine's default, unconfined, or a
+ * localhost profile (*ref: its name for apparmor, its file for seccomp). */
+static enum profile profile_of(const Runtime__V1__SecurityProfile *p, const char *legacy,
+                               const char **ref)
+{
+    if (p && p->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined)
+        return PROFILE_UNCONFINED;
+    if (p && p->profile_type != RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost)
+        return PROFILE_DEFAULT; /* RuntimeDefault: the engine's own */
+    if (p)
+        legacy = p->localhost_ref;
+    else if (!legacy || strcmp(legacy, "runtime/default") == 0 || strcmp(legacy, "docker/default") == 0)
+        return PROFILE_DEFAULT;
+    else if (strcmp(legacy, "unconfined") == 0)
+        return PROFILE_UNCONFINED;
+    if (!legacy || !*legacy)
+        return PROFILE_DEFAULT;
+    *ref = strncmp(legacy, "localhost/", 10) == 0 ? legacy + 10 : legacy;
+    return PROFILE_LOCALHOST;
+}
+
+static int add_profile_opt(cJSON *opts, const char *kind, const Runtime__V1__SecurityProfile *p,
+                           const char *legacy, struct dk_err *err)
+{
+    const char *ref = NULL;
+    switch (profile_of(p, legacy, &ref)) {
+    case PROFILE_UNCONFINED:
+        dk_add_strf(opts, NULL, "%s=unconfined", kind);
+        return 0;
+    case PROFILE_LOCALHOST:
+        if (strcmp(kind, "apparmor") == 0) {
+            dk_add_strf(opts, NULL, "apparmor=%s", ref);
+            return 0;
+        }
+        return add_seccomp_file(opts, ref, err);
+    default:
+        return 0;
+    }
 }
 
 static void add_selinux(cJSON *opts, const Runtime__V1__SELinuxOption *o)
@@ -159,30 +138,23 @@ static void add_selinux(cJSON *opts, const Runtime__V1__SELinuxOption *o)
         return;
     const char *kv[4][2] = {{"user", o->user}, {"role", o->role}, {"type", o->type},
                             {"level", o->level}};
-    char buf[512];
     for (int i = 0; i < 4; i++) {
-        if (kv[i][1] && *kv[i][1]) {
-            snprintf(buf, sizeof(buf), "label=%s:%s", kv[i][0], kv[i][1]);
-            cJSON_AddItemToArray(opts, cJSON_CreateString(buf));
-        }
+        if (kv[i][1] && *kv[i][1])
+            dk_add_strf(opts, NULL, "label=%s:%s", kv[i][0], kv[i][1]);
     }
 }
 
 static void add_user(cJSON *cfg, const Runtime__V1__Int64Value *uid,
                      const Runtime__V1__Int64Value *gid, const char *username)
 {
-    char user[320];
-    if (username && *username)
-        snprintf(user, sizeof(user), "%s", username);
-    else if (uid)
-        snprintf(user, sizeof(user), "%lld", (long long)uid->value);
-    else
+    char id[24] = "", group[24] = "";
+    if (!(username && *username) && !uid)
         return;
-    if (gid) {
-        size_t l = strlen(user);
-        snprintf(user + l, sizeof(user) - l, ":%lld", (long long)gid->value);
-    }
-    cJSON_AddStringToObject(cfg, "User", user);
+    if (!(username && *username))
+        snprintf(id, sizeof(id), "%lld", (long long)uid->value);
+    if (gid)
+        snprintf(group, sizeof(group), ":%lld", (long long)gid->value);
+    dk_add_strf(cfg, "User", "%s%s", *id ? id : username, group);
 }
 
 static void add_groups(cJSON *hc, size_t n, const int64_t *groups)
@@ -190,80 +162,92 @@ static void add_groups(cJSON *hc, size_t n, const int64_t *groups)
     if (!n)
         return;
     cJSON *a = cJSON_AddArrayToObject(hc, "GroupAdd");
-    char buf[32];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(buf, sizeof(buf), "%lld", (long long)groups[i]);
-        cJSON_AddItemToArray(a, cJSON_CreateString(buf));
-    }
+    for (size_t i = 0; i < n; i++)
+        dk_add_strf(a, NULL, "%lld", (long long)groups[i]);
+}
+
+static void add_privileges(cJSON *hc, int privileged, int readonly_rootfs)
+{
+    if (privileged)
+        cJSON_AddBoolToObject(hc, "Privileged", 1);
+    if (readonly_rootfs)
+        cJSON_AddBoolToObject(hc, "ReadonlyRootfs", 1);
 }
 
 int dk_sandbox_security(cJSON *cfg, cJSON *hc, const Runtime__V1__LinuxSandboxSecurityContext *sc,
-                        char *err, size_t errlen)
+                        struct dk_err *err)
 {
     if (!sc)
         return 0;
     cJSON *opts = cJSON_AddArrayToObject(hc, "SecurityOpt");
-    if (sc->privileged)
-        cJSON_AddBoolToObject(hc, "Privileged", 1);
-    if (sc->readonly_rootfs)
-        cJSON_AddBoolToObject(hc, "ReadonlyRootfs", 1);
+    add_privileges(hc, sc->privileged, sc->readonly_rootfs);
     add_user(cfg, sc->run_as_user, sc->run_as_group, NULL);
     add_groups(hc, sc->n_supplemental_groups, sc->supplemental_groups);
     add_selinux(opts, sc->selinux_options);
-    if (add_profile_opt(opts, "seccomp", sc->seccomp, legacy_seccomp_sb(sc), err, errlen) < 0 ||
-        add_profile_opt(opts, "apparmor", sc->apparmor, NULL, err, errlen) < 0)
+    if (add_profile_opt(opts, "seccomp", sc->seccomp, legacy_seccomp_sb(sc), err) < 0 ||
+        add_profile_opt(opts, "apparmor", sc->apparmor, NULL, err) < 0)
         return -1;
     return 0;
 }
 
+static void add_capabilities(cJSON *hc, const Runtime__V1__Capability *caps)
+{
+    if (caps && caps->n_add_capabilities)
+        cJSON_AddItemToObject(hc, "CapAdd", dk_strv(caps->add_capabilities, caps->n_add_capabilities));
+    if (caps && caps->n_drop_capabilities)
+        cJSON_AddItemToObject(hc, "CapDrop", dk_strv(caps->drop_capabilities, caps->n_drop_capabilities));
+}
+
+/* Only when given: an empty list would unmask everything. */
+static void add_path_masks(cJSON *hc, const Runtime__V1__LinuxContainerSecurityContext *sc)
+{
+    if (sc->n_masked_paths)
+        cJSON_AddItemToObject(hc, "MaskedPaths", dk_strv(sc->masked_paths, sc->n_masked_paths));
+    if (sc->n_readonly_paths)
+        cJSON_AddItemToObject(hc, "ReadonlyPaths", dk_strv(sc->readonly_paths, sc->n_readonly_paths));
+}
+
 int dk_container_security(cJSON *cfg, cJSON *hc,
-                          const Runtime__V1__LinuxContainerSecurityContext *sc, char *err,
-                          size_t errlen)
+                          const Runtime__V1__LinuxContainerSecurityContext *sc, struct dk_err *err)
 {
     if (!sc)
         return 0;
     cJSON *opts = cJSON_AddArrayToObject(hc, "SecurityOpt");
-    if (sc->privileged)
-        cJSON_AddBoolToObject(hc, "Privileged", 1);
-    if (sc->readonly_rootfs)
-        cJSON_AddBoolToObject(hc, "ReadonlyRootfs", 1);
+    add_privileges(hc, sc->privileged, sc->readonly_rootfs);
     if (sc->no_new_privs)
         cJSON_AddItemToArray(opts, cJSON_CreateString("no-new-privileges"));
-    if (sc->capabilities) {
-        if (sc->capabilities->n_add_capabilities)
-            cJSON_AddItemToObject(hc, "CapAdd", dk_strv(sc->capabilities->add_capabilities,
-                                                       sc->capabilities->n_add_capabilities));
-        if (sc->capabilities->n_drop_capabilities)
-            cJSON_AddItemToObject(hc, "CapDrop", dk_strv(sc->capabilities->drop_capabilities,
-                                                        sc->capabilities->n_drop_capabilities));
-    }
+    add_capabilities(hc, sc->capabilities);
     add_user(cfg, sc->run_as_user, sc->run_as_group, sc->run_as_username);
     add_groups(hc, sc->n_supplemental_groups, sc->supplemental_groups);
     add_selinux(opts, sc->selinux_options);
-    /* Only when given: an empty list would unmask everything. */
-    if (sc->n_masked_paths)
-        cJSON_AddItemToObject(hc, "MaskedPaths", dk_strv(sc->masked_paths, sc->n_masked_paths));
-    if (sc->n_readonly_paths)
-        cJSON_AddItemToObject(hc, "ReadonlyPaths",
-                              dk_strv(sc->readonly_paths, sc->n_readonly_paths));
-    if (add_profile_opt(opts, "seccomp", sc->seccomp, legacy_seccomp(sc), err, errlen) < 0 ||
-        add_profile_opt(opts, "apparmor", sc->apparmor, legacy_apparmor(sc), err, errlen) < 0)
+    add_path_masks(hc, sc);
+    if (add_profile_opt(opts, "seccomp", sc->seccomp, legacy_seccomp(sc), err) < 0 ||
+        add_profile_opt(opts, "apparmor", sc->apparmor, legacy_apparmor(sc), err) < 0)
         return -1;
     return 0;
 }
 
 /* ---- resources --------------------------------------------------------------- */
 
+static void add_number_if(cJSON *o, const char *key, int64_t v)
+{
+    if (v)
+        cJSON_AddNumberToObject(o, key, (double)v);
+}
+
+static void add_string_if(cJSON *o, const char *key, const char *v)
+{
+    if (v && *v)
+        cJSON_AddStringToObject(o, key, v);
+}
+
 void dk_resources(cJSON *hc, const Runtime__V1__LinuxContainerResources *r, int for_update)
 {
     if (!r)
         return;
-    if (r->cpu_period)
-        cJSON_AddNumberToObject(hc, "CpuPeriod", (double)r->cpu_period);
-    if (r->cpu_quota)
-        cJSON_AddNumberToObject(hc, "CpuQuota", (double)r->cpu_quota);
-    if (r->cpu_shares)
-        cJSON_AddNumberToObject(hc, "CpuShares", (double)r->cpu_shares);
+    add_number_if(hc, "CpuPeriod", r->cpu_period);
+    add_number_if(hc, "CpuQuota", r->cpu_quota);
+    add_number_if(hc, "CpuShares", r->cpu_shares);
     if (r->memory_limit_in_bytes) {
         cJSON_AddNumberToObject(hc, "Memory", (double)r->memory_limit_in_bytes);
         if (r->memory_swap_limit_in_bytes)
@@ -271,41 +255,50 @@ void dk_resources(cJSON *hc, const Runtime__V1__LinuxContainerResources *r, int 
         else if (for_update)
             cJSON_AddNumberToObject(hc, "MemorySwap", -1);
     }
-    if (r->cpuset_cpus && *r->cpuset_cpus)
-        cJSON_AddStringToObject(hc, "CpusetCpus", r->cpuset_cpus);
-    if (r->cpuset_mems && *r->cpuset_mems)
-        cJSON_AddStringToObject(hc, "CpusetMems", r->cpuset_mems);
-    if (!for_update && r->oom_score_adj)
-        cJSON_AddNumberToObject(hc, "OomScoreAdj", (double)r->oom_score_adj);
+    add_string_if(hc, "CpusetCpus", r->cpuset_cpus);
+    add_string_if(hc, "CpusetMems", r->cpuset_mems);
+    if (!for_update)
+        add_number_if(hc, "OomScoreAdj", r->oom_score_adj);
     /* hugepage_limits and unified (cgroup v2 keys) have no Docker Engine
      * API field: not applied (README, "Docker backend"). */
 }
 
+/* podman's native update body (spec.LinuxResources). */
+void dk_libpod_resources(cJSON *body, const Runtime__V1__LinuxContainerResources *r)
+{
+    if (!r)
+        return;
+    cJSON *cpu = cJSON_AddObjectToObject(body, "cpu");
+    cJSON *mem = cJSON_AddObjectToObject(body, "memory");
+    add_number_if(cpu, "shares", r->cpu_shares);
+    add_number_if(cpu, "quota", r->cpu_quota);
+    add_number_if(cpu, "period", r->cpu_period);
+    add_string_if(cpu, "cpus", r->cpuset_cpus);
+    add_string_if(cpu, "mems", r->cpuset_mems);
+    add_number_if(mem, "limit", r->memory_limit_in_bytes);
+    add_number_if(mem, "swap", r->memory_swap_limit_in_bytes);
+}
+
 /* ---- mounts and devices ------------------------------------------------------- */
+
+static const char *bind_propagation(Runtime__V1__MountPropagation p)
+{
+    if (p == RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER)
+        return "rslave";
+    if (p == RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL)
+        return "rshared";
+    return "rprivate";
+}
 
 void dk_mounts(cJSON *hc, size_t n, Runtime__V1__Mount **m)
 {
     if (!n)
         return;
     cJSON *binds = cJSON_AddArrayToObject(hc, "Binds");
-    char buf[8192];
     for (size_t i = 0; i < n; i++) {
-        const char *opts[3];
-        int k = 0;
-        if (m[i]->readonly)
-            opts[k++] = "ro";
-        if (m[i]->propagation == RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER)
-            opts[k++] = "rslave";
-        else if (m[i]->propagation == RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL)
-            opts[k++] = "rshared";
-        else
-            opts[k++] = "rprivate";
-        if (m[i]->selinux_relabel)
-            opts[k++] = "Z";
-        int w = snprintf(buf, sizeof(buf), "%s:%s:", m[i]->host_path, m[i]->container_path);
-        for (int j = 0; j < k && w > 0 && (size_t)w < sizeof(buf); j++)
-            w += snprintf(buf + w, sizeof(buf) - (size_t)w, "%s%s", j ? "," : "", opts[j]);
-        cJSON_AddItemToArray(binds, cJSON_CreateString(buf));
+        dk_add_strf(binds, NULL, "%s:%s:%s%s%s", m[i]->host_path, m[i]->container_path,
+                    m[i]->readonly ? "ro," : "", bind_propagation(m[i]->propagation),
+                    m[i]->selinux_relabel ? ",Z" : "");
     }
 }
 
@@ -339,30 +332,35 @@ void dk_dns(cJSON *hc, const Runtime__V1__DNSConfig *dns)
         cJSON_AddItemToObject(hc, "DnsOptions", dk_strv(dns->options, dns->n_options));
 }
 
+static const char *port_protocol(Runtime__V1__Protocol p)
+{
+    return p == RUNTIME__V1__PROTOCOL__UDP ? "udp" : p == RUNTIME__V1__PROTOCOL__SCTP ? "sctp" : "tcp";
+}
+
+static void add_binding(cJSON *bindings, const char *key, const Runtime__V1__PortMapping *pm)
+{
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(bindings, key);
+    if (!list)
+        list = cJSON_AddArrayToObject(bindings, key);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "HostIp", pm->host_ip ? pm->host_ip : "");
+    dk_add_strf(b, "HostPort", "%d", pm->host_port);
+    cJSON_AddItemToArray(list, b);
+}
+
 void dk_ports(cJSON *cfg, cJSON *hc, size_t n, Runtime__V1__PortMapping **pm)
 {
     if (!n)
         return;
     cJSON *exposed = cJSON_AddObjectToObject(cfg, "ExposedPorts");
     cJSON *bindings = cJSON_AddObjectToObject(hc, "PortBindings");
-    char key[32], port[16];
+    char key[32];
     for (size_t i = 0; i < n; i++) {
-        const char *proto = pm[i]->protocol == RUNTIME__V1__PROTOCOL__UDP    ? "udp"
-                            : pm[i]->protocol == RUNTIME__V1__PROTOCOL__SCTP ? "sctp"
-                                                                             : "tcp";
-        snprintf(key, sizeof(key), "%d/%s", pm[i]->container_port, proto);
+        snprintf(key, sizeof(key), "%d/%s", pm[i]->container_port, port_protocol(pm[i]->protocol));
         if (!cJSON_GetObjectItemCaseSensitive(exposed, key))
             cJSON_AddObjectToObject(exposed, key);
-        if (pm[i]->host_port <= 0)
-            continue;
-        cJSON *list = cJSON_GetObjectItemCaseSensitive(bindings, key);
-        if (!list)
-            list = cJSON_AddArrayToObject(bindings, key);
-        cJSON *b = cJSON_CreateObject();
-        snprintf(port, sizeof(port), "%d", pm[i]->host_port);
-        cJSON_AddStringToObject(b, "HostIp", pm[i]->host_ip ? pm[i]->host_ip : "");
-        cJSON_AddStringToObject(b, "HostPort", port);
-        cJSON_AddItemToArray(list, b);
+        if (pm[i]->host_port > 0)
+            add_binding(bindings, key, pm[i]);
     }
 }
 
@@ -373,27 +371,4 @@ void dk_sysctls(cJSON *hc, size_t n, Runtime__V1__LinuxPodSandboxConfig__Sysctls
     cJSON *o = cJSON_AddObjectToObject(hc, "Sysctls");
     for (size_t i = 0; i < n; i++)
         cJSON_AddStringToObject(o, s[i]->key ? s[i]->key : "", s[i]->value ? s[i]->value : "");
-}
-
-/* podman's native update body (spec.LinuxResources). */
-void dk_libpod_resources(cJSON *body, const Runtime__V1__LinuxContainerResources *r)
-{
-    if (!r)
-        return;
-    cJSON *cpu = cJSON_AddObjectToObject(body, "cpu");
-    cJSON *mem = cJSON_AddObjectToObject(body, "memory");
-    if (r->cpu_shares)
-        cJSON_AddNumberToObject(cpu, "shares", (double)r->cpu_shares);
-    if (r->cpu_quota)
-        cJSON_AddNumberToObject(cpu, "quota", (double)r->cpu_quota);
-    if (r->cpu_period)
-        cJSON_AddNumberToObject(cpu, "period", (double)r->cpu_period);
-    if (r->cpuset_cpus && *r->cpuset_cpus)
-        cJSON_AddStringToObject(cpu, "cpus", r->cpuset_cpus);
-    if (r->cpuset_mems && *r->cpuset_mems)
-        cJSON_AddStringToObject(cpu, "mems", r->cpuset_mems);
-    if (r->memory_limit_in_bytes)
-        cJSON_AddNumberToObject(mem, "limit", (double)r->memory_limit_in_bytes);
-    if (r->memory_swap_limit_in_bytes)
-        cJSON_AddNumberToObject(mem, "swap", (double)r->memory_swap_limit_in_bytes);
 }

@@ -35,10 +35,10 @@ static void test_two_docker_instances(struct event_base *base)
     CHECK(strcmp(da->cfg.infra_image, "reg/a:1") == 0);
     CHECK(strcmp(db->cfg.infra_image, "reg/b:1") == 0);
     CHECK(da->cfg.nhandlers == 2 && db->cfg.nhandlers == 0);
-    CHECK(strcmp(dk_runtime_for_handler(da, "fast"), "crun") == 0);
-    CHECK(strcmp(dk_runtime_for_handler(da, ""), "runc") == 0);
-    CHECK(dk_runtime_for_handler(db, "fast") == NULL);
-    CHECK(strcmp(dk_runtime_for_handler(db, ""), "") == 0);
+    CHECK(strcmp(dk_runtime_for_handler(&da->cfg, "fast"), "crun") == 0);
+    CHECK(strcmp(dk_runtime_for_handler(&da->cfg, ""), "runc") == 0);
+    CHECK(dk_runtime_for_handler(&db->cfg, "fast") == NULL);
+    CHECK(strcmp(dk_runtime_for_handler(&db->cfg, ""), "") == 0);
     CHECK(strcmp(a->name, "docker:unix:///nonexistent/a.sock") == 0);
     crisp_backend_free(a);
     crisp_backend_free(b);
