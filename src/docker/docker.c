@@ -1,6 +1,5 @@
-/* docker.c - the Docker Engine backend: engine connection, API version,
- * the op framework every handler runs on, and JSON helpers. */
-#define _GNU_SOURCE /* asprintf */
+/* docker.c - the Docker backend's instances: options, configuration, the
+ * engine connection (two pools, TLS), the method table, the ops struct. */
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -16,461 +15,11 @@
 #include "crisp/log.h"
 #include "crisp/net.h"
 
-/* The longest request target sent to an engine (dockerd and podman take a
- * request head of 1 MiB): longer is refused, never cut. */
-#define TARGET_MAX (64 * 1024)
-
-struct op_priv {
-    struct dk_op op;
-    dk_handler_fn handler;
-};
-
-static struct op_priv *priv(struct dk_op *op)
-{
-    return (struct op_priv *)op;
-}
-
-const char *dk_esc(const char *s)
-{
-    static char bufs[4][512];
-    static unsigned next;
-    char *out = bufs[next++ % 4];
-    size_t o = 0;
-    for (; s && *s && o + 4 < sizeof(bufs[0]); s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            out[o++] = (char)c;
-        } else {
-            snprintf(out + o, 4, "%%%02X", c);
-            o += 3;
-        }
-    }
-    out[o] = 0;
-    return out;
-}
-
-/* ---- ops --------------------------------------------------------------- */
-
-static void cancel_subs(struct dk_op *op);
-
-static void op_free(struct dk_op *op)
-{
-    struct dk_be *be = op->be;
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        be->ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    if (op->call) {
-        op->call->be_ctx = NULL;
-        crisp_call_unref(op->call);
-    }
-    if (op->free_state && op->state)
-        op->free_state(op->state);
-    if (op->free_aux && op->aux)
-        op->free_aux(op->aux);
-    dk_arena_free(&op->mem);
-    free(op);
-}
-
-void dk_op_end(struct dk_op *op)
-{
-    cancel_subs(op);
-    op_free(op);
-}
-
-void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
-{
-    if (op->mem.oom) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building the %s response",
-                   op->call ? op->call->method->name : "");
-        return;
-    }
-    if (op->call && !op->cancelled) {
-        if (crisp_call_send_pb(op->call, resp) == 0)
-            crisp_call_finish(op->call, GRPC_OK, NULL);
-    }
-    dk_op_end(op);
-}
-
-void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
-{
-    if (op->call && !op->cancelled) {
-        char msg[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        crisp_call_finish(op->call, code, msg);
-    }
-    dk_op_end(op);
-}
-
-void dk_op_fail_err(struct dk_op *op, const struct dk_err *err)
-{
-    if (err->code)
-        dk_op_fail(op, err->code, "%s", err->msg);
-    else
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-}
-
-int dk_op_send(struct dk_op *op, const ProtobufCMessage *msg)
-{
-    if (op->mem.oom) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
-        return -1;
-    }
-    if (!op->call || op->cancelled)
-        return 0;
-    return crisp_call_send_pb(op->call, msg) < 0 ? -1 : 0;
-}
-
-void dk_op_finish_ok(struct dk_op *op)
-{
-    if (op->call && !op->cancelled)
-        crisp_call_finish(op->call, GRPC_OK, NULL);
-    dk_op_end(op);
-}
-
-int dk_op_stopped(struct dk_op *op)
-{
-    if (!op->cancelled || op->must_finish)
-        return 0;
-    dk_op_end(op);
-    return 1;
-}
-
-int dk_check_id(struct dk_op *op, const char *id, const char *what)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "%s is empty", what);
-        return -1;
-    }
-    /* Engine IDs are 64 hex digits (names are allowed too); anything else
-     * would only reach the engine as a path it cannot find. */
-    if (n > 128 || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n) {
-        dk_op_fail(op, GRPC_NOT_FOUND, "%s %.64s%s not found (not an engine ID)", what, id,
-                   n > 64 ? "..." : "");
-        return -1;
-    }
-    return 0;
-}
-
-int dk_code_for_status(int status)
-{
-    switch (status) {
-    case 400:
-        return GRPC_INVALID_ARGUMENT;
-    case 401:
-        return GRPC_UNAUTHENTICATED;
-    case 403:
-        return GRPC_PERMISSION_DENIED;
-    case 404:
-        return GRPC_NOT_FOUND;
-    case 409:
-        return GRPC_FAILED_PRECONDITION;
-    case 501:
-        return GRPC_UNIMPLEMENTED;
-    case 503:
-        return GRPC_UNAVAILABLE;
-    default:
-        return GRPC_UNKNOWN;
-    }
-}
-
-const char *dk_errmsg(cJSON *json, int status)
-{
-    const char *m = dk_str(json, "message");
-    if (*m)
-        return m;
-    static char buf[64];
-    snprintf(buf, sizeof(buf), "engine answered HTTP %d", status);
-    return buf;
-}
-
-void dk_fail_http(struct dk_op *op, int status, cJSON *json, const char *what)
-{
-    dk_op_fail(op, dk_code_for_status(status), "%s: %s", what, dk_errmsg(json, status));
-}
-
-/* ---- engine requests ---------------------------------------------------- */
-
-/* One engine request of an op. The op keeps a list so that ending it
- * cancels every request still in flight. */
-struct dk_sub {
-    struct dk_sub *prev, *next;
-    struct dk_op *op;
-    struct h1_req *r;
-    dk_json_cb json_cb;            /* dk_call */
-    void *ud;                      /* dk_callx: handed to the callback via op->cur_ud */
-    const struct h1_req_cbs *cbs;  /* dk_call_opts: the caller's callbacks */
-};
-
-static struct dk_sub *sub_new(struct dk_op *op)
-{
-    struct dk_sub *sub = calloc(1, sizeof(*sub));
-    if (!sub)
-        return NULL;
-    sub->op = op;
-    return sub;
-}
-
-static void sub_link(struct dk_sub *sub)
-{
-    struct dk_op *op = sub->op;
-    sub->next = op->subs;
-    if (op->subs)
-        op->subs->prev = sub;
-    op->subs = sub;
-    op->pending++;
-}
-
-/* Unlinks and frees; the h1 request is finished or cancelled already. */
-static struct dk_op *sub_done(struct dk_sub *sub)
-{
-    struct dk_op *op = sub->op;
-    if (sub->prev)
-        sub->prev->next = sub->next;
-    else
-        op->subs = sub->next;
-    if (sub->next)
-        sub->next->prev = sub->prev;
-    op->pending--;
-    if (op->h1 == sub->r)
-        op->h1 = NULL;
-    free(sub);
-    return op;
-}
-
-static void cancel_subs(struct dk_op *op)
-{
-    while (op->subs) {
-        struct dk_sub *sub = op->subs;
-        h1_cancel(sub->r);
-        sub_done(sub);
-    }
-}
-
-static void on_json_done(struct h1_req *r, int err, const char *errmsg, int status,
-                         const uint8_t *body, size_t len, void *ud)
-{
-    (void)r;
-    struct dk_sub *sub = ud;
-    dk_json_cb cb = sub->json_cb;
-    void *cb_ud = sub->ud;
-    struct dk_op *op = sub_done(sub);
-    if (err) {
-        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", op->be->engine,
-                   errmsg ? errmsg : h1_strerror(err));
-        return;
-    }
-    if (dk_op_stopped(op))
-        return;
-    cJSON *json = len ? cJSON_ParseWithLength((const char *)body, len) : NULL;
-    op->cur_ud = cb_ud;
-    cb(op, status, json);
-    cJSON_Delete(json);
-}
-
-static const struct h1_req_cbs json_cbs = {.on_done = on_json_done};
-
-static int wrap_head(struct h1_req *r, int status, const struct crisp_md *h, void *ud)
-{
-    struct dk_sub *sub = ud;
-    return sub->cbs->on_head ? sub->cbs->on_head(r, status, h, sub->op) : 0;
-}
-
-static int wrap_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
-{
-    struct dk_sub *sub = ud;
-    return sub->cbs->on_body(r, p, n, sub->op);
-}
-
-static void wrap_done(struct h1_req *r, int err, const char *errmsg, int status,
-                      const uint8_t *body, size_t len, void *ud)
-{
-    struct dk_sub *sub = ud;
-    const struct h1_req_cbs *cbs = sub->cbs;
-    struct dk_op *op = sub_done(sub);
-    cbs->on_done(r, err, errmsg, status, body, len, op);
-}
-
-static const struct h1_req_cbs wrap_cbs = {.on_head = wrap_head, .on_done = wrap_done};
-static const struct h1_req_cbs wrap_stream_cbs = {
-    .on_head = wrap_head, .on_body = wrap_body, .on_done = wrap_done};
-
-/* The versioned target of an engine request, malloc'd; NULL (the op
- * failed) when memory is short or it would be longer than TARGET_MAX. */
-static char *versioned_target(struct dk_op *op, const char *target)
-{
-    char *t = NULL;
-    int n;
-    /* Before the version is known (Status only): unversioned paths. */
-    if (strncmp(target, "/libpod/", 8) == 0)
-        n = asprintf(&t, "/v4.0.0%s", target);
-    else
-        n = asprintf(&t, "%s%s%s", op->be->api[0] ? "/v" : "", op->be->api, target);
-    if (n < 0) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
-        return NULL;
-    }
-    if (n > TARGET_MAX) {
-        dk_op_fail(op, GRPC_INVALID_ARGUMENT,
-                   "the engine request would be %d bytes long (at most %d): %.60s...", n,
-                   TARGET_MAX, target);
-        free(t);
-        return NULL;
-    }
-    return t;
-}
-
-static void issue(struct dk_op *op, struct dk_sub *sub, struct h1_req_opts *o,
-                  const struct h1_req_cbs *cbs)
-{
-    const char *target = o->target;
-    char *full = versioned_target(op, target);
-    if (!full) {
-        free(sub);
-        return;
-    }
-    o->target = full;
-    sub->r = h1_request(op->slow ? op->be->long_pool : op->be->pool, o, cbs, sub); /* copies */
-    o->target = target;
-    free(full);
-    if (!sub->r) {
-        free(sub);
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
-        return;
-    }
-    sub_link(sub);
-    op->h1 = sub->r;
-}
-
-static void vcall(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
-                  const char *fmt, va_list ap)
-{
-    char *target = NULL;
-    int tn = vasprintf(&target, fmt, ap);
-    char *json = body ? cJSON_PrintUnformatted(body) : NULL;
-    int oom = tn < 0 || (body && !json);
-    cJSON_Delete(body);
-    struct dk_sub *sub = oom ? NULL : sub_new(op);
-    if (!sub) {
-        free(json);
-        free(tn < 0 ? NULL : target);
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
-        return;
-    }
-    sub->json_cb = cb;
-    sub->ud = ud;
-    struct h1_req_opts o = {
-        .method = method,
-        .target = target,
-        .content_type = json ? "application/json" : NULL,
-        .body = (const uint8_t *)json,
-        .body_len = json ? strlen(json) : 0,
-    };
-    issue(op, sub, &o, &json_cbs);
-    free(json);
-    free(target);
-}
-
-void dk_call(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, const char *fmt,
-             ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vcall(op, method, body, cb, NULL, fmt, ap);
-    va_end(ap);
-}
-
-void dk_callx(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
-              const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vcall(op, method, body, cb, ud, fmt, ap);
-    va_end(ap);
-}
-
-void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_cbs *cbs)
-{
-    struct dk_sub *sub = sub_new(op);
-    if (!sub) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory calling the engine");
-        return;
-    }
-    sub->cbs = cbs;
-    issue(op, sub, o, cbs->on_body ? &wrap_stream_cbs : &wrap_cbs);
-}
-
-/* ---- API version --------------------------------------------------------- */
+/* ---- dispatch ------------------------------------------------------------ */
 
 /* Every family's table merged, indexed by enum crisp_rpc; built once, the
  * same for every docker backend instance. */
 static struct dk_method methods[CRISP_RPC_COUNT];
-
-static void run_handler(struct dk_op *op);
-
-/* Takes the API version from GET /version's answer: 0 when the handler may
- * run, -1 when the op ended. */
-static int use_api(struct dk_op *op, int status, const cJSON *json, int unversioned)
-{
-    struct dk_be *be = op->be;
-    struct dk_engine_api api;
-    int rv = status == 200 ? dk_engine_api(json, &api) : -1;
-    if (rv == -1 && unversioned)
-        return 0; /* Status reports the engine's state itself */
-    if (rv == -1) {
-        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: GET /version answered HTTP %d",
-                   be->engine, status);
-        return -1;
-    }
-    if (rv == -2) {
-        dk_op_fail(op, GRPC_FAILED_PRECONDITION,
-                   "docker engine %s speaks API %s; crisp needs %s or newer", be->engine, api.max,
-                   DK_API_MIN);
-        return -1;
-    }
-    if (api.podman)
-        be->podman = 1;
-    if (strcmp(be->api, api.use) != 0) {
-        snprintf(be->api, sizeof(be->api), "%s", api.use);
-        log_info("docker_api", "engine=%s version=%s api=%s podman=%d", be->engine,
-                 crisp_logq(dk_str(json, "Version")), be->api, be->podman);
-    }
-    return 0;
-}
-
-static void on_version_negotiated(struct h1_req *r, int err, const char *errmsg, int status,
-                                  const uint8_t *body, size_t len, void *ud)
-{
-    (void)r;
-    struct dk_op *op = sub_done(ud);
-    int unversioned = methods[op->call->method->id].unversioned;
-    if (err && unversioned) {
-        run_handler(op); /* Status reports the engine down itself */
-        return;
-    }
-    if (err) {
-        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", op->be->engine,
-                   errmsg ? errmsg : h1_strerror(err));
-        return;
-    }
-    cJSON *json = cJSON_ParseWithLength((const char *)body, len);
-    int rv = use_api(op, status, json, unversioned);
-    cJSON_Delete(json);
-    if (rv == 0 && !dk_op_stopped(op))
-        run_handler(op);
-}
-
-static const struct h1_req_cbs version_cbs = {.on_done = on_version_negotiated};
-
-/* ---- dispatch ------------------------------------------------------------ */
-
 
 static void unsupported(struct dk_op *op)
 {
@@ -481,8 +30,8 @@ static void unsupported(struct dk_op *op)
 static void build_method_table(void)
 {
     static const struct dk_method *const families[] = {
-        dk_runtime_methods, dk_pod_methods, dk_container_methods, dk_image_methods,
-        dk_stats_methods,
+        dk_runtime_methods, dk_pod_methods,   dk_container_methods, dk_exec_methods,
+        dk_list_methods,    dk_image_methods, dk_stats_methods,     dk_event_methods,
     };
     if (methods[0].fn)
         return;
@@ -498,66 +47,21 @@ static void build_method_table(void)
     }
 }
 
-static void run_handler(struct dk_op *op)
-{
-    priv(op)->handler(op);
-}
-
 static void dk_start(struct crisp_backend *base, struct crisp_call *call)
 {
-    struct dk_be *be = (struct dk_be *)base;
-    struct op_priv *p = calloc(1, sizeof(*p));
-    if (!p) {
-        crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    struct dk_op *op = &p->op;
-    op->be = be;
-    op->call = call;
-    op->req = crisp_call_request(call);
-    p->handler = methods[call->method->id].fn;
-    op->slow = methods[call->method->id].slow;
-    crisp_call_ref(call);
-    call->be_ctx = op;
-    op->next = be->ops;
-    if (be->ops)
-        be->ops->prev = op;
-    be->ops = op;
-    if (be->api[0]) {
-        run_handler(op);
-        return;
-    }
-    /* The unversioned path: the engine answers it whatever it speaks. */
-    struct h1_req_opts o = {.method = "GET", .target = "/version"};
-    struct dk_sub *sub = sub_new(op);
-    if (sub)
-        sub->r = h1_request(be->pool, &o, &version_cbs, sub);
-    if (!sub || !sub->r) {
-        free(sub);
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    sub_link(sub);
+    dk_op_start((struct dk_be *)base, call, &methods[call->method->id]);
 }
 
 static void dk_cancel(struct crisp_backend *base, struct crisp_call *call)
 {
     (void)base;
-    struct dk_op *op = call->be_ctx;
-    if (!op)
-        return;
-    op->cancelled = 1;
-    if (op->must_finish)
-        return; /* it finishes or rolls back on its own; the answer is dropped */
-    dk_op_end(op);
+    dk_op_cancel(call);
 }
 
 static void dk_drained(struct crisp_backend *base, struct crisp_call *call)
 {
     (void)base;
-    struct dk_op *op = call->be_ctx;
-    if (op && op->h1)
-        h1_resume(op->h1);
+    dk_op_drained(call);
 }
 
 #define DEFAULT_INFRA_IMAGE "registry.k8s.io/pause:3.10"
@@ -669,8 +173,9 @@ static void dk_destroy(struct crisp_backend *base)
 {
     struct dk_be *be = (struct dk_be *)base;
     be->stopping = 1;
-    while (be->ops) {
-        struct dk_op *op = be->ops;
+    struct crisp_list *it;
+    while ((it = crisp_list_first(&be->ops))) {
+        struct dk_op *op = crisp_container_of(it, struct dk_op, link);
         op->must_finish = 0;
         dk_op_fail(op, GRPC_UNAVAILABLE, "crisp is shutting down");
     }
@@ -774,6 +279,7 @@ static struct crisp_backend *dk_create(struct event_base *evb,
         return NULL;
     }
     be->evb = evb;
+    crisp_list_init(&be->ops);
     be->base.ops = &crisp_backend_docker_ops;
     if (config_from_spec(&be->cfg, spec, err, errlen) < 0 ||
         open_pools(be, &addr, err, errlen) < 0)

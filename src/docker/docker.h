@@ -20,6 +20,7 @@
 #include "crisp/backend.h"
 #include "crisp/call.h"
 #include "crisp/h1.h"
+#include "crisp/list.h"
 #include "runtime_v1.pb-c.h"
 #include "docker/codec.h"
 
@@ -33,7 +34,7 @@ struct dk_be {
     char *engine;            /* "unix:///var/run/docker.sock", for messages */
     char api[16];            /* negotiated "1.41", "" until known */
     int podman;              /* the engine is podman's compatible API */
-    struct dk_op *ops;       /* live ops, for shutdown */
+    struct crisp_list ops;   /* live ops (dk_op.link), for shutdown */
     int stopping;
 };
 
@@ -43,14 +44,15 @@ typedef void (*dk_json_cb)(struct dk_op *op, int status, cJSON *json);
 typedef void (*dk_free_fn)(void *state);
 
 struct dk_op {
-    struct dk_op *prev, *next;
+    struct crisp_list link;      /* in be->ops */
     struct dk_be *be;
     struct crisp_call *call;
     const ProtobufCMessage *req; /* the decoded request (owned by the call) */
     struct h1_req *h1;           /* the engine request issued last, if in flight */
-    struct dk_sub *subs;         /* every engine request in flight */
+    struct crisp_list subs;      /* every engine request in flight (dk_sub) */
     unsigned pending;            /* how many */
     int cancelled;
+    int target_too_long;         /* dk_esc refused a string: the next request fails */
     int must_finish;             /* keep going after a cancel (cleanup) */
     struct dk_arena mem;         /* the answer is built here (its oom: answer
                                   * RESOURCE_EXHAUSTED instead) */
@@ -110,9 +112,16 @@ void dk_call(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb,
  * parallel requests, e.g. one per container). */
 void dk_callx(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
               const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-/* Streaming answers: a message without finishing (0, or -1 when the op
- * ended), then OK. */
+/* Streaming answers: a message without finishing (0), then OK; -1 when
+ * the op ended (memory short, or the call finished meanwhile). */
 int dk_op_send(struct dk_op *op, const ProtobufCMessage *msg);
+/* items in messages of type desc (a Stream* response: one repeated field)
+ * of 100 items at most; 0, or -1 when the op ended. */
+int dk_op_send_chunks(struct dk_op *op, const ProtobufCMessageDescriptor *desc, void **items,
+                      size_t n);
+/* Answers a List* call with one response holding the items, a Stream* call
+ * with chunks of them and OK (the method's response type says which). */
+void dk_op_reply_items(struct dk_op *op, void **items, size_t n);
 void dk_op_finish_ok(struct dk_op *op);
 
 /* Targets starting with /libpod/ go to podman's native API (for what its
@@ -131,11 +140,23 @@ const char *dk_errmsg(cJSON *json, int status);
 int dk_check_id(struct dk_op *op, const char *id, const char *what);
 /* gRPC code for an engine HTTP status (404 -> NOT_FOUND, 409 -> ...). */
 int dk_code_for_status(int status);
+/* An inspect answer of the container or sandbox (type) id: 0 when it is
+ * one; else the op failed (NOT_FOUND, or the engine's error) and -1. */
+int dk_inspect_ok(struct dk_op *op, int status, cJSON *json, const char *type, const char *id);
 /* Fails the op from an engine error answer: "<what>: <engine message>". */
 void dk_fail_http(struct dk_op *op, int status, cJSON *json, const char *what);
 
-/* URL-escapes s into a static rotating buffer (for ids and names in paths). */
-const char *dk_esc(const char *s);
+/* s URL-escaped for a request target, in the op's arena (sized to s).
+ * When s cannot go whole (longer than an engine target may be, or memory
+ * short) it answers "" and the op's next request fails the op instead of
+ * being sent (INVALID_ARGUMENT, RESOURCE_EXHAUSTED): never cut. */
+const char *dk_esc(struct dk_op *op, const char *s);
+
+/* ---- the op's life (op.c), for docker.c's ops struct ------------------------ */
+
+void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_method *m);
+void dk_op_cancel(struct crisp_call *call);
+void dk_op_drained(struct crisp_call *call);
 
 /* ---- handlers (one file per family) ------------------------------------ */
 extern const struct dk_method dk_runtime_methods[CRISP_RPC_COUNT];
@@ -143,6 +164,9 @@ extern const struct dk_method dk_pod_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_container_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_image_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_stats_methods[CRISP_RPC_COUNT];
+extern const struct dk_method dk_list_methods[CRISP_RPC_COUNT];
+extern const struct dk_method dk_exec_methods[CRISP_RPC_COUNT];
+extern const struct dk_method dk_event_methods[CRISP_RPC_COUNT];
 
 /* ---- shared between families ---------------------------------------------- */
 
@@ -150,12 +174,6 @@ extern const struct dk_method dk_stats_methods[CRISP_RPC_COUNT];
  * message). docker_image.c. */
 typedef void (*dk_pull_cb)(struct dk_op *op, int ok, int code, const char *msg);
 void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pull_cb cb);
-/* GET /containers/json for sandboxes, or containers (label selector
- * applied by the engine): cb gets the list answer. docker_pod.c,
- * docker_ctr.c */
-void dk_list_sandboxes(struct dk_op *op, const Runtime__V1__PodSandboxFilter *f, dk_json_cb cb);
-void dk_list_containers(struct dk_op *op, const Runtime__V1__ContainerFilter *f, dk_json_cb cb);
-
 /* Stats of a container read from the node's cgroups for its PID, shaped
  * like a Docker stats answer; NULL when they cannot be read here (a remote
  * engine, another PID namespace). docker_cgroup.c */

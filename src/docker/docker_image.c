@@ -16,8 +16,6 @@
 
 /* ---- ListImages ------------------------------------------------------------------ */
 
-#define STREAM_CHUNK 100
-
 static void on_images(struct dk_op *op, int status, cJSON *json)
 {
     if (status != 200 || !cJSON_IsArray(json)) {
@@ -26,21 +24,7 @@ static void on_images(struct dk_op *op, int status, cJSON *json)
     }
     Runtime__V1__Image **v;
     size_t k = dk_images_from_list(&op->mem, json, &v);
-    if (op->call->method->id == CRISP_RPC_STREAM_IMAGES) {
-        for (size_t i = 0; i < k; i += STREAM_CHUNK) {
-            Runtime__V1__StreamImagesResponse r = RUNTIME__V1__STREAM_IMAGES_RESPONSE__INIT;
-            r.n_images = k - i < STREAM_CHUNK ? k - i : STREAM_CHUNK;
-            r.images = v + i;
-            if (dk_op_send(op, &r.base) < 0)
-                return;
-        }
-        dk_op_finish_ok(op);
-        return;
-    }
-    Runtime__V1__ListImagesResponse r = RUNTIME__V1__LIST_IMAGES_RESPONSE__INIT;
-    r.n_images = k;
-    r.images = v;
-    dk_op_reply(op, &r.base);
+    dk_op_reply_items(op, (void **)v, k);
 }
 
 /* ListImages and StreamImages: the request messages share their layout. */
@@ -93,7 +77,7 @@ static void dk_image_status(struct dk_op *op)
 {
     const Runtime__V1__ImageStatusRequest *req = (const void *)op->req;
     if (check_spec(op, req->image) == 0)
-        dk_call(op, "GET", NULL, on_image_status, "/images/%s/json", dk_esc(req->image->image));
+        dk_call(op, "GET", NULL, on_image_status, "/images/%s/json", dk_esc(op, req->image->image));
 }
 
 /* ---- pull -------------------------------------------------------------------------- */
@@ -235,7 +219,7 @@ static void on_pulled(struct dk_op *op, int ok, int code, const char *msg)
         dk_op_fail(op, code, "pulling image %s: %s", req->image->image, msg);
         return;
     }
-    dk_call(op, "GET", NULL, on_pulled_inspect, "/images/%s/json", dk_esc(req->image->image));
+    dk_call(op, "GET", NULL, on_pulled_inspect, "/images/%s/json", dk_esc(op, req->image->image));
 }
 
 static void dk_pull_image(struct dk_op *op)
@@ -280,7 +264,7 @@ static void on_remove_image_inspect(struct dk_op *op, int status, cJSON *json)
     }
     /* By ID, forced: every tag goes, as the CRI means by removing an image;
      * an image a running container uses is refused by the engine (409). */
-    dk_call(op, "DELETE", NULL, on_image_removed, "/images/%s?force=1", dk_esc(dk_str(json, "Id")));
+    dk_call(op, "DELETE", NULL, on_image_removed, "/images/%s?force=1", dk_esc(op, dk_str(json, "Id")));
 }
 
 static void dk_remove_image(struct dk_op *op)
@@ -288,7 +272,7 @@ static void dk_remove_image(struct dk_op *op)
     const Runtime__V1__RemoveImageRequest *req = (const void *)op->req;
     if (check_spec(op, req->image) == 0)
         dk_call(op, "GET", NULL, on_remove_image_inspect, "/images/%s/json",
-                dk_esc(req->image->image));
+                dk_esc(op, req->image->image));
 }
 
 /* ---- ImageFsInfo ------------------------------------------------------------------------ */

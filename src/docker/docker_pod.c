@@ -145,7 +145,7 @@ static void dk_run_pod(struct dk_op *op)
         goto fail;
     /* From here on, anything made is removed if the call fails or goes. */
     op->must_finish = 1;
-    dk_call(op, "GET", NULL, on_run_image, "/images/%s/json", dk_esc(op->be->cfg.infra_image));
+    dk_call(op, "GET", NULL, on_run_image, "/images/%s/json", dk_esc(op, op->be->cfg.infra_image));
     return;
 fail:
     dk_op_fail_err(op, &err);
@@ -185,7 +185,7 @@ static int sandbox_lookup(struct dk_op *op, const char *id, size_t state_size,
     }
     lk->cb = cb;
     op->state = lk;
-    dk_call(op, "GET", NULL, on_sandbox_inspect, "/containers/%s/json", dk_esc(id));
+    dk_call(op, "GET", NULL, on_sandbox_inspect, "/containers/%s/json", dk_esc(op, id));
     return 0;
 }
 
@@ -321,42 +321,9 @@ static void dk_pod_status(struct dk_op *op)
     sandbox_lookup(op, req->pod_sandbox_id, sizeof(struct sb_lookup), status_found);
 }
 
-/* ---- ListPodSandbox / StreamPodSandboxes --------------------------------------------- */
-
-static void on_pod_list(struct dk_op *op, int status, cJSON *json)
-{
-    const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
-    if (status != 200 || !cJSON_IsArray(json)) {
-        dk_fail_http(op, status, json, "listing pod sandboxes");
-        return;
-    }
-    Runtime__V1__ListPodSandboxResponse r = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
-    r.n_items = dk_sandboxes_from_list(&op->mem, json, req->filter, &r.items);
-    dk_op_reply(op, &r.base);
-}
-
-void dk_list_sandboxes(struct dk_op *op, const Runtime__V1__PodSandboxFilter *f, dk_json_cb cb)
-{
-    char *filters = dk_label_filters(DK_TYPE_SANDBOX, NULL, f ? f->n_label_selector : 0,
-                                     f ? (void *)f->label_selector : NULL);
-    if (!filters) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    dk_call(op, "GET", NULL, cb, "/containers/json?all=1&filters=%s", filters);
-    free(filters);
-}
-
-static void dk_list_pods(struct dk_op *op)
-{
-    const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
-    dk_list_sandboxes(op, req->filter, on_pod_list);
-}
-
 const struct dk_method dk_pod_methods[CRISP_RPC_COUNT] = {
     [CRISP_RPC_RUN_POD_SANDBOX] = {dk_run_pod, .slow = 1},
     [CRISP_RPC_STOP_POD_SANDBOX] = {dk_stop_pod, .slow = 1},
     [CRISP_RPC_REMOVE_POD_SANDBOX] = {dk_remove_pod, .slow = 1},
     [CRISP_RPC_POD_SANDBOX_STATUS] = {dk_pod_status},
-    [CRISP_RPC_LIST_POD_SANDBOX] = {dk_list_pods},
 };

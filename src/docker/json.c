@@ -1,6 +1,7 @@
 /* json.c - reading the engine's JSON answers (codec.h): fields that may be
  * absent or of another type read as "", 0 or false. */
 #define _GNU_SOURCE /* strptime, timegm */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -20,6 +21,7 @@ const char *dk_str(const cJSON *obj, const char *key)
 
 int dk_str_is(const cJSON *obj, const char *key, const char *want)
 {
+    assert(want);
     return strcmp(dk_str(obj, key), want) == 0;
 }
 

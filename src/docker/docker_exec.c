@@ -1,0 +1,215 @@
+/* docker_exec.c - ExecSync on Docker: an exec created in the container,
+ * started over a hijacked connection whose multiplexed stream is split into
+ * stdout and stderr, then inspected for the exit code. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "docker.h"
+#include "crisp/grpc.h"
+
+#define EXEC_OUTPUT_MAX (16u << 20) /* the kubelet's message cap */
+
+struct exec_state {
+    char exec_id[80];
+    struct crisp_buf out, err;
+    uint8_t hdr[8];
+    size_t hdr_len;
+    size_t frame_left;
+    int frame_stream;
+    int truncated;
+    int polls;
+    struct event *timer; /* the ExecSync timeout */
+    struct event *poll;  /* waiting for the engine to record the exit */
+};
+
+static void exec_state_free(void *p)
+{
+    struct exec_state *st = p;
+    crisp_buf_free(&st->out);
+    crisp_buf_free(&st->err);
+    if (st->timer)
+        event_free(st->timer);
+    if (st->poll)
+        event_free(st->poll);
+    free(p);
+}
+
+static void exec_reply(struct dk_op *op, int exit_code)
+{
+    struct exec_state *st = op->state;
+    Runtime__V1__ExecSyncResponse r = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
+    r.stdout.data = st->out.data;
+    r.stdout.len = st->out.len;
+    r.stderr.data = st->err.data;
+    r.stderr.len = st->err.len;
+    r.exit_code = exit_code;
+    dk_op_reply(op, &r.base);
+}
+
+static void on_exec_inspect(struct dk_op *op, int status, cJSON *json);
+
+static void exec_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dk_op *op = arg;
+    struct exec_state *st = op->state;
+    dk_call(op, "GET", NULL, on_exec_inspect, "/exec/%s/json", st->exec_id);
+}
+
+static void on_exec_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    struct exec_state *st = op->state;
+    if (status != 200) {
+        dk_fail_http(op, status, json, "inspecting the exec");
+        return;
+    }
+    /* The stream can end a moment before the engine records the exit. */
+    if (dk_bool(json, "Running") && st->polls++ < 100) {
+        struct timeval tv = {0, 10000};
+        if (!st->poll)
+            st->poll = evtimer_new(op->be->evb, exec_poll, op);
+        if (st->poll && evtimer_add(st->poll, &tv) == 0)
+            return;
+    }
+    exec_reply(op, (int)dk_int(json, "ExitCode"));
+}
+
+/* Demultiplexes Docker's stream: frames of [stream, 0, 0, 0, size32be]. */
+static int exec_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
+{
+    (void)r;
+    struct dk_op *op = ud;
+    struct exec_state *st = op->state;
+    while (n) {
+        if (!st->frame_left) {
+            size_t take = 8 - st->hdr_len < n ? 8 - st->hdr_len : n;
+            memcpy(st->hdr + st->hdr_len, p, take);
+            st->hdr_len += take;
+            p += take;
+            n -= take;
+            if (st->hdr_len < 8)
+                return 0;
+            st->hdr_len = 0;
+            st->frame_stream = st->hdr[0];
+            st->frame_left = ((size_t)st->hdr[4] << 24) | ((size_t)st->hdr[5] << 16) |
+                             ((size_t)st->hdr[6] << 8) | st->hdr[7];
+            continue;
+        }
+        size_t take = st->frame_left < n ? st->frame_left : n;
+        struct crisp_buf *b = st->frame_stream == 2 ? &st->err : &st->out;
+        if (st->out.len + st->err.len + take > EXEC_OUTPUT_MAX - 1024)
+            st->truncated = 1; /* keep draining; what fits is kept */
+        else
+            crisp_buf_append(b, p, take);
+        st->frame_left -= take;
+        p += take;
+        n -= take;
+    }
+    return 0;
+}
+
+static void exec_done(struct h1_req *r, int err, const char *errmsg, int status,
+                      const uint8_t *body, size_t len, void *ud)
+{
+    (void)r;
+    (void)body;
+    (void)len;
+    struct dk_op *op = ud;
+    struct exec_state *st = op->state;
+    if (err) {
+        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: exec stream: %s", op->be->engine,
+                   errmsg ? errmsg : h1_strerror(err));
+        return;
+    }
+    if (status != 101 && status != 200) {
+        dk_op_fail(op, dk_code_for_status(status), "starting the exec: engine answered HTTP %d",
+                   status);
+        return;
+    }
+    if (dk_op_stopped(op))
+        return;
+    if (st->timer)
+        evtimer_del(st->timer);
+    dk_call(op, "GET", NULL, on_exec_inspect, "/exec/%s/json", st->exec_id);
+}
+
+static const struct h1_req_cbs exec_stream_cbs = {.on_body = exec_body, .on_done = exec_done};
+
+static void exec_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dk_op *op = arg;
+    const Runtime__V1__ExecSyncRequest *req = (const void *)op->req;
+    /* Docker has no call to kill an exec: the command is abandoned (it
+     * ends when it ends); the kubelet gets the timeout it asked for. */
+    dk_op_fail(op, GRPC_DEADLINE_EXCEEDED, "command timed out after %llds (ExecSync timeout)",
+               (long long)req->timeout);
+}
+
+static void on_exec_created(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__ExecSyncRequest *req = (const void *)op->req;
+    if (status == 404) {
+        dk_op_fail(op, GRPC_NOT_FOUND, "container %s not found", req->container_id);
+        return;
+    }
+    if (status == 409) {
+        dk_op_fail(op, GRPC_FAILED_PRECONDITION, "container %s is not running: %s",
+                   req->container_id, dk_errmsg(json, status));
+        return;
+    }
+    if (status != 201) {
+        dk_fail_http(op, status, json, "creating the exec");
+        return;
+    }
+    struct exec_state *st = op->state;
+    snprintf(st->exec_id, sizeof(st->exec_id), "%s", dk_str(json, "Id"));
+    if (req->timeout > 0) {
+        st->timer = evtimer_new(op->be->evb, exec_timeout, op);
+        struct timeval tv = {(time_t)req->timeout, 0};
+        if (!st->timer || evtimer_add(st->timer, &tv) < 0) {
+            dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "cannot arm the exec timer");
+            return;
+        }
+    }
+    static const char start[] = "{\"Detach\":false,\"Tty\":false}";
+    char target[160];
+    snprintf(target, sizeof(target), "/exec/%s/start", st->exec_id);
+    struct h1_req_opts o = {
+        .method = "POST",
+        .target = target,
+        .content_type = "application/json",
+        .body = (const uint8_t *)start,
+        .body_len = sizeof(start) - 1,
+        .upgrade = 1,
+    };
+    dk_call_opts(op, &o, &exec_stream_cbs);
+}
+
+static void dk_exec_sync(struct dk_op *op)
+{
+    const Runtime__V1__ExecSyncRequest *req = (const void *)op->req;
+    if (dk_check_id(op, req->container_id, "container_id") < 0)
+        return;
+    if (!req->n_cmd) {
+        dk_op_fail(op, GRPC_INVALID_ARGUMENT, "ExecSync needs a command");
+        return;
+    }
+    struct exec_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    crisp_buf_init(&st->out, EXEC_OUTPUT_MAX);
+    crisp_buf_init(&st->err, EXEC_OUTPUT_MAX);
+    op->state = st;
+    op->free_state = exec_state_free;
+    dk_call(op, "POST", dk_exec_body(req->cmd, req->n_cmd), on_exec_created, "/containers/%s/exec", dk_esc(op, req->container_id));
+}
+
+const struct dk_method dk_exec_methods[CRISP_RPC_COUNT] = {
+    [CRISP_RPC_EXEC_SYNC] = {dk_exec_sync, .slow = 1},
+};
