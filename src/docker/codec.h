@@ -240,6 +240,14 @@ void dk_version_response(struct dk_arena *a, const cJSON *version,
 Runtime__V1__CgroupDriver dk_cgroup_driver(const cJSON *info);
 const char *dk_storage_root(const cJSON *info);
 
+/* Status: the RuntimeReady and NetworkReady conditions (reason and message
+ * when the engine is not ok), and the RuntimeClass handlers offered (the
+ * default one always; none that podman would ignore). */
+Runtime__V1__RuntimeStatus *dk_runtime_status(struct dk_arena *a, int engine_ok, const char *reason,
+                                              const char *message);
+Runtime__V1__RuntimeHandler **dk_runtime_handlers(struct dk_arena *a, const struct dk_config *cfg,
+                                                  int podman, size_t *n);
+
 /* A Docker container state ("running", podman's "stopped", ...) as the CRI's. */
 Runtime__V1__ContainerState dk_container_state(const char *docker_state);
 /* Metadata from a parsed name. */

@@ -575,6 +575,62 @@ const char *dk_storage_root(const cJSON *info)
     return *root ? root : dk_str(dk_obj(info, "Store"), "GraphRoot"); /* podman's /info */
 }
 
+static Runtime__V1__RuntimeCondition *condition(struct dk_arena *a, const char *type, int ok,
+                                                const char *reason, const char *message)
+{
+    Runtime__V1__RuntimeCondition *c = dk_msg(a, &runtime__v1__runtime_condition__descriptor);
+    if (!c)
+        return NULL;
+    c->type = (char *)type;
+    c->status = ok;
+    c->reason = dk_strdup(a, ok ? "" : reason);
+    c->message = dk_strdup(a, ok ? "" : message);
+    return c;
+}
+
+Runtime__V1__RuntimeStatus *dk_runtime_status(struct dk_arena *a, int engine_ok, const char *reason,
+                                              const char *message)
+{
+    Runtime__V1__RuntimeStatus *rs = dk_msg(a, &runtime__v1__runtime_status__descriptor);
+    Runtime__V1__RuntimeCondition **conds = dk_alloc(a, 2 * sizeof(*conds));
+    if (!rs || !conds)
+        return NULL;
+    conds[0] = condition(a, "RuntimeReady", engine_ok, reason, message);
+    /* Docker wires pod networking itself (bridge, or host). */
+    conds[1] = condition(a, "NetworkReady", engine_ok, reason, message);
+    rs->n_conditions = 2;
+    rs->conditions = conds;
+    return rs;
+}
+
+/* podman ignores the runtime choice: crisp refuses such pods, so it does
+ * not offer those handlers either. */
+static int handler_offered(const struct dk_handler_map *h, int podman)
+{
+    return !(podman && h->runtime[0] && h->handler[0]);
+}
+
+Runtime__V1__RuntimeHandler **dk_runtime_handlers(struct dk_arena *a, const struct dk_config *cfg,
+                                                  int podman, size_t *n)
+{
+    size_t nh = cfg->nhandlers, k = 0;
+    int has_default = 0;
+    for (size_t i = 0; i < nh; i++)
+        has_default |= cfg->handlers[i].handler[0] == 0;
+    Runtime__V1__RuntimeHandler **hs =
+        (void *)dk_msgs(a, &runtime__v1__runtime_handler__descriptor, nh + !has_default);
+    *n = 0;
+    if (!hs)
+        return NULL;
+    if (!has_default)
+        hs[k++]->name = "";
+    for (size_t i = 0; i < nh; i++)
+        if (handler_offered(&cfg->handlers[i], podman))
+            hs[k++]->name = cfg->handlers[i].handler;
+    *n = k;
+    return hs;
+}
+
 /* ---- verbose answers ------------------------------------------------------------------------ */
 
 void dk_info_text(struct dk_arena *a, ProtobufCMessage *resp, const char *text)

@@ -1,5 +1,6 @@
 /* docker.c - the Docker backend's instances: options, configuration, the
  * engine connection (two pools, TLS), the method table, the ops struct. */
+#define _GNU_SOURCE /* asprintf */
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -172,7 +173,6 @@ static void be_free(struct dk_be *be)
 static void dk_destroy(struct crisp_backend *base)
 {
     struct dk_be *be = (struct dk_be *)base;
-    be->stopping = 1;
     struct crisp_list *it;
     while ((it = crisp_list_first(&be->ops))) {
         struct dk_op *op = crisp_container_of(it, struct dk_op, link);
@@ -182,36 +182,49 @@ static void dk_destroy(struct crisp_backend *base)
     be_free(be);
 }
 
+/* A TLS error: the sentence, and OpenSSL's reason. */
+static void tls_error(char *err, size_t errlen, const char *what, const char *a, const char *b)
+{
+    char e[256];
+    ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+    snprintf(err, errlen, "docker TLS %s %s%s%s: %s", what, a, b ? " / " : "", b ? b : "", e);
+}
+
+/* The client certificate and key, and when verify the CA, of cert_path. */
+static int load_tls_files(SSL_CTX *ctx, const char *cert_path, int verify, char *err, size_t errlen)
+{
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    int rv = -1;
+    if (asprintf(&ca, "%s/ca.pem", cert_path) < 0 || asprintf(&cert, "%s/cert.pem", cert_path) < 0 ||
+        asprintf(&key, "%s/key.pem", cert_path) < 0)
+        snprintf(err, errlen, "TLS: out of memory");
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+             SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        tls_error(err, errlen, "client certificate", cert, key);
+    else if (verify && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+        tls_error(err, errlen, "CA", ca, NULL);
+    else
+        rv = 0;
+    free(ca);
+    free(cert);
+    free(key);
+    return rv;
+}
+
 static SSL_CTX *client_tls(const char *cert_path, int verify, char *err, size_t errlen)
 {
-    char ca[1100], cert[1100], key[1100];
-    snprintf(ca, sizeof(ca), "%.1000s/ca.pem", cert_path);
-    snprintf(cert, sizeof(cert), "%.1000s/cert.pem", cert_path);
-    snprintf(key, sizeof(key), "%.1000s/key.pem", cert_path);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
         snprintf(err, errlen, "TLS: out of memory");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        char e[256];
-        ERR_error_string_n(ERR_get_error(), e, sizeof(e));
-        snprintf(err, errlen, "docker TLS client certificate %s / %s: %s", cert, key, e);
+    if (load_tls_files(ctx, cert_path, verify, err, errlen) < 0) {
         SSL_CTX_free(ctx);
         return NULL;
     }
-    if (verify) {
-        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-            char e[256];
-            ERR_error_string_n(ERR_get_error(), e, sizeof(e));
-            snprintf(err, errlen, "docker TLS CA %s: %s", ca, e);
-            SSL_CTX_free(ctx);
-            return NULL;
-        }
+    if (verify)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    }
     return ctx;
 }
 
@@ -222,15 +235,17 @@ static int engine_tls(const struct crisp_addr *addr, SSL_CTX **tls, char *err, s
 {
     const char *cert_path = getenv("DOCKER_CERT_PATH");
     const char *verify = getenv("DOCKER_TLS_VERIFY");
-    char def[1024];
+    char *def = NULL;
     *tls = NULL;
     if (addr->kind != CRISP_ADDR_TCP || !((cert_path && *cert_path) || (verify && *verify)))
         return 0;
-    if (!cert_path || !*cert_path) {
-        snprintf(def, sizeof(def), "%s/.docker", getenv("HOME") ? getenv("HOME") : "/root");
-        cert_path = def;
+    if ((!cert_path || !*cert_path) &&
+        asprintf(&def, "%s/.docker", getenv("HOME") ? getenv("HOME") : "/root") < 0) {
+        snprintf(err, errlen, "TLS: out of memory");
+        return -1;
     }
-    *tls = client_tls(cert_path, verify && *verify && strcmp(verify, "0") != 0, err, errlen);
+    *tls = client_tls(def ? def : cert_path, verify && *verify && strcmp(verify, "0") != 0, err, errlen);
+    free(def);
     return *tls ? 0 : -1;
 }
 

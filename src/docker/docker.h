@@ -1,16 +1,24 @@
-/* docker.h - the Docker Engine backend (also podman's compatible API).
+/* docker.h - the Docker Engine backend (also podman's compatible API): the
+ * chains of engine requests. What they send and what they make of the
+ * answers is codec.h's (no I/O there).
  *
- * Internal interface shared by docker*.c. One dk_op per CRI call: it holds a
- * reference on the call and the decoded request, runs a chain of engine
- * requests (each step a callback that issues the next), and ends with
- * dk_op_reply() or dk_op_fail(). Engine transport errors end the op with
- * UNAVAILABLE naming the engine. A cancelled op (client gone, deadline)
- * stops at its next step unless it is cleaning up after itself: operations
- * that create something (RunPodSandbox, CreateContainer) finish or roll
- * back even when nobody waits for the answer.
+ *   docker.c         an instance: options, configuration, pools, methods
+ *   op.c             the op framework below, API version negotiation
+ *   docker_<family>.c one handler family each, peers: runtime, pod, ctr,
+ *                    exec, list, image, stats, events; docker_cgroup.c
+ *                    reads stats from the node's cgroups
+ *
+ * One dk_op per CRI call: it holds a reference on the call and the decoded
+ * request, runs a chain of engine requests (each step a callback that
+ * issues the next), and ends with dk_op_reply() or dk_op_fail(). Engine
+ * transport errors end the op with UNAVAILABLE naming the engine. A
+ * cancelled op (client gone, deadline) stops at its next step unless it is
+ * cleaning up after itself: operations that create something
+ * (RunPodSandbox, CreateContainer) finish or roll back even when nobody
+ * waits for the answer.
  *
  * State: none. Pod and container metadata live in the engine, in
- * cri-dockerd's label and naming scheme (see docker_meta.c). */
+ * cri-dockerd's label and naming scheme (meta.c). */
 #ifndef CRISP_DOCKER_H
 #define CRISP_DOCKER_H
 
@@ -35,7 +43,6 @@ struct dk_be {
     char api[16];            /* negotiated "1.41", "" until known */
     int podman;              /* the engine is podman's compatible API */
     struct crisp_list ops;   /* live ops (dk_op.link), for shutdown */
-    int stopping;
 };
 
 struct dk_op;
@@ -64,7 +71,6 @@ struct dk_op {
     dk_free_fn free_aux;
 };
 
-
 /* A CRI method handler: starts the op's first engine request. */
 typedef void (*dk_handler_fn)(struct dk_op *op);
 
@@ -77,15 +83,6 @@ struct dk_method {
                                * (Status: the engine being down is its answer) */
     unsigned slow : 1;        /* may take long (pull, stop, exec, events): long_pool */
 };
-
-/* A response message from the op's arena, initialised; on out of memory
- * the op fails and the caller returns. */
-#define DK_NEW(op, var, desc)                                                  \
-    var = dk_msg(&(op)->mem, &desc);                                                   \
-    if (!var) {                                                                \
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response"); \
-        return;                                                                \
-    }
 
 /* ---- ops --------------------------------------------------------------- */
 
@@ -101,20 +98,29 @@ void dk_op_end(struct dk_op *op);
  * it and returns 1. */
 int dk_op_stopped(struct dk_op *op);
 
-/* Engine request with a JSON (or empty) body; the response body is parsed
- * as JSON (NULL when empty or not JSON) and handed to cb with the HTTP
- * status. Transport failures end the op with UNAVAILABLE. The target is
- * printf-formatted and prefixed with the negotiated API version. With
- * parallel set, several may run at once (op->pending counts them). */
+/* Engine request with a JSON (or empty) body (taken: freed here); the
+ * response body is parsed as JSON (NULL when empty or not JSON) and handed
+ * to cb with the HTTP status. Transport failures end the op with
+ * UNAVAILABLE. The target is printf-formatted (strings from requests go
+ * through dk_esc) and prefixed with the negotiated API version ("/v1.41"),
+ * or with "/v4.0.0" when it starts with /libpod/ (podman's native API, for
+ * what its Docker-compatible API lacks). Several may run at once
+ * (op->pending counts them). */
 void dk_call(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb,
              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* As dk_call, with a pointer the callback finds in op->cur_ud (for
  * parallel requests, e.g. one per container). */
 void dk_callx(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
               const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* As dk_call, but with the caller's options and callbacks (streaming,
+ * headers, upgrade); the callbacks get the op as their ud. o->target is
+ * prefixed as dk_call's. */
+void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_cbs *cbs);
+
 /* Streaming answers: a message without finishing (0), then OK; -1 when
  * the op ended (memory short, or the call finished meanwhile). */
 int dk_op_send(struct dk_op *op, const ProtobufCMessage *msg);
+void dk_op_finish_ok(struct dk_op *op);
 /* items in messages of type desc (a Stream* response: one repeated field)
  * of 100 items at most; 0, or -1 when the op ended. */
 int dk_op_send_chunks(struct dk_op *op, const ProtobufCMessageDescriptor *desc, void **items,
@@ -122,14 +128,6 @@ int dk_op_send_chunks(struct dk_op *op, const ProtobufCMessageDescriptor *desc, 
 /* Answers a List* call with one response holding the items, a Stream* call
  * with chunks of them and OK (the method's response type says which). */
 void dk_op_reply_items(struct dk_op *op, void **items, size_t n);
-void dk_op_finish_ok(struct dk_op *op);
-
-/* Targets starting with /libpod/ go to podman's native API (for what its
- * Docker-compatible API lacks); all others get the Docker API version. */
-/* As dk_call, but with the caller's options and callbacks (streaming,
- * headers, upgrade); the callbacks get the op as their ud. o->target is
- * prefixed with the API version. */
-void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_cbs *cbs);
 
 /* The engine's error message from a JSON error body ({"message": ...}),
  * or a generic sentence. */
@@ -158,7 +156,7 @@ void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_meth
 void dk_op_cancel(struct crisp_call *call);
 void dk_op_drained(struct crisp_call *call);
 
-/* ---- handlers (one file per family) ------------------------------------ */
+/* ---- handler families (docker_<family>.c) -------------------------------- */
 extern const struct dk_method dk_runtime_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_pod_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_container_methods[CRISP_RPC_COUNT];
@@ -178,6 +176,5 @@ void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pu
  * like a Docker stats answer; NULL when they cannot be read here (a remote
  * engine, another PID namespace). docker_cgroup.c */
 cJSON *dk_cgroup_stats(int pid, int with_network);
-
 
 #endif

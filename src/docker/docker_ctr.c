@@ -195,20 +195,18 @@ static void dk_stop_container(struct dk_op *op)
             (long long)(req->timeout > 0 ? req->timeout : 0));
 }
 
-struct remove_state {
-    char log_path[4096];
-};
-
+/* op->state: the container's log path label (the kubelet's symlink),
+ * in the op's arena; NULL when unknown. */
 static void on_removed(struct dk_op *op, int status, cJSON *json)
 {
-    struct remove_state *st = op->state;
+    const char *log_path = op->state;
     if (status != 204 && status != 404) {
         dk_fail_http(op, status, json, "removing the container");
         return;
     }
     struct stat sb;
-    if (st->log_path[0] && lstat(st->log_path, &sb) == 0 && S_ISLNK(sb.st_mode))
-        unlink(st->log_path);
+    if (log_path && *log_path && lstat(log_path, &sb) == 0 && S_ISLNK(sb.st_mode))
+        unlink(log_path);
     Runtime__V1__RemoveContainerResponse r = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
     dk_op_reply(op, &r.base);
 }
@@ -224,9 +222,7 @@ static void on_remove_inspect(struct dk_op *op, int status, cJSON *json)
         dk_fail_http(op, status, json, "inspecting the container");
         return;
     }
-    struct remove_state *st = op->state;
-    snprintf(st->log_path, sizeof(st->log_path), "%s",
-             dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_LOGPATH));
+    op->state = dk_strdup(&op->mem, dk_str(dk_entry_labels(json), DK_LABEL_LOGPATH));
     dk_call(op, "DELETE", NULL, on_removed, "/containers/%s?force=1&v=1", dk_esc(op, req->container_id));
 }
 
@@ -235,11 +231,6 @@ static void dk_remove_container(struct dk_op *op)
     const Runtime__V1__RemoveContainerRequest *req = (const void *)op->req;
     if (check_id(op, req->container_id) < 0)
         return;
-    op->state = dk_alloc(&op->mem, sizeof(struct remove_state));
-    if (!op->state) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
     op->must_finish = 1;
     dk_call(op, "GET", NULL, on_remove_inspect, "/containers/%s/json", dk_esc(op, req->container_id));
 }

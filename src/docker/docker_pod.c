@@ -254,7 +254,7 @@ static void on_members(struct dk_op *op, int status, cJSON *json)
         if (st->remove) {
             dk_call(op, "DELETE", NULL, on_member_done, "/containers/%s?force=1&v=1", cid);
             n++;
-        } else if (strcmp(dk_str(c, "State"), "running") == 0) {
+        } else if (dk_str_is(c, "State", "running")) {
             /* The kubelet stopped them gracefully already; what is left is
              * forcibly terminated, as the CRI asks. */
             dk_call(op, "POST", NULL, on_member_done, "/containers/%s/stop?t=0", cid);

@@ -32,61 +32,14 @@ struct status_state {
     char message[512];
 };
 
-static Runtime__V1__RuntimeCondition *condition(struct dk_op *op, const char *type, int ok,
-                                                const char *reason, const char *message)
-{
-    Runtime__V1__RuntimeCondition *c = dk_msg(&op->mem, &runtime__v1__runtime_condition__descriptor);
-    if (!c)
-        return NULL;
-    c->type = (char *)type;
-    c->status = ok;
-    c->reason = dk_strdup(&op->mem, ok ? "" : reason);
-    c->message = dk_strdup(&op->mem, ok ? "" : message);
-    return c;
-}
-
 static void status_reply(struct dk_op *op, const char *info_json)
 {
     struct status_state *st = op->state;
     const Runtime__V1__StatusRequest *req = (const void *)op->req;
     Runtime__V1__StatusResponse r = RUNTIME__V1__STATUS_RESPONSE__INIT;
-    Runtime__V1__RuntimeStatus *rs;
-    DK_NEW(op, rs, runtime__v1__runtime_status__descriptor);
-    Runtime__V1__RuntimeCondition *conds[2] = {
-        condition(op, "RuntimeReady", st->engine_ok, st->reason, st->message),
-        /* Docker wires pod networking itself (bridge, or host). */
-        condition(op, "NetworkReady", st->engine_ok, st->reason, st->message),
-    };
-    if (!conds[0] || !conds[1]) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
-        return;
-    }
-    rs->n_conditions = 2;
-    rs->conditions = conds;
-    r.status = rs;
-    struct dk_be *be = op->be;
-    size_t nh = be->cfg.nhandlers;
-    int has_default = 0;
-    for (size_t i = 0; i < nh; i++)
-        has_default |= be->cfg.handlers[i].handler[0] == 0;
-    Runtime__V1__RuntimeHandler **hs =
-        (void *)dk_msgs(&op->mem, &runtime__v1__runtime_handler__descriptor, nh + !has_default);
-    if (!hs) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
-        return;
-    }
-    size_t k = 0;
-    if (!has_default)
-        hs[k++]->name = "";
-    for (size_t i = 0; i < nh; i++) {
-        /* podman ignores the runtime choice: crisp refuses such pods, so
-         * it does not offer those handlers either */
-        if (be->podman && be->cfg.handlers[i].runtime[0] && be->cfg.handlers[i].handler[0])
-            continue;
-        hs[k++]->name = be->cfg.handlers[i].handler;
-    }
-    r.n_runtime_handlers = k;
-    r.runtime_handlers = hs;
+    r.status = dk_runtime_status(&op->mem, st->engine_ok, st->reason, st->message);
+    r.runtime_handlers = dk_runtime_handlers(&op->mem, &op->be->cfg, op->be->podman,
+                                             &r.n_runtime_handlers);
     if (req->verbose)
         dk_info_text(&op->mem, &r.base, info_json);
     dk_op_reply(op, &r.base);

@@ -473,6 +473,27 @@ static void test_pod_stats(const char *eng)
     dk_arena_free(&a);
 }
 
+static void test_runtime_status(void)
+{
+    struct dk_arena a = {0};
+    struct dk_handler_map hs[] = {{"alt", "crisp-alt"}, {"plain", ""}};
+    struct dk_config cfg = {.handlers = hs, .nhandlers = 2};
+    Runtime__V1__RuntimeStatus *up = dk_runtime_status(&a, 1, "Why", "what");
+    CHECK(up->n_conditions == 2 && strcmp(up->conditions[0]->type, "RuntimeReady") == 0 &&
+          strcmp(up->conditions[1]->type, "NetworkReady") == 0 && up->conditions[1]->status &&
+          !*up->conditions[0]->reason);
+    Runtime__V1__RuntimeStatus *down = dk_runtime_status(&a, 0, "DockerDaemonNotReady", "gone");
+    CHECK(!down->conditions[0]->status && strcmp(down->conditions[1]->reason, "DockerDaemonNotReady") == 0 &&
+          strcmp(down->conditions[0]->message, "gone") == 0);
+    size_t n;
+    Runtime__V1__RuntimeHandler **v = dk_runtime_handlers(&a, &cfg, 0, &n);
+    CHECK(n == 3 && *v[0]->name == 0 && strcmp(v[1]->name, "alt") == 0 && strcmp(v[2]->name, "plain") == 0);
+    v = dk_runtime_handlers(&a, &cfg, 1, &n); /* podman would ignore crisp-alt */
+    CHECK(n == 2 && *v[0]->name == 0 && strcmp(v[1]->name, "plain") == 0);
+    CHECK(!a.oom);
+    dk_arena_free(&a);
+}
+
 int main(void)
 {
     test_json_helpers();
@@ -485,6 +506,7 @@ int main(void)
     test_container_states();
     test_image_user();
     test_cpu_rate();
+    test_runtime_status();
     for (int i = 0; i < FX_NENGINES; i++) {
         const char *eng = fx_engines[i];
         test_version_info(eng);
