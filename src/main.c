@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
 #include "crisp/backend.h"
+#include "crisp/budget.h"
 #include "crisp/call.h"
 #include "crisp/h2srv.h"
 #include "crisp/listen.h"
@@ -41,6 +43,7 @@ struct options {
     size_t nbopts;
     struct crisp_tls_opts tls;
     double shutdown_timeout;
+    size_t max_conns; /* 0: from the descriptor limit */
 };
 
 static struct event_base *base;
@@ -61,6 +64,11 @@ static const char core_usage[] =
 "  --max-message-size N     cap on one gRPC message, bytes (K/M suffixes;\n"
 "                           default 16M, the kubelet's)\n"
 "  --max-streams N          concurrent calls per connection (default 1024)\n"
+"  --max-connections N      client connections; at the limit a new client\n"
+"                           evicts the longest-idle one (default: the\n"
+"                           descriptor limit, raised to its maximum, less 512)\n"
+"  --idle-timeout SECS      GOAWAY to a connection without calls for this\n"
+"                           long (default 300; 0: never)\n"
 "  --tls-cert FILE          PEM certificate chain for tcp:// listeners\n"
 "  --tls-key FILE           PEM private key for tcp:// listeners\n"
 "  --tls-client-ca FILE     require client certificates signed by this CA\n"
@@ -121,7 +129,8 @@ static int parse_size(const char *s, size_t *out)
 }
 
 enum {
-    O_LISTEN = 256, O_BACKEND, O_MAXMSG, O_MAXSTREAMS, O_CERT, O_KEY, O_CA, O_SHUT, O_LOG,
+    O_LISTEN = 256, O_BACKEND, O_MAXMSG, O_MAXSTREAMS, O_MAXCONNS, O_IDLE, O_CERT, O_KEY, O_CA,
+    O_SHUT, O_LOG,
     O_VERSION, O_HELP, O_KIND_OPT /* O_KIND_OPT + i: the i-th distinct backend option */
 };
 
@@ -130,6 +139,8 @@ static const struct option core_longopts[] = {
     {"backend", required_argument, NULL, O_BACKEND},
     {"max-message-size", required_argument, NULL, O_MAXMSG},
     {"max-streams", required_argument, NULL, O_MAXSTREAMS},
+    {"max-connections", required_argument, NULL, O_MAXCONNS},
+    {"idle-timeout", required_argument, NULL, O_IDLE},
     {"tls-cert", required_argument, NULL, O_CERT},
     {"tls-key", required_argument, NULL, O_KEY},
     {"tls-client-ca", required_argument, NULL, O_CA},
@@ -180,11 +191,19 @@ static int parse_number_opt(int c, const char *arg)
             return fail_opt("--max-message-size %s: want 1K..1G", arg);
         return 0;
     }
-    if (c == O_MAXSTREAMS) {
+    if (c == O_MAXSTREAMS || c == O_MAXCONNS || c == O_IDLE) {
         long v = strtol(arg, &end, 10);
-        if (*end || v < 1 || v > 1000000)
-            return fail_opt("--max-streams %s: want 1..1000000", arg);
-        crisp_h2srv_cfg.max_streams = (uint32_t)v;
+        long lo = c == O_IDLE ? 0 : 1, hi = c == O_IDLE ? 86400 : 1000000;
+        if (*end || end == arg || v < lo || v > hi)
+            return fail_opt(c == O_MAXSTREAMS ? "--max-streams %s: want 1..1000000"
+                            : c == O_MAXCONNS ? "--max-connections %s: want 1..1000000"
+                                              : "--idle-timeout %s: want 0..86400 seconds", arg);
+        if (c == O_MAXSTREAMS)
+            crisp_h2srv_cfg.max_streams = (uint32_t)v;
+        else if (c == O_MAXCONNS)
+            opts.max_conns = (size_t)v;
+        else
+            crisp_h2srv_cfg.idle_timeout_s = (unsigned)v;
         return 0;
     }
     opts.shutdown_timeout = strtod(arg, &end);
@@ -218,6 +237,8 @@ static int parse_one(int c, const char *arg)
         return 0;
     case O_MAXMSG:
     case O_MAXSTREAMS:
+    case O_MAXCONNS:
+    case O_IDLE:
     case O_SHUT:
         return parse_number_opt(c, arg);
     case O_CERT:
@@ -245,6 +266,27 @@ static int parse_one(int c, const char *arg)
         return add_backend_opt(c, arg);
     usage(stderr);
     return -1;
+}
+
+/* Descriptors kept for what is not a client connection: engine
+ * connections (the docker backend's pools take up to 384), listeners,
+ * files. */
+#define FD_RESERVE 512
+
+/* The descriptor limit raised to its maximum (a node with many clients, a
+ * docker backend with many execs), and the client connection limit from it. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            rl.rlim_cur = was;
+    }
+    size_t n = (size_t)rl.rlim_cur;
+    size_t reserve = n / 2 < FD_RESERVE ? n / 2 : FD_RESERVE;
+    crisp_h2srv_cfg.max_conns = opts.max_conns ? opts.max_conns : n - reserve;
 }
 
 static int parse_args(int argc, char **argv)
@@ -285,6 +327,12 @@ static struct crisp_backend *make_backend(char *err, size_t errlen)
         args[i] = (struct crisp_backend_arg){o, opts.bopts[i].value};
     }
     return crisp_backend_new(base, opts.backend, args, opts.nbopts, err, errlen);
+}
+
+static int evict_for_accept(void *ud)
+{
+    (void)ud;
+    return crisp_h2srv_evict_idle("out of file descriptors");
 }
 
 static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
@@ -342,6 +390,10 @@ int main(int argc, char **argv)
     base = event_base_new();
     if (!base)
         goto fail_methods;
+    crisp_budget_setup(base, crisp_h2srv_cfg.max_msg);
+    raise_fd_limit();
+    if (crisp_h2srv_start(base) < 0)
+        goto fail_base;
     /* Signals first: a SIGTERM during start-up still ends in an orderly
      * shutdown (socket removed), not the default action. */
     sigterm = evsignal_new(base, SIGTERM, on_signal, NULL);
@@ -354,7 +406,8 @@ int main(int argc, char **argv)
         goto fail_base;
     }
     crisp_router_set_default(be);
-    static const struct crisp_listen_cbs grpc_server = {.on_accept = crisp_h2srv_accept};
+    static const struct crisp_listen_cbs grpc_server = {.on_accept = crisp_h2srv_accept,
+                                                        .on_full = evict_for_accept};
     for (int i = 0; i < opts.nlisten; i++) {
         if (crisp_listen_open(base, opts.listen[i], &opts.tls, &grpc_server, err, sizeof(err)) < 0) {
             log_error("startup_failed", "listen=%s err=%s", crisp_logq(opts.listen[i]),
@@ -362,8 +415,10 @@ int main(int argc, char **argv)
             goto fail_listen;
         }
     }
-    log_info("started", "version=%s backend=%s methods=%zu max_message_size=%zu", CRISP_VERSION,
-             crisp_logq(be->name), crisp_methods_count(), crisp_h2srv_cfg.max_msg);
+    log_info("started", "version=%s backend=%s methods=%zu max_message_size=%zu "
+             "max_connections=%zu idle_timeout_s=%u", CRISP_VERSION, crisp_logq(be->name),
+             crisp_methods_count(), crisp_h2srv_cfg.max_msg, crisp_h2srv_cfg.max_conns,
+             crisp_h2srv_cfg.idle_timeout_s);
     event_base_dispatch(base);
     rc = 0;
     log_info("stopped", "connections=%zu", crisp_h2srv_conn_count());
@@ -375,10 +430,12 @@ fail_listen:
         event_free(stop_timer);
     crisp_backend_free(be);
 fail_base:
+    crisp_h2srv_close_all(); /* the idle sweep */
     if (sigterm)
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    crisp_budget_teardown();
     event_base_free(base);
 fail_methods:
     crisp_methods_free();

@@ -15,7 +15,14 @@
  *
  * Back-pressure: crisp_call_out_full() tells a streaming backend to stop
  * reading from its engine; the backend's drained op runs when the front end
- * has written the queue down to half the high-water mark. */
+ * has written the queue down to half the high-water mark, or when the
+ * budget that was full has room again.
+ *
+ * Budgets (budget.h): the bytes of a call's request, and of its response
+ * queue, are charged to its connection's budgets and to the process's. A
+ * backend that can hold its engine back (the relay: flow control) reserves
+ * response bytes before it lets them come (crisp_call_reserve); whatever is
+ * queued beyond a reservation is charged as it is queued. */
 #ifndef CRISP_CALL_H
 #define CRISP_CALL_H
 
@@ -23,6 +30,7 @@
 #include <stddef.h>
 #include <event2/event.h>
 
+#include "crisp/budget.h"
 #include "crisp/buf.h"
 #include "crisp/md.h"
 #include "crisp/method.h"
@@ -73,12 +81,24 @@ struct crisp_call {
     uint8_t *req;               /* the request message, prefix excluded */
     size_t req_len;
     ProtobufCMessage *req_msg;  /* decoded form, see crisp_call_request */
+    struct crisp_call_decoder {
+        ProtobufCAllocator a;   /* counts and caps what decoding allocates */
+        size_t used, cap;
+        int refused;            /* the cap (or the process budget) was hit */
+    } dec;
 
     /* response */
     struct crisp_md resp_md;    /* initial metadata from the backend */
     struct crisp_md trailer_md; /* extra trailers from the backend */
     int headers_ready;
     struct crisp_out_chunk *out_head, *out_tail;
+    /* budgets: the connection's (NULL when it has none or after
+     * crisp_call_detach_budgets) and the process's */
+    struct crisp_budget *conn_req, *conn_resp;
+    size_t req_charged;         /* request bytes charged */
+    size_t resp_held;           /* response bytes charged: credit + queued */
+    size_t resp_credit;         /* reserved and not yet queued */
+    struct crisp_budget_wait budget_wait;
     size_t out_bytes;
     size_t out_high;            /* high-water mark for back-pressure */
     int out_was_full;           /* reached out_high since the last drained op */
@@ -106,7 +126,8 @@ int crisp_call_set_timeout(struct crisp_call *call, int64_t timeout_us);
 int64_t crisp_call_remaining_us(const struct crisp_call *call);
 
 /* Decodes the request with the method's descriptor (cached). Returns NULL
- * if the bytes are not a valid message. */
+ * if the bytes are not a valid message, or decoding them would allocate
+ * more than the call may (call->dec.refused then). */
 ProtobufCMessage *crisp_call_request(struct crisp_call *call);
 
 /* Hands the received call to its backend (chosen by the router). Any
@@ -132,7 +153,23 @@ int crisp_call_wants_msgs(const struct crisp_call *call);
 void crisp_call_finish(struct crisp_call *call, int code, const char *message);
 void crisp_call_finishf(struct crisp_call *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int crisp_call_out_full(const struct crisp_call *call);
+/* Whether a streaming backend should stop reading: the queue is at its
+ * high-water mark, or a response budget is full (the call then waits on it
+ * and the backend's drained op runs when there is room). */
+int crisp_call_out_full(struct crisp_call *call);
+
+/* Budgets. The front end attaches its connection's budgets to a new call
+ * and detaches them (giving everything back) when its stream goes. */
+void crisp_call_set_budgets(struct crisp_call *call, struct crisp_budget *req,
+                            struct crisp_budget *resp);
+void crisp_call_detach_budgets(struct crisp_call *call);
+/* Request bytes about to be stored. Returns 0, or -1 when a budget is
+ * full (the budget that refused is named by *which). */
+int crisp_call_charge_request(struct crisp_call *call, size_t n, const struct crisp_budget **which);
+/* Reserves n response bytes (a backend about to let them come). Returns 0,
+ * or -1 when they do not fit: the call then waits, and the backend's
+ * drained op runs when there is room. */
+int crisp_call_reserve(struct crisp_call *call, size_t n);
 
 /* Front end side. Copies up to n response bytes (prefixed messages) into
  * dst and returns how many; runs the backend's drained op as needed. */

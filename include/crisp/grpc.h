@@ -39,6 +39,7 @@ enum {
     GRPC_E_TOO_LARGE = -1,  /* message longer than the reader's cap */
     GRPC_E_COMPRESSED = -2, /* compressed-flag set; crisp negotiates none */
     GRPC_E_NOMEM = -3,
+    GRPC_E_REFUSED = -4,    /* the admit callback refused the message's size */
 };
 
 /* Called with each complete message; takes ownership of `msg` (malloc'd,
@@ -53,6 +54,10 @@ struct grpc_reader {
     size_t msg_fill; /* bytes of it received */
     size_t max;      /* cap on one message */
     size_t declared; /* length from the last prefix that hit an error */
+    /* Optional: asked before a message's memory is taken (its declared
+     * length); a negative return refuses it (GRPC_E_REFUSED). */
+    int (*admit)(void *ud, size_t len);
+    void *admit_ud;
 };
 
 void grpc_reader_init(struct grpc_reader *r, size_t max);

@@ -16,6 +16,10 @@
 struct crisp_h2srv_config {
     size_t max_msg;       /* cap on one request/response message */
     uint32_t max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS */
+    unsigned idle_timeout_s; /* a connection without calls for this long gets
+                              * GOAWAY and is closed; 0: never */
+    size_t max_conns;     /* at this many, a new client makes room by evicting
+                           * the longest-idle connection (or is refused) */
 };
 
 extern struct crisp_h2srv_config crisp_h2srv_cfg;
@@ -24,6 +28,11 @@ extern struct crisp_h2srv_config crisp_h2srv_cfg;
  * crisp_accept_fn (listen.h); ud is unused. */
 void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd,
                         SSL_CTX *ssl_ctx, const char *peer, void *ud);
+/* Starts the idle sweep (once, after the options are known). */
+int crisp_h2srv_start(struct event_base *base);
+/* A listener could not accept (out of descriptors): closes the
+ * longest-idle connection to make room. Returns 1 if one was closed. */
+int crisp_h2srv_evict_idle(const char *why);
 /* GOAWAY to every connection: no new calls, in-flight ones finish. */
 void crisp_h2srv_shutdown_all(void);
 /* Closes every connection now, cancelling its calls. */

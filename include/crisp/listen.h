@@ -26,6 +26,11 @@ typedef void (*crisp_accept_fn)(struct event_base *base, evutil_socket_t fd, SSL
  * streaming server. */
 struct crisp_listen_cbs {
     crisp_accept_fn on_accept;
+    /* Optional: accept failed for want of descriptors; return 1 after
+     * closing something (the accept is tried again at once), 0 if nothing
+     * could go (the waiting client is then accepted and closed at once, on
+     * a descriptor kept in reserve, rather than left hanging). */
+    int (*on_full)(void *ud);
     void *ud;
 };
 

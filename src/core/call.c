@@ -1,6 +1,7 @@
 /* call.c - the call object shared by the front end and a backend. */
 #include <assert.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,16 @@
 #include "runtime_v1.pb-c.h"
 
 #define CALL_MD_MAX (64 * 1024)
-#define CALL_OUT_HIGH (1024 * 1024)
+/* the response queue's high-water mark: with the relay's stream window
+ * (relay.c) what one call holds stays under 1 MiB */
+#define CALL_OUT_HIGH (512 * 1024)
+/* what decoding a request may allocate: DECODE_FACTOR times its size plus
+ * DECODE_BASE, at most DECODE_MAX (a 16 MiB message of empty map entries
+ * would otherwise take ~700 MiB) */
+#define DECODE_FACTOR 16
+#define DECODE_BASE (1024 * 1024)
+#define DECODE_MAX (64 * 1024 * 1024)
+#define SMALL_REQUEST (64 * 1024)
 
 static uint64_t next_call_id = 1;
 
@@ -31,6 +41,8 @@ int64_t crisp_now_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+static void on_budget_room(struct crisp_budget_wait *w);
 
 struct crisp_call *crisp_call_new(struct event_base *base,
                                   const struct crisp_frontend_ops *fe,
@@ -51,6 +63,7 @@ struct crisp_call *crisp_call_new(struct event_base *base,
     crisp_md_init(&call->req_md, CALL_MD_MAX);
     crisp_md_init(&call->resp_md, CALL_MD_MAX);
     crisp_md_init(&call->trailer_md, CALL_MD_MAX);
+    call->budget_wait.wake = on_budget_room;
     return call;
 }
 
@@ -63,6 +76,7 @@ static void chunk_free(struct crisp_out_chunk *c)
 
 static void call_free(struct crisp_call *call)
 {
+    crisp_call_detach_budgets(call);
     if (call->deadline_ev)
         event_free(call->deadline_ev);
     crisp_md_free(&call->req_md);
@@ -73,7 +87,9 @@ static void call_free(struct crisp_call *call)
         chunk_free(c);
     }
     if (call->req_msg)
-        protobuf_c_message_free_unpacked(call->req_msg, NULL);
+        protobuf_c_message_free_unpacked(call->req_msg, &call->dec.a);
+    assert(call->dec.used == 0);
+    crisp_budget_note_freed(call->req_len);
     free(call->req);
     free(call->message);
     free(call);
@@ -137,11 +153,53 @@ int64_t crisp_call_remaining_us(const struct crisp_call *call)
     return left > 0 ? left : 1;
 }
 
+/* ---- decoding with a cap ------------------------------------------------ */
+
+struct dec_block {
+    size_t size;
+    max_align_t data[];
+};
+
+static void *dec_alloc(void *ud, size_t n)
+{
+    struct crisp_call_decoder *d = ud;
+    size_t need = sizeof(struct dec_block) + n;
+    if (d->refused || need > d->cap - d->used ||
+        crisp_budget_charge(&crisp_budget_process_decode, need) < 0) {
+        d->refused = 1;
+        return NULL;
+    }
+    struct dec_block *b = malloc(need);
+    if (!b) {
+        crisp_budget_release(&crisp_budget_process_decode, need);
+        return NULL;
+    }
+    b->size = need;
+    d->used += need;
+    return b->data;
+}
+
+static void dec_free(void *ud, void *p)
+{
+    struct crisp_call_decoder *d = ud;
+    if (!p)
+        return;
+    struct dec_block *b = (struct dec_block *)((char *)p - offsetof(struct dec_block, data));
+    assert(b->size <= d->used);
+    d->used -= b->size;
+    crisp_budget_release(&crisp_budget_process_decode, b->size);
+    free(b);
+}
+
 ProtobufCMessage *crisp_call_request(struct crisp_call *call)
 {
-    if (!call->req_msg)
-        call->req_msg = protobuf_c_message_unpack(call->method->req, NULL,
-                                                  call->req_len, call->req);
+    if (call->req_msg || call->dec.refused)
+        return call->req_msg;
+    size_t cap = DECODE_BASE + DECODE_FACTOR * call->req_len;
+    call->dec.cap = cap < DECODE_MAX ? cap : DECODE_MAX;
+    call->dec.a = (ProtobufCAllocator){dec_alloc, dec_free, &call->dec};
+    call->req_msg = protobuf_c_message_unpack(call->method->req, &call->dec.a, call->req_len,
+                                              call->req);
     return call->req_msg;
 }
 
@@ -151,7 +209,14 @@ void crisp_call_dispatch(struct crisp_call *call)
     call->state = CRISP_CALL_DISPATCHED;
     /* Every CRI request is checked before it leaves: an undecodable one is
      * the client's fault and gets a clear status, not a backend's guess. */
-    if (!crisp_call_request(call)) {
+    if (!crisp_call_request(call) && call->dec.refused) {
+        crisp_call_finishf(call, GRPC_RESOURCE_EXHAUSTED,
+                           "decoding the %zu-byte runtime.v1.%s request needs more than the "
+                           "%zu bytes a request may take", call->req_len,
+                           call->method->req->short_name, call->dec.cap);
+        return;
+    }
+    if (!call->req_msg) {
         crisp_call_finishf(call, GRPC_INVALID_ARGUMENT,
                            "request is not a valid runtime.v1.%s message (%zu bytes)",
                            call->method->req->short_name, call->req_len);
@@ -217,9 +282,23 @@ static uint8_t *adapt_to_api(struct crisp_call *call, uint8_t *msg, size_t *len)
     return msg;
 }
 
+/* Queued bytes a reservation does not cover are charged as they come. */
+static void charge_queued(struct crisp_call *call, size_t n)
+{
+    size_t covered = n < call->resp_credit ? n : call->resp_credit;
+    call->resp_credit -= covered;
+    if (n == covered)
+        return;
+    if (call->conn_resp)
+        crisp_budget_force(call->conn_resp, n - covered);
+    crisp_budget_force(&crisp_budget_process_resp, n - covered);
+    call->resp_held += n - covered;
+}
+
 static void queue_chunk(struct crisp_call *call, struct crisp_out_chunk *c)
 {
     assert(call->state != CRISP_CALL_FINISHED);
+    charge_queued(call, c->prefix_len + c->len);
     c->next = NULL;
     if (call->out_tail)
         call->out_tail->next = c;
@@ -288,9 +367,111 @@ int crisp_call_send_pb(struct crisp_call *call, const ProtobufCMessage *m)
     return crisp_call_send_msg(call, buf, len);
 }
 
-int crisp_call_out_full(const struct crisp_call *call)
+static struct crisp_budget *full_resp_budget(struct crisp_call *call)
 {
-    return call->out_bytes >= call->out_high;
+    if (call->conn_resp && crisp_budget_full(call->conn_resp))
+        return call->conn_resp;
+    if (crisp_budget_full(&crisp_budget_process_resp))
+        return &crisp_budget_process_resp;
+    return NULL;
+}
+
+int crisp_call_out_full(struct crisp_call *call)
+{
+    if (call->out_bytes >= call->out_high)
+        return 1;
+    struct crisp_budget *b = full_resp_budget(call);
+    if (b)
+        crisp_budget_wait(b, &call->budget_wait);
+    return b != NULL;
+}
+
+/* ---- budgets -------------------------------------------------------------- */
+
+static void on_budget_room(struct crisp_budget_wait *w)
+{
+    struct crisp_call *call = crisp_container_of(w, struct crisp_call, budget_wait);
+    if (call->backend && call->be_ctx && call->state != CRISP_CALL_FINISHED)
+        call->backend->ops->drained(call->backend, call);
+}
+
+void crisp_call_set_budgets(struct crisp_call *call, struct crisp_budget *req,
+                            struct crisp_budget *resp)
+{
+    assert(!call->req_charged && !call->resp_held);
+    call->conn_req = req;
+    call->conn_resp = resp;
+}
+
+static void release_resp(struct crisp_call *call, size_t n)
+{
+    assert(n <= call->resp_held);
+    call->resp_held -= n;
+    crisp_budget_note_freed(n);
+    if (call->conn_resp)
+        crisp_budget_release(call->conn_resp, n);
+    crisp_budget_release(&crisp_budget_process_resp, n);
+}
+
+void crisp_call_detach_budgets(struct crisp_call *call)
+{
+    crisp_budget_unwait(&call->budget_wait);
+    release_resp(call, call->resp_held);
+    call->resp_credit = 0;
+    if (call->conn_req)
+        crisp_budget_release(call->conn_req, call->req_charged);
+    crisp_budget_release(&crisp_budget_process_req, call->req_charged);
+    call->req_charged = 0;
+    call->conn_req = call->conn_resp = NULL;
+}
+
+/* Charges n to the connection's budget (if any) and the process's; on
+ * failure *which is the one that refused. */
+static int charge_pair(struct crisp_budget *conn, struct crisp_budget *proc, size_t n,
+                       struct crisp_budget **which)
+{
+    if (conn && crisp_budget_charge(conn, n) < 0) {
+        *which = conn;
+        return -1;
+    }
+    if (crisp_budget_charge(proc, n) < 0) {
+        if (conn)
+            conn->used -= n; /* a rollback: no waiter to wake */
+        *which = proc;
+        return -1;
+    }
+    return 0;
+}
+
+int crisp_call_charge_request(struct crisp_call *call, size_t n, const struct crisp_budget **which)
+{
+    struct crisp_budget *refused;
+    struct crisp_budget *proc = &crisp_budget_process_req;
+    /* big requests may take only 3/4 of the process's budget: the rest is
+     * for small ones (a kubelet's), which big held bodies cannot starve */
+    if (n > SMALL_REQUEST && proc->used + n > proc->cap / 4 * 3) {
+        proc->refusals++;
+        *which = proc;
+        return -1;
+    }
+    if (charge_pair(call->conn_req, &crisp_budget_process_req, n, &refused) < 0) {
+        *which = refused;
+        return -1;
+    }
+    call->req_charged += n;
+    return 0;
+}
+
+int crisp_call_reserve(struct crisp_call *call, size_t n)
+{
+    struct crisp_budget *refused;
+    if (charge_pair(call->conn_resp, &crisp_budget_process_resp, n, &refused) < 0) {
+        crisp_budget_wait(refused, &call->budget_wait);
+        return -1;
+    }
+    call->resp_held += n;
+    call->resp_credit += n;
+    return 0;
 }
 
 static void log_done(const struct crisp_call *call)
@@ -311,6 +492,13 @@ void crisp_call_finish(struct crisp_call *call, int code, const char *message)
         return;
     call->state = CRISP_CALL_FINISHED;
     call->code = code;
+    /* nothing more will be queued: what was reserved for it goes back */
+    if (call->resp_credit) {
+        size_t credit = call->resp_credit;
+        call->resp_credit = 0;
+        release_resp(call, credit);
+    }
+    crisp_budget_unwait(&call->budget_wait);
     free(call->message);
     call->message = message && *message ? strdup(message) : NULL;
     if (call->deadline_ev)
@@ -354,6 +542,8 @@ size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n)
     }
     assert(done <= call->out_bytes);
     call->out_bytes -= done;
+    release_resp(call, done < call->resp_held - call->resp_credit ? done
+                                                                  : call->resp_held - call->resp_credit);
     /* The queue reached its high-water mark since the last drained op (the
      * backend may have stopped reading) and is now down to half: however
      * small the pulls that took it there. */

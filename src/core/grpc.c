@@ -82,6 +82,8 @@ static int start_message(struct grpc_reader *r)
         return GRPC_E_COMPRESSED;
     if (len > r->max)
         return GRPC_E_TOO_LARGE;
+    if (r->admit && r->admit(r->admit_ud, len) < 0)
+        return GRPC_E_REFUSED;
     r->msg = malloc(len ? len : 1);
     if (!r->msg)
         return GRPC_E_NOMEM;

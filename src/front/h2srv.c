@@ -21,11 +21,32 @@
 #define STREAM_WINDOW (1 << 20)      /* per-stream receive window */
 #define CONN_WINDOW (16 << 20)       /* connection receive window */
 #define HELLO_TIMEOUT_S 10            /* TLS + preface + SETTINGS */
-#define MAX_HEADER_LIST (64 * 1024)
+#define MAX_HEADER_LIST (64 * 1024)  /* advertised; metadata over it: RESOURCE_EXHAUSTED */
+/* Decoded header bytes (HPACK's 32 per field included) at which a request
+ * is reset at once: past this nghttp2 decodes the rest of the block without
+ * calling crisp, so a block of 1-byte references to one big table entry
+ * (an HPACK "bomb") costs next to nothing. */
+#define HEADER_LIST_RESET (4 * MAX_HEADER_LIST)
+/* Calls that end without an answer because of the client spend a token:
+ * a request that was malformed or crisp's HTTP/2 layer had to reset
+ * (MadeYouReset, CVE-2025-8671), and a call the client reset within
+ * RAPID_RESET_US of making it, before its deadline (Rapid Reset,
+ * CVE-2023-44487); a kubelet cancelling a slow call at its deadline spends
+ * none. Each connection has ABUSE_BURST tokens and gets ABUSE_PER_S back a
+ * second; the process has PROCESS_ABUSE_BURST, PROCESS_ABUSE_PER_S, so
+ * that clients reconnecting in a loop cannot add up their bursts. A
+ * connection that finds either empty gets GOAWAY ENHANCE_YOUR_CALM. */
+#define ABUSE_BURST 50
+#define ABUSE_PER_S 10
+#define PROCESS_ABUSE_BURST 500
+#define PROCESS_ABUSE_PER_S 100
+#define RAPID_RESET_US 100000
 
 struct crisp_h2srv_config crisp_h2srv_cfg = {
     .max_msg = 16 << 20,
     .max_streams = 1024,
+    .idle_timeout_s = 300,
+    .max_conns = 1000,
 };
 
 struct fe_conn;
@@ -37,6 +58,9 @@ struct fe_stream {
     struct crisp_call *call;
     struct grpc_reader rd;
     struct h2req req;             /* crisp's own HTTP/2 request checks */
+    size_t hdr_bytes;             /* decoded header bytes, HPACK-counted */
+    const char *reset_why;        /* why crisp reset it, for the log line */
+    unsigned abuse_counted : 1;   /* its reset already spent a token */
     unsigned nmsgs;
     char *path;                   /* pathbuf, or malloc'd when longer */
     size_t pathlen;
@@ -59,6 +83,11 @@ struct fe_conn {
     struct event_base *base;
     struct event *hello_ev;       /* the client's preface and SETTINGS are due */
     struct crisp_list streams;
+    struct crisp_budget req_budget;  /* request bytes held for this client */
+    struct crisp_budget resp_budget; /* response bytes held for this client */
+    double abuse_tokens;
+    int64_t abuse_at_us;          /* when the tokens were last counted */
+    int64_t active_us;            /* last frame from the client */
     char peer[64];
     unsigned closing : 1;
     unsigned dead : 1;
@@ -80,6 +109,15 @@ size_t crisp_h2srv_conn_count(void)
 
 /* ---- streams -------------------------------------------------------- */
 
+static const struct crisp_budget *refused_by; /* the last admit_request refusal */
+
+/* A request message is about to be stored: it must fit the budgets. */
+static int admit_request(void *ud, size_t len)
+{
+    struct fe_stream *s = ud;
+    return crisp_call_charge_request(s->call, len, &refused_by);
+}
+
 static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
 {
     struct fe_stream *s = crisp_zalloc(sizeof(*s));
@@ -96,6 +134,9 @@ static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
     s->timeout_us = -1; /* no grpc-timeout */
     h2req_init(&s->req);
     grpc_reader_init(&s->rd, crisp_h2srv_cfg.max_msg);
+    s->rd.admit = admit_request;
+    s->rd.admit_ud = s;
+    crisp_call_set_budgets(s->call, &c->req_budget, &c->resp_budget);
     crisp_list_push_front(&c->streams, &s->link);
     return s;
 }
@@ -107,6 +148,7 @@ static void stream_free(struct fe_stream *s, const char *why)
     struct crisp_call *call = s->call;
     call->fe = NULL;
     call->fe_ctx = NULL;
+    crisp_call_detach_budgets(call);
     if (call->state != CRISP_CALL_FINISHED)
         crisp_call_cancel(call, GRPC_CANCELLED, why);
     crisp_call_unref(call);
@@ -345,31 +387,38 @@ static int on_begin_headers(nghttp2_session *sess, const nghttp2_frame *frame, v
 
 #define HDR_IS(name, namelen, lit) ((namelen) == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
 
-static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *ud)
+static void note_bad(struct fe_stream *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The first problem found in the request's headers, answered once the
+ * header block is complete. */
+static void note_bad(struct fe_stream *s, int code, const char *fmt, ...)
 {
-    (void)flags;
-    struct fe_conn *c = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS)
-        return 0;
-    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
-        /* request trailers: checked, otherwise unused */
-        struct fe_stream *t = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
-        if (t)
-            h2req_field(&t->req, name, namelen, value, valuelen, 1);
-        return 0;
-    }
-    /* on_begin_headers just made the stream: no lookup per header */
-    struct fe_stream *s = crisp_h2conn_header_stream(&c->h2, frame->hd.stream_id);
-    if (!s || h2req_field(&s->req, name, namelen, value, valuelen, 0) < 0)
-        return 0; /* a malformed request: refused when its header block ends */
+    if (s->bad_code)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->bad_msg, sizeof(s->bad_msg), fmt, ap);
+    va_end(ap);
+    s->bad_code = code;
+}
+
+/* One request header field: kept in the stream (path, method, content
+ * type, grpc-timeout, grpc-encoding) or as metadata to relay. */
+static void take_header(struct fe_stream *s, const uint8_t *name, size_t namelen,
+                        const uint8_t *value, size_t valuelen)
+{
     if (HDR_IS(name, namelen, ":path")) {
         if (s->path != s->pathbuf)
             free(s->path);
         s->path = valuelen < sizeof(s->pathbuf) ? s->pathbuf : malloc(valuelen + 1);
-        if (!s->path)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (!s->path) {
+            s->path = s->pathbuf;
+            s->pathlen = 0;
+            s->pathbuf[0] = 0;
+            note_bad(s, GRPC_RESOURCE_EXHAUSTED, "out of memory for :path");
+            return;
+        }
         memcpy(s->path, value, valuelen);
         s->path[valuelen] = 0;
         s->pathlen = valuelen;
@@ -379,25 +428,45 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
         s->is_grpc = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
                      (valuelen == 16 || value[16] == '+' || value[16] == ';');
     } else if (HDR_IS(name, namelen, "grpc-timeout")) {
-        if (grpc_timeout_parse((const char *)value, valuelen, &s->timeout_us) < 0 && !s->bad_code) {
-            s->bad_code = GRPC_INVALID_ARGUMENT;
-            snprintf(s->bad_msg, sizeof(s->bad_msg), "malformed grpc-timeout %s",
+        if (grpc_timeout_parse((const char *)value, valuelen, &s->timeout_us) < 0)
+            note_bad(s, GRPC_INVALID_ARGUMENT, "malformed grpc-timeout %s",
                      crisp_logqn((const char *)value, valuelen));
-        }
     } else if (HDR_IS(name, namelen, "grpc-encoding")) {
-        if (!HDR_IS(value, valuelen, "identity") && !s->bad_code) {
-            s->bad_code = GRPC_UNIMPLEMENTED;
-            snprintf(s->bad_msg, sizeof(s->bad_msg),
+        if (!HDR_IS(value, valuelen, "identity"))
+            note_bad(s, GRPC_UNIMPLEMENTED,
                      "grpc-encoding %.*s is not supported (crisp accepts identity only)",
                      (int)(valuelen > 64 ? 64 : valuelen), value);
-        }
     } else if (!crisp_md_is_reserved(name, namelen)) {
-        if (crisp_md_add(&s->call->req_md, name, namelen, value, valuelen) < 0 && !s->bad_code) {
-            s->bad_code = GRPC_RESOURCE_EXHAUSTED;
-            snprintf(s->bad_msg, sizeof(s->bad_msg), "request metadata exceeds %zu bytes",
+        if (crisp_md_add(&s->call->req_md, name, namelen, value, valuelen) < 0)
+            note_bad(s, GRPC_RESOURCE_EXHAUSTED, "request metadata exceeds %zu bytes",
                      s->call->req_md.max_bytes);
-        }
     }
+}
+
+static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *ud)
+{
+    (void)flags;
+    (void)sess;
+    struct fe_conn *c = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    int trailers = frame->headers.cat != NGHTTP2_HCAT_REQUEST;
+    /* one lookup per header block (on_begin_headers primed it) */
+    struct fe_stream *s = crisp_h2conn_header_stream(&c->h2, frame->hd.stream_id);
+    if (!s)
+        return 0;
+    s->hdr_bytes += namelen + valuelen + 32;
+    if (s->hdr_bytes > HEADER_LIST_RESET) {
+        /* nghttp2 resets the stream and decodes the rest of the block
+         * without calling back */
+        s->reset_why = "its header list exceeds 256 KiB";
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (h2req_field(&s->req, name, namelen, value, valuelen, trailers) < 0 || trailers)
+        return 0; /* a malformed request is refused when its block ends */
+    take_header(s, name, namelen, value, valuelen);
     return 0;
 }
 
@@ -439,6 +508,50 @@ static int check_request_headers(struct fe_stream *s)
     return 0;
 }
 
+/* Spends one abuse token (see ABUSE_BURST); a connection out of tokens is
+ * told to calm down and closed once the GOAWAY is written. */
+/* A client reset that is not a deadline or a change of mind after a while:
+ * the call is still running, was made moments ago, and its deadline (if
+ * any) is not here. */
+static int is_rapid_reset(const struct crisp_call *call)
+{
+    int64_t now = crisp_now_us();
+    return call->state != CRISP_CALL_FINISHED && now - call->start_us < RAPID_RESET_US &&
+           (!call->deadline_us || now < call->deadline_us - 1000);
+}
+
+static double process_abuse_tokens = PROCESS_ABUSE_BURST;
+static int64_t process_abuse_at_us;
+
+/* Takes a token from a bucket refilled at `rate` a second up to `burst`;
+ * returns whether there was one. */
+static int take_token(double *tokens, int64_t *at_us, int64_t now, double rate, double burst)
+{
+    *tokens += (double)(now - *at_us) * rate / 1e6;
+    if (*tokens > burst)
+        *tokens = burst;
+    *at_us = now;
+    *tokens -= 1;
+    return *tokens >= 0;
+}
+
+static void conn_abuse(struct fe_conn *c, const char *what)
+{
+    int64_t now = crisp_now_us();
+    int conn_ok = take_token(&c->abuse_tokens, &c->abuse_at_us, now, ABUSE_PER_S, ABUSE_BURST);
+    int proc_ok = take_token(&process_abuse_tokens, &process_abuse_at_us, now, PROCESS_ABUSE_PER_S,
+                             PROCESS_ABUSE_BURST);
+    if ((conn_ok && proc_ok) || c->closing)
+        return;
+    c->closing = 1;
+    log_warn("conn_abusive", "peer=%s last=%s budget=%s action=goaway_enhance_your_calm "
+             "limit=\"%d calls reset or malformed per connection then %d/s, %d per process "
+             "then %d/s\"", c->peer, crisp_logq(what), conn_ok ? "process" : "connection",
+             ABUSE_BURST, ABUSE_PER_S, PROCESS_ABUSE_BURST, PROCESS_ABUSE_PER_S);
+    nghttp2_session_terminate_session(c->h2.sess, NGHTTP2_ENHANCE_YOUR_CALM);
+    crisp_h2conn_schedule_flush(&c->h2);
+}
+
 /* A request that breaks HTTP/2's rules (RFC 9113 section 8.1.1: malformed)
  * is reset with PROTOCOL_ERROR, as every HTTP/2 server does; the log line
  * says that crisp refused it, and why, with the method and api when its
@@ -454,6 +567,7 @@ static void stream_refuse(struct fe_stream *s)
     }
     s->reset = 1;
     nghttp2_submit_rst_stream(s->conn->h2.sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+    conn_abuse(s->conn, "malformed request");
     char msg[160];
     snprintf(msg, sizeof(msg),
              "crisp refused a malformed HTTP/2 request (RST_STREAM PROTOCOL_ERROR): %s%s%s",
@@ -519,12 +633,18 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const
     else if (rv == GRPC_E_NOMEM)
         stream_fail(s, 200, GRPC_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte request",
                     s->rd.declared);
+    else if (rv == GRPC_E_REFUSED)
+        stream_fail(s, 200, GRPC_RESOURCE_EXHAUSTED,
+                    "request message of %zu bytes refused: the %s already holds %zu bytes of "
+                    "requests (cap %zu)", s->rd.declared, refused_by->what, refused_by->used,
+                    refused_by->cap);
     return 0;
 }
 
 static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
 {
     struct fe_conn *c = ud;
+    c->active_us = crisp_now_us();
     if (frame->hd.type == NGHTTP2_SETTINGS && c->hello_ev)
         evtimer_del(c->hello_ev); /* the client spoke HTTP/2 in time */
     struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
@@ -550,6 +670,8 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
         break;
     case NGHTTP2_RST_STREAM:
         s->client_rst = frame->rst_stream.error_code + 1;
+        if (is_rapid_reset(s->call))
+            conn_abuse(c, "call reset by the client");
         return 0;
     default:
         return 0;
@@ -565,17 +687,21 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
 
 static int on_frame_send(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
 {
-    (void)ud;
+    struct fe_conn *c = ud;
     if (frame->hd.type == NGHTTP2_RST_STREAM) {
         /* nghttp2 resetting a stream of its own accord (flow control, a
-         * frame the stream's state forbids): crisp's doing, not the client's */
+         * frame the stream's state forbids, a header list crisp refused):
+         * crisp's doing, not the client's, but the client's fault */
         struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
         if (s && !s->reset && s->call->state != CRISP_CALL_FINISHED) {
-            char msg[128];
+            char msg[160];
             s->reset = 1;
-            snprintf(msg, sizeof(msg), "crisp's HTTP/2 layer reset the stream (RST_STREAM %s)",
-                     nghttp2_http2_strerror(frame->rst_stream.error_code));
+            snprintf(msg, sizeof(msg), "crisp's HTTP/2 layer reset the stream (RST_STREAM %s)%s%s",
+                     nghttp2_http2_strerror(frame->rst_stream.error_code),
+                     s->reset_why ? ": " : "", s->reset_why ? s->reset_why : "");
             crisp_call_cancel(s->call, GRPC_INTERNAL, msg);
+            if (!s->abuse_counted)
+                conn_abuse(c, "stream reset by crisp's HTTP/2 layer");
         }
         return 0;
     }
@@ -584,6 +710,24 @@ static int on_frame_send(nghttp2_session *sess, const nghttp2_frame *frame, void
     if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
         !nghttp2_session_get_stream_remote_close(sess, frame->hd.stream_id))
         nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+/* A frame nghttp2 refused: a stream error it answers with RST_STREAM (the
+ * MadeYouReset pattern) spends a token now, while the rest of the client's
+ * pipelined frames are still unread, so that a GOAWAY stops them. */
+static int on_invalid_frame(nghttp2_session *sess, const nghttp2_frame *frame, int lib_error,
+                            void *ud)
+{
+    struct fe_conn *c = ud;
+    struct fe_stream *s = frame->hd.stream_id
+                              ? nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id)
+                              : NULL;
+    if (s && s->abuse_counted)
+        return 0;
+    if (s)
+        s->abuse_counted = 1;
+    conn_abuse(c, nghttp2_strerror(lib_error));
     return 0;
 }
 
@@ -671,6 +815,7 @@ static nghttp2_session_callbacks *server_callbacks(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_cb);
     return cbs;
@@ -702,6 +847,12 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
                         const char *peer, void *ud)
 {
     (void)ud;
+    if (nconns >= crisp_h2srv_cfg.max_conns && !crisp_h2srv_evict_idle("connection limit")) {
+        log_warn("conn_refused", "peer=%s connections=%zu why=\"connection limit (--max-connections), "
+                 "none idle\"", peer, nconns);
+        evutil_closesocket(fd);
+        return;
+    }
     struct fe_conn *c = calloc(1, sizeof(*c));
     nghttp2_session_callbacks *cbs = server_callbacks();
     SSL *ssl = NULL;
@@ -709,6 +860,10 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
         goto fail_close;
     c->base = base;
     crisp_list_init(&c->streams);
+    crisp_budget_init(&c->req_budget, "connection", crisp_budget_conn_req_cap());
+    crisp_budget_init(&c->resp_budget, "connection", crisp_budget_conn_resp_cap());
+    c->abuse_tokens = ABUSE_BURST;
+    c->abuse_at_us = c->active_us = crisp_now_us();
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     if (crisp_h2conn_init(&c->h2, base, CONN_OUT_HIGH, &h2conn_cbs, c) < 0)
         goto fail_close;
@@ -740,6 +895,68 @@ fail_close:
     log_error("accept_failed", "peer=%s err=\"out of memory\"", peer);
 }
 
+/* ---- idle connections and the connection limit ----------------------- */
+
+static struct event *sweep_ev;
+
+static int conn_is_idle(const struct fe_conn *c)
+{
+    return crisp_list_empty(&c->streams) && !c->closing;
+}
+
+/* GOAWAY (NO_ERROR) and close once written: the client reconnects when it
+ * has a call to make. */
+static void conn_retire(struct fe_conn *c, const char *why)
+{
+    log_debug("conn_retire", "peer=%s why=%s idle_s=%.0f", c->peer, crisp_logq(why),
+              (double)(crisp_now_us() - c->active_us) / 1e6);
+    c->closing = 1;
+    nghttp2_session_terminate_session(c->h2.sess, NGHTTP2_NO_ERROR);
+    crisp_h2conn_schedule_flush(&c->h2);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    int64_t before = crisp_now_us() - (int64_t)crisp_h2srv_cfg.idle_timeout_s * 1000000;
+    crisp_list_for_each(&conns, it) {
+        struct fe_conn *c = crisp_container_of(it, struct fe_conn, link);
+        if (conn_is_idle(c) && c->active_us < before)
+            conn_retire(c, "idle");
+    }
+}
+
+int crisp_h2srv_start(struct event_base *base)
+{
+    if (!crisp_h2srv_cfg.idle_timeout_s || sweep_ev)
+        return 0;
+    struct timeval tv = {crisp_h2srv_cfg.idle_timeout_s < 10 ? 1 : 5, 0};
+    sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, NULL);
+    return sweep_ev && event_add(sweep_ev, &tv) == 0 ? 0 : -1;
+}
+
+int crisp_h2srv_evict_idle(const char *why)
+{
+    struct fe_conn *lru = NULL;
+    crisp_list_for_each(&conns, it) {
+        struct fe_conn *c = crisp_container_of(it, struct fe_conn, link);
+        if (conn_is_idle(c) && (!lru || c->active_us < lru->active_us))
+            lru = c;
+    }
+    if (!lru)
+        return 0;
+    log_info("conn_evicted", "peer=%s why=%s idle_s=%.1f connections=%zu", lru->peer,
+             crisp_logq(why), (double)(crisp_now_us() - lru->active_us) / 1e6, nconns);
+    /* at once: its descriptor is what the new client needs (best effort
+     * GOAWAY first) */
+    nghttp2_session_terminate_session(lru->h2.sess, NGHTTP2_NO_ERROR);
+    if (crisp_h2conn_flush(&lru->h2) == 0)
+        conn_free(lru);
+    return 1;
+}
+
 void crisp_h2srv_shutdown_all(void)
 {
     crisp_list_for_each(&conns, it) {
@@ -755,4 +972,7 @@ void crisp_h2srv_close_all(void)
 {
     while (!crisp_list_empty(&conns))
         conn_free(crisp_container_of(conns.next, struct fe_conn, link));
+    if (sweep_ev)
+        event_free(sweep_ev);
+    sweep_ev = NULL;
 }

@@ -1,9 +1,11 @@
 /* listen.c - unix, TLS-over-TCP and systemd-passed listeners. */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,6 +27,7 @@ struct listener {
     struct event *resume_ev;
     SSL_CTX *ssl_ctx;
     crisp_accept_fn on_accept;
+    int (*on_full)(void *ud);
     void *ud;
     char url[160];
     char unlink_path[108];
@@ -50,11 +53,42 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     evconnlistener_enable(l->lev);
 }
 
-/* accept() failing (EMFILE, ENFILE, ENOBUFS) would spin: pause 100 ms. */
+/* A descriptor kept open for the moment the process runs out of them:
+ * closed to accept (and at once close) a waiting client, then taken again. */
+static int reserve_fd = -1;
+
+static void keep_reserve(void)
+{
+    if (reserve_fd < 0)
+        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void refuse_one(struct listener *l)
+{
+    if (reserve_fd < 0)
+        return;
+    close(reserve_fd);
+    reserve_fd = -1;
+    int fd = accept4(evconnlistener_get_fd(l->lev), NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    keep_reserve();
+    log_warn("accept_refused", "listener=%s why=\"out of file descriptors, no idle connection "
+             "to close\"", l->url);
+}
+
+/* accept() failing (EMFILE, ENFILE, ENOBUFS) would spin: make room (an
+ * idle connection goes), or refuse the waiting client, or pause 100 ms. */
 static void on_accept_error(struct evconnlistener *lev, void *arg)
 {
     struct listener *l = arg;
     int e = EVUTIL_SOCKET_ERROR();
+    if ((e == EMFILE || e == ENFILE) && l->on_full && l->on_full(l->ud))
+        return; /* a descriptor is free again: the next accept gets it */
+    if ((e == EMFILE || e == ENFILE) && reserve_fd >= 0) {
+        refuse_one(l);
+        return;
+    }
     log_warn("accept_error", "listener=%s err=%s", l->url,
              crisp_logq(evutil_socket_error_to_string(e)));
     evconnlistener_disable(lev);
@@ -213,6 +247,7 @@ static int add_listener(struct event_base *base, const char *url, int fd, SSL_CT
         goto fail;
     l->base = base;
     l->on_accept = cbs->on_accept;
+    l->on_full = cbs->on_full;
     l->ud = cbs->ud;
     l->ssl_ctx = ssl_ctx;
     snprintf(l->url, sizeof(l->url), "%s", url);
@@ -221,6 +256,7 @@ static int add_listener(struct event_base *base, const char *url, int fd, SSL_CT
     l->resume_ev = evtimer_new(base, on_resume, l);
     if (!l->resume_ev)
         goto fail;
+    keep_reserve();
     l->lev = evconnlistener_new(base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                                 0, fd);
     if (!l->lev)
@@ -311,4 +347,7 @@ void crisp_listen_close_all(void)
         SSL_CTX_free(l->ssl_ctx);
         free(l);
     }
+    if (reserve_fd >= 0)
+        close(reserve_fd);
+    reserve_fd = -1;
 }

@@ -22,10 +22,16 @@
  * (or a new one) take new calls. A connection that fails to open while
  * others are ready costs nothing but a pause in growing the pool.
  *
- * Back-pressure: automatic WINDOW_UPDATEs are off. Received DATA is
- * acknowledged (nghttp2_session_consume) only while the call's response
- * queue is below its high-water mark, so a slow client stalls the backend
- * stream instead of growing crisp's memory. */
+ * Back-pressure and memory: automatic WINDOW_UPDATEs are off and a stream
+ * starts with no window (SETTINGS_INITIAL_WINDOW_SIZE 0). Each call gets
+ * BE_STREAM_WINDOW out of its client's response budgets (crisp_call_reserve)
+ * before the runtime may send it anything, and received DATA is
+ * acknowledged to the stream (consume_stream) only while the call's queue
+ * is under its high-water mark and the budgets have room again. So a slow
+ * or stalled client holds at most the window plus its call's queue, and
+ * all clients together what the budgets allow; the runtime's stream waits
+ * instead. The connection window is acknowledged as DATA arrives, so a
+ * stalled call never holds up the others on the same connection. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +52,7 @@
 #include "crisp/sock.h"
 #include "crisp/version.h"
 
-#define BE_STREAM_WINDOW (8 << 20)
+#define BE_STREAM_WINDOW (128 * 1024) /* granted per call, from its budgets */
 #define BE_CONN_WINDOW (64 << 20)
 #define BE_OUT_HIGH (64 * 1024) /* frames queued per write; the cap on unsent output */
 #define BE_BACKOFF_MIN_MS 100
@@ -81,12 +87,14 @@ struct cri_stream {
     struct grpc_reader rd; /* whole-message mode (crisp_call_wants_msgs) */
     struct grpc_scan scan; /* raw mode: prefixes checked as DATA passes */
     struct crisp_md hdrs;  /* metadata of the header block being read */
-    size_t held;           /* DATA bytes not yet acknowledged */
+    size_t held;           /* DATA bytes not yet acknowledged to the stream */
     int http_status;
     int code;              /* grpc-status, -1 until seen */
     char *message;
     unsigned grpc_ctype : 1;
     unsigned raw : 1;      /* forward DATA as it comes */
+    unsigned opened : 1;   /* its HEADERS went out: nghttp2 has the stream */
+    unsigned granted : 1;  /* its window was granted */
 };
 
 struct cri_conn {
@@ -114,6 +122,7 @@ struct cri_be {
 };
 
 static void conn_start(struct cri_be *be);
+static void stream_consume(struct cri_stream *s);
 static void conn_fail(struct cri_conn *c, const char *why);
 
 /* ---- pool ------------------------------------------------------------- */
@@ -280,17 +289,30 @@ static void stream_submit(struct cri_conn *c, struct cri_stream *s)
     s->conn = c;
     crisp_list_push_front(&c->streams, &s->link);
     c->nstreams++;
-    crisp_h2conn_schedule_flush(&c->h2);
+    crisp_h2conn_schedule_flush(&c->h2); /* on_frame_send grants the window */
 }
 
 /* ---- response --------------------------------------------------------- */
 
+/* Opens the stream's window, or gives back what was received, once the
+ * call's queue and budgets allow; otherwise the call waits and its drained
+ * op brings it here again. */
 static void stream_consume(struct cri_stream *s)
 {
-    if (!s->held || !s->conn || (s->call && crisp_call_out_full(s->call)))
+    nghttp2_session *sess = s->conn ? s->conn->h2.sess : NULL;
+    if (!sess || !s->call || !s->opened || crisp_call_out_full(s->call))
         return;
-    nghttp2_session_consume(s->conn->h2.sess, s->id, s->held);
-    s->held = 0;
+    if (!s->granted) {
+        if (crisp_call_reserve(s->call, BE_STREAM_WINDOW) < 0)
+            return;
+        s->granted = 1;
+        nghttp2_submit_window_update(sess, NGHTTP2_FLAG_NONE, s->id, BE_STREAM_WINDOW);
+    } else {
+        if (!s->held || crisp_call_reserve(s->call, s->held) < 0)
+            return;
+        nghttp2_session_consume_stream(sess, s->id, s->held);
+        s->held = 0;
+    }
     crisp_h2conn_schedule_flush(&s->conn->h2);
 }
 
@@ -362,6 +384,21 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
     return 0;
 }
 
+/* A request's HEADERS went out: the stream exists now and can be given its
+ * window (a WINDOW_UPDATE in the same write as the request). */
+static int on_frame_send(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
+{
+    (void)ud;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    if (s && !s->opened) {
+        s->opened = 1;
+        stream_consume(s);
+    }
+    return 0;
+}
+
 static int on_resp_msg(void *ud, uint8_t *msg, size_t len)
 {
     struct cri_stream *s = ud;
@@ -380,8 +417,10 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const
     (void)flags;
     (void)ud;
     struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, id);
+    /* the connection's window at once: a stalled call holds up no other */
+    nghttp2_session_consume_connection(sess, len);
     if (!s || !s->call || s->call->state == CRISP_CALL_FINISHED) {
-        nghttp2_session_consume(sess, id, len);
+        nghttp2_session_consume_stream(sess, id, len);
         return 0;
     }
     s->held += len;
@@ -406,7 +445,7 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const
     }
     if (s->call->state == CRISP_CALL_FINISHED) {
         nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
-        nghttp2_session_consume(sess, id, s->held);
+        nghttp2_session_consume_stream(sess, id, s->held);
         s->held = 0;
         return 0;
     }
@@ -446,9 +485,7 @@ static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_cod
     struct cri_stream *s = nghttp2_session_get_stream_user_data(sess, id);
     if (!s)
         return 0;
-    if (s->held)
-        nghttp2_session_consume_connection(sess, s->held);
-    s->held = 0;
+    s->held = 0; /* the connection's part was acknowledged as it came */
     if (s->call)
         finish_from_close(s, error_code);
     crisp_list_unlink(&s->link);
@@ -555,6 +592,7 @@ static nghttp2_session_callbacks *client_callbacks(void)
         return NULL;
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     return cbs;
@@ -573,7 +611,7 @@ static int conn_ready(struct cri_conn *c)
         return -1;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, BE_STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}, /* granted per call */
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
     };
     if (nghttp2_submit_settings(c->h2.sess, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
