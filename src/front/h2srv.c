@@ -41,6 +41,8 @@
 #define PROCESS_ABUSE_BURST 500
 #define PROCESS_ABUSE_PER_S 100
 #define RAPID_RESET_US 100000
+/* A client reset this close to the call's deadline is the deadline. */
+#define DEADLINE_SLACK_US 20000
 
 struct crisp_h2srv_config crisp_h2srv_cfg = {
     .max_msg = 16 << 20,
@@ -142,7 +144,7 @@ static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
 }
 
 /* Detaches the call (cancelling it if unfinished) and frees the stream. */
-static void stream_free(struct fe_stream *s, const char *why)
+static void stream_free(struct fe_stream *s, int code, const char *why)
 {
     crisp_list_unlink(&s->link);
     struct crisp_call *call = s->call;
@@ -150,7 +152,7 @@ static void stream_free(struct fe_stream *s, const char *why)
     call->fe_ctx = NULL;
     crisp_call_detach_budgets(call);
     if (call->state != CRISP_CALL_FINISHED)
-        crisp_call_cancel(call, GRPC_CANCELLED, why);
+        crisp_call_cancel(call, code, why);
     crisp_call_unref(call);
     grpc_reader_free(&s->rd);
     if (s->path != s->pathbuf)
@@ -517,7 +519,7 @@ static int is_rapid_reset(const struct crisp_call *call)
 {
     int64_t now = crisp_now_us();
     return call->state != CRISP_CALL_FINISHED && now - call->start_us < RAPID_RESET_US &&
-           (!call->deadline_us || now < call->deadline_us - 1000);
+           (!call->deadline_us || now < call->deadline_us - DEADLINE_SLACK_US);
 }
 
 static double process_abuse_tokens = PROCESS_ABUSE_BURST;
@@ -738,14 +740,27 @@ static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_cod
     struct fe_stream *s = nghttp2_session_get_stream_user_data(sess, id);
     if (!s)
         return 0;
-    char why[96] = "";
-    if (s->call->state != CRISP_CALL_FINISHED && s->client_rst) /* used only then */
+    char why[128] = "";
+    int code = GRPC_CANCELLED;
+    const struct crisp_call *call = s->call;
+    int64_t now = crisp_now_us();
+    if (call->state == CRISP_CALL_FINISHED) {
+        /* nothing to say: the call has its status */
+    } else if (s->client_rst && call->deadline_us && now >= call->deadline_us - DEADLINE_SLACK_US) {
+        /* grpc-go resets the stream when its own deadline fires, which can
+         * come a moment before crisp's timer: that is a deadline */
+        code = GRPC_DEADLINE_EXCEEDED;
+        snprintf(why, sizeof(why),
+                 "deadline exceeded after %.3fs (the client reset the call at its deadline)",
+                 (double)(now - call->start_us) / 1e6);
+    } else if (s->client_rst) {
         snprintf(why, sizeof(why), "client cancelled the call (RST_STREAM %s)",
                  nghttp2_http2_strerror(s->client_rst - 1));
-    else if (s->call->state != CRISP_CALL_FINISHED)
+    } else {
         snprintf(why, sizeof(why), "the client's HTTP/2 connection ended the stream (%s)",
                  nghttp2_http2_strerror(error_code));
-    stream_free(s, why);
+    }
+    stream_free(s, code, why);
     return 0;
 }
 
@@ -755,7 +770,7 @@ static void conn_free(struct fe_conn *c)
 {
     c->dead = 1;
     while (!crisp_list_empty(&c->streams))
-        stream_free(crisp_container_of(c->streams.next, struct fe_stream, link),
+        stream_free(crisp_container_of(c->streams.next, struct fe_stream, link), GRPC_CANCELLED,
                     "client connection closed");
     crisp_list_unlink(&c->link);
     nconns--;

@@ -262,6 +262,26 @@ def test_crisp_own_deadline(sfake_crisp, sfake):
     assert sfake.wait_count("hang_cancelled", n + 1, 5 * SLOW)
 
 
+@pytest.mark.parametrize("early_ms,logged", [(5, "DEADLINE_EXCEEDED"), (400, "CANCELLED")],
+                         ids=["at-deadline", "long-before"])
+def test_client_reset_at_its_deadline(sfake_crisp, sfake, early_ms, logged):
+    """grpc-go resets the stream (RST_STREAM CANCEL) when its own deadline
+    fires, often a moment before crisp's timer: crisp logs that call as
+    DEADLINE_EXCEEDED, not as a client cancel; a reset well before the
+    deadline is a cancel."""
+    mark = sfake_crisp.log_mark()
+    with H2Client.unix(sfake_crisp.sock) as c:
+        sid = c.start(LIST_PODS, grpc_frame(b""), grpc_timeout="500m")
+        time.sleep(max(0.0, 0.5 - early_ms / 1000.0))
+        c.reset(sid)
+    line = sfake_crisp.wait_log(mark, r"event=call .*method=ListPodSandbox .*code=%s" % logged, timeout=5)
+    if logged == "DEADLINE_EXCEEDED":
+        # the client's reset, or crisp's own timer if the test slept late
+        assert "deadline exceeded after" in line, line
+    else:
+        assert "client cancelled the call (RST_STREAM CANCEL)" in line, line
+
+
 @pytest.mark.parametrize("value", ["0n", "0S"])
 def test_zero_grpc_timeout(scri, sfake, value):
     """grpc-timeout 0: the deadline has passed. The backend alone (grpcio)
