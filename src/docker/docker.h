@@ -172,6 +172,21 @@ extern const struct dk_method dk_event_methods[CRISP_RPC_COUNT];
  * message). docker_image.c. */
 typedef void (*dk_pull_cb)(struct dk_op *op, int ok, int code, const char *msg);
 void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pull_cb cb);
+/* Creates a container of c->body under c->name (once more renamed when the
+ * name is taken), then c->made(op) with c->id; the op failed instead
+ * ("<what>: <engine message>"), or ended when the call went away (what was
+ * made removed). The op must finish (must_finish): a create is not
+ * abandoned halfway. docker_create.c */
+struct dk_create {
+    char name[DK_NAME_MAX + 1];
+    cJSON *body;        /* kept for a retry under another name */
+    int renamed;
+    char id[80];        /* the engine's (64 hex digits) */
+    const char *what;   /* "creating the container", for messages */
+    void (*made)(struct dk_op *op);
+};
+void dk_create_named(struct dk_op *op, struct dk_create *c);
+
 /* Stats of a container read from the node's cgroups for its PID, shaped
  * like a Docker stats answer; NULL when they cannot be read here (a remote
  * engine, another PID namespace). docker_cgroup.c */

@@ -2,7 +2,6 @@
  * namespaces), start (with the kubelet's log symlink), stop, remove,
  * status, resource updates, log reopening. */
 #include <errno.h>
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,64 +19,18 @@ static int check_id(struct dk_op *op, const char *id)
 
 /* ---- CreateContainer ------------------------------------------------------------- */
 
-struct create_state {
-    char name[DK_NAME_MAX + 1];
-    cJSON *body;
-    int renamed;
-    char id[80];
-};
-
 static void create_state_free(void *p)
 {
-    cJSON_Delete(((struct create_state *)p)->body);
+    cJSON_Delete(((struct dk_create *)p)->body);
     free(p);
 }
 
-static void create_issue(struct dk_op *op);
-
-static void on_create_rollback(struct dk_op *op, int status, cJSON *json)
+static void on_ctr_created(struct dk_op *op)
 {
-    (void)status;
-    (void)json;
-    dk_op_end(op); /* cancelled: nobody waits for an answer */
-}
-
-static void on_created(struct dk_op *op, int status, cJSON *json)
-{
-    struct create_state *st = op->state;
-    if (status == 409 && !st->renamed) {
-        dk_rename(st->name, (unsigned)random());
-        st->renamed = 1;
-        create_issue(op);
-        return;
-    }
-    if (status != 201) {
-        dk_fail_http(op, status, json, "creating the container");
-        return;
-    }
-    snprintf(st->id, sizeof(st->id), "%s", dk_str(json, "Id"));
-    if (op->cancelled) {
-        dk_call(op, "DELETE", NULL, on_create_rollback, "/containers/%s?force=1&v=1", st->id);
-        return;
-    }
+    struct dk_create *st = op->state;
     Runtime__V1__CreateContainerResponse r = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
     r.container_id = st->id;
     dk_op_reply(op, &r.base);
-}
-
-static void create_issue(struct dk_op *op)
-{
-    struct create_state *st = op->state;
-    if (op->cancelled) {
-        dk_op_end(op);
-        return;
-    }
-    char name[DK_NAME_MAX * 3 + 1]; /* escaped: fits whatever the name holds */
-    int fits = dk_url_esc(name, sizeof(name), st->name) == 0;
-    assert(fits);
-    (void)fits;
-    dk_call(op, "POST", cJSON_Duplicate(st->body, 1), on_created, "/containers/create?name=%s",
-            name);
 }
 
 static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
@@ -85,7 +38,7 @@ static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
     const Runtime__V1__CreateContainerRequest *req = (const void *)op->req;
     if (dk_inspect_ok(op, status, sb, DK_TYPE_SANDBOX, req->pod_sandbox_id) < 0)
         return;
-    struct create_state *st = calloc(1, sizeof(*st));
+    struct dk_create *st = calloc(1, sizeof(*st));
     if (!st) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
@@ -98,8 +51,10 @@ static void create_found_sandbox(struct dk_op *op, int status, cJSON *sb)
         dk_op_fail_err(op, &err);
         return;
     }
+    st->what = "creating the container";
+    st->made = on_ctr_created;
     op->must_finish = 1;
-    create_issue(op);
+    dk_create_named(op, st);
 }
 
 static void dk_create_container(struct dk_op *op)

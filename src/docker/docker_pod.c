@@ -1,7 +1,6 @@
 /* docker_pod.c - pod sandboxes on Docker: an infra ("pause") container that
  * owns the pod's network, IPC and UTS namespaces, named and labelled as
  * cri-dockerd does, so pods survive a move between the two. */
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +12,7 @@
 /* ---- RunPodSandbox ------------------------------------------------------------ */
 
 struct run_state {
-    char name[DK_NAME_MAX + 1];
-    char id[80];
-    cJSON *body;        /* create body, kept for a retry under another name */
-    int renamed;
+    struct dk_create create;
     int start_status;
     char start_err[512];
 };
@@ -24,82 +20,55 @@ struct run_state {
 static void run_state_free(void *p)
 {
     struct run_state *st = p;
-    cJSON_Delete(st->body);
+    cJSON_Delete(st->create.body);
     free(p);
 }
-
-static void run_create(struct dk_op *op);
 
 static void on_run_rollback(struct dk_op *op, int status, cJSON *json)
 {
     struct run_state *st = op->state;
     (void)json;
     if (status != 204 && status != 404)
-        log_warn("docker_rollback_failed", "container=%s status=%d", st->id, status);
+        log_warn("docker_rollback_failed", "container=%s status=%d", st->create.id, status);
     dk_op_fail(op, dk_code_for_status(st->start_status), "starting the pod sandbox: %s",
                st->start_err);
+}
+
+/* Half-made: remove what was made, then answer why. */
+static void run_rollback(struct dk_op *op, int status, const char *why)
+{
+    struct run_state *st = op->state;
+    st->start_status = status;
+    snprintf(st->start_err, sizeof(st->start_err), "%s", why);
+    dk_call(op, "DELETE", NULL, on_run_rollback, "/containers/%s?force=1&v=1", st->create.id);
 }
 
 static void on_run_started(struct dk_op *op, int status, cJSON *json)
 {
     struct run_state *st = op->state;
     if (status != 204 && status != 304) {
-        /* Half-made: remove what was made, then answer the start error. */
-        st->start_status = status;
-        snprintf(st->start_err, sizeof(st->start_err), "%s", dk_errmsg(json, status));
-        dk_call(op, "DELETE", NULL, on_run_rollback, "/containers/%s?force=1&v=1", st->id);
+        run_rollback(op, status, dk_errmsg(json, status));
         return;
     }
     if (op->cancelled) {
-        /* Nobody will learn this ID: do not leave the pod behind. */
-        st->start_status = 499;
-        snprintf(st->start_err, sizeof(st->start_err), "the call was cancelled");
-        dk_call(op, "DELETE", NULL, on_run_rollback, "/containers/%s?force=1&v=1", st->id);
+        run_rollback(op, 499, "the call was cancelled"); /* nobody will learn this ID */
         return;
     }
     Runtime__V1__RunPodSandboxResponse r = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
-    r.pod_sandbox_id = st->id;
+    r.pod_sandbox_id = st->create.id;
     dk_op_reply(op, &r.base);
 }
 
-static void on_run_created(struct dk_op *op, int status, cJSON *json)
+static void on_run_created(struct dk_op *op)
 {
     struct run_state *st = op->state;
-    if (status == 409 && !st->renamed) {
-        /* The name is taken (a sandbox of the same attempt left over): as
-         * cri-dockerd, add a random suffix the name parser ignores. */
-        dk_rename(st->name, (unsigned)random());
-        st->renamed = 1;
-        run_create(op);
-        return;
-    }
-    if (status != 201) {
-        dk_fail_http(op, status, json, "creating the pod sandbox");
-        return;
-    }
-    snprintf(st->id, sizeof(st->id), "%s", dk_str(json, "Id"));
-    if (op->cancelled) {
-        st->start_status = 499;
-        snprintf(st->start_err, sizeof(st->start_err), "the call was cancelled");
-        dk_call(op, "DELETE", NULL, on_run_rollback, "/containers/%s?force=1&v=1", st->id);
-        return;
-    }
-    dk_call(op, "POST", NULL, on_run_started, "/containers/%s/start", st->id);
+    dk_call(op, "POST", NULL, on_run_started, "/containers/%s/start", st->create.id);
 }
 
 static void run_create(struct dk_op *op)
 {
     struct run_state *st = op->state;
-    if (op->cancelled) {
-        dk_op_end(op); /* nothing made yet */
-        return;
-    }
-    char name[DK_NAME_MAX * 3 + 1]; /* escaped: fits whatever the name holds */
-    int fits = dk_url_esc(name, sizeof(name), st->name) == 0;
-    assert(fits);
-    (void)fits;
-    dk_call(op, "POST", cJSON_Duplicate(st->body, 1), on_run_created, "/containers/create?name=%s",
-            name);
+    dk_create_named(op, &st->create);
 }
 
 static void run_pull_done(struct dk_op *op, int ok, int code, const char *msg)
@@ -140,8 +109,10 @@ static void dk_run_pod(struct dk_op *op)
     }
     op->state = st;
     op->free_state = run_state_free;
-    st->body = dk_sandbox_body(req, &op->be->cfg, runtime, &err);
-    if (!st->body || dk_sandbox_name(st->name, md, &err) < 0)
+    st->create.what = "creating the pod sandbox";
+    st->create.made = on_run_created;
+    st->create.body = dk_sandbox_body(req, &op->be->cfg, runtime, &err);
+    if (!st->create.body || dk_sandbox_name(st->create.name, md, &err) < 0)
         goto fail;
     /* From here on, anything made is removed if the call fails or goes. */
     op->must_finish = 1;
