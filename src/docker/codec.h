@@ -212,7 +212,8 @@ int dk_container_security(cJSON *cfg, cJSON *hc,
                           const Runtime__V1__LinuxContainerSecurityContext *sc, struct dk_err *err);
 void dk_resources(cJSON *hc, const Runtime__V1__LinuxContainerResources *r, int for_update);
 void dk_libpod_resources(cJSON *body, const Runtime__V1__LinuxContainerResources *r);
-void dk_mounts(cJSON *hc, size_t n, Runtime__V1__Mount **m);
+/* Binds "host:container:options", or Mounts entries for paths with ':'. */
+int dk_mounts(cJSON *hc, size_t n, Runtime__V1__Mount **m, struct dk_err *err);
 void dk_devices(cJSON *hc, size_t n, Runtime__V1__Device **d);
 void dk_dns(cJSON *hc, const Runtime__V1__DNSConfig *dns);
 void dk_ports(cJSON *cfg, cJSON *hc, size_t n, Runtime__V1__PortMapping **pm);

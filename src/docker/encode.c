@@ -477,7 +477,8 @@ cJSON *dk_container_body(const Runtime__V1__CreateContainerRequest *req, const c
         goto fail;
     ctr_labels(cJSON_AddObjectToObject(body, "Labels"), req, sid);
     ctr_namespaces(hc, ctr_ns_options(req), sid, podman);
-    dk_mounts(hc, c->n_mounts, c->mounts);
+    if (dk_mounts(hc, c->n_mounts, c->mounts, err) < 0)
+        goto fail;
     dk_devices(hc, c->n_devices, c->devices);
     if (lx)
         dk_resources(hc, lx->resources, 0);

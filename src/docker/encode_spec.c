@@ -290,16 +290,44 @@ static const char *bind_propagation(Runtime__V1__MountPropagation p)
     return "rprivate";
 }
 
-void dk_mounts(cJSON *hc, size_t n, Runtime__V1__Mount **m)
+/* A path with ':' cannot be a bind's "host:container:options": such a
+ * mount goes in HostConfig.Mounts (no SELinux relabel there). */
+static int add_mount(cJSON *mounts, const Runtime__V1__Mount *m, struct dk_err *err)
 {
-    if (!n)
-        return;
-    cJSON *binds = cJSON_AddArrayToObject(hc, "Binds");
+    if (m->selinux_relabel)
+        return dk_fail(err, GRPC_INVALID_ARGUMENT,
+                       "mount %s: a path with ':' cannot be relabelled for SELinux on Docker",
+                       m->container_path);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "Type", "bind");
+    cJSON_AddStringToObject(o, "Source", m->host_path);
+    cJSON_AddStringToObject(o, "Target", m->container_path);
+    if (m->readonly)
+        cJSON_AddBoolToObject(o, "ReadOnly", 1);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "BindOptions"), "Propagation",
+                            bind_propagation(m->propagation));
+    cJSON_AddItemToArray(mounts, o);
+    return 0;
+}
+
+int dk_mounts(cJSON *hc, size_t n, Runtime__V1__Mount **m, struct dk_err *err)
+{
+    cJSON *binds = NULL, *mounts = NULL;
     for (size_t i = 0; i < n; i++) {
+        if (strchr(m[i]->host_path, ':') || strchr(m[i]->container_path, ':')) {
+            if (!mounts)
+                mounts = cJSON_AddArrayToObject(hc, "Mounts");
+            if (add_mount(mounts, m[i], err) < 0)
+                return -1;
+            continue;
+        }
+        if (!binds)
+            binds = cJSON_AddArrayToObject(hc, "Binds");
         dk_add_strf(binds, NULL, "%s:%s:%s%s%s", m[i]->host_path, m[i]->container_path,
                     m[i]->readonly ? "ro," : "", bind_propagation(m[i]->propagation),
                     m[i]->selinux_relabel ? ",Z" : "");
     }
+    return 0;
 }
 
 void dk_devices(cJSON *hc, size_t n, Runtime__V1__Device **d)

@@ -120,6 +120,31 @@ def test_env_value_with_nul_refused(k8s, engine):
     assert set(c["Id"] for c in engine.containers(all=True)) == before
 
 
+def test_mount_paths_with_colons(k8s, engine):
+    """A ':' in a mount's path cannot go in a bind's "host:container:ro"
+    (the engines answered "invalid volume specification"): such mounts work
+    (HostConfig.Mounts); one that asks for SELinux relabelling is refused."""
+    d = tempfile.mkdtemp(prefix="crisp-a:b-", dir="/tmp")
+    with open(os.path.join(d, "in.txt"), "w") as f:
+        f.write("colon\n")
+    try:
+        pod = k8s.run_pod()
+        cid = k8s.create(pod, "colon", SLEEPER, mounts=[
+            v1.Mount(container_path="/data:x", host_path=d, readonly=True)])
+        r = k8s.c.rt("ExecSync", container_id=cid, cmd=["cat", "/data:x/in.txt"], timeout=10)
+        assert r.stdout == b"colon\n", r
+        assert k8s.c.rt("ExecSync", container_id=cid, cmd=["touch", "/data:x/new"], timeout=10).exit_code != 0
+        m = [m for m in k8s.status(cid).mounts if m.container_path == "/data:x"]
+        assert m and m[0].host_path == d and m[0].readonly, k8s.status(cid).mounts
+        cfg = k8s.container_config("relabel", SLEEPER, mounts=[
+            v1.Mount(container_path="/data", host_path=d, selinux_relabel=True)])
+        code, details = code_of(k8s.c.rt, "CreateContainer", pod_sandbox_id=pod, config=cfg,
+                                sandbox_config=k8s.configs[pod])
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "SELinux" in details, (code, details)
+    finally:
+        subprocess.run(["rm", "-rf", d])
+
+
 # ---------------------------------------------------------------------------
 # a scripted engine that records what crisp sends
 

@@ -386,6 +386,27 @@ static void test_security(void)
     cJSON_Delete(hc);
 }
 
+static void test_mounts(void)
+{
+    Runtime__V1__Mount a = RUNTIME__V1__MOUNT__INIT, b = RUNTIME__V1__MOUNT__INIT, *ms[] = {&a, &b};
+    struct dk_err err = {0};
+    a.host_path = "/h", a.container_path = "/c";
+    b.host_path = "/h:1", b.container_path = "/c", b.readonly = 1;
+    b.propagation = RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL;
+    cJSON *hc = cJSON_CreateObject();
+    CHECK(dk_mounts(hc, 2, ms, &err) == 0);
+    CHECK(cJSON_GetArraySize(dk_obj(hc, "Binds")) == 1 && has_string(dk_obj(hc, "Binds"), "/h:/c:rprivate"));
+    const cJSON *m = cJSON_GetArrayItem(dk_obj(hc, "Mounts"), 0);
+    CHECK(m && strcmp(dk_str(m, "Type"), "bind") == 0 && strcmp(dk_str(m, "Source"), "/h:1") == 0 &&
+          strcmp(dk_str(m, "Target"), "/c") == 0 && dk_bool(m, "ReadOnly") &&
+          strcmp(dk_str(dk_obj(m, "BindOptions"), "Propagation"), "rshared") == 0);
+    cJSON_Delete(hc);
+    b.selinux_relabel = 1;
+    hc = cJSON_CreateObject();
+    CHECK(dk_mounts(hc, 2, ms, &err) < 0 && err.code == GRPC_INVALID_ARGUMENT);
+    cJSON_Delete(hc);
+}
+
 static void test_update_exec(void)
 {
     Runtime__V1__LinuxContainerResources r = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
@@ -416,6 +437,7 @@ int main(void)
     test_pod_runtime();
     test_container_body();
     test_security();
+    test_mounts();
     test_update_exec();
     return unit_summary("test_docker_encode");
 }
