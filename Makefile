@@ -96,7 +96,17 @@ unit: $(UNIT_BINS)
 
 # libFuzzer needs clang; each harness links only the sources it tests.
 FUZZ_CC ?= clang
-fuzz: $(BUILD)/fuzz/fuzz_h1
+FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+	$(shell $(PKG_CONFIG) --cflags $(PKGS))
+fuzz: $(BUILD)/fuzz/fuzz_h1 $(BUILD)/fuzz/fuzz_grpc $(BUILD)/fuzz/fuzz_h2req
+
+$(BUILD)/fuzz/fuzz_grpc: test/fuzz/fuzz_grpc.c src/core/grpc.c src/core/grpc_scan.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
+$(BUILD)/fuzz/fuzz_h2req: test/fuzz/fuzz_h2req.c src/front/h2req.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
 
 $(BUILD)/fuzz/fuzz_h1: test/fuzz/fuzz_h1.c src/http1/response_parser.c src/http1/head.c src/core/md.c \
 		src/core/buf.c src/core/log.c

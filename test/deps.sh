@@ -10,6 +10,8 @@ PKGS=(
   # build
   build-essential pkg-config libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   libevent-dev libssl-dev libcjson-dev protobuf-compiler valgrind
+  # libFuzzer harnesses (make fuzz; test/fuzz/smoke.sh)
+  clang libclang-rt-14-dev
   # python test client
   python3 python3-grpcio python3-protobuf python3-h2 python3-pytest
   # the grpc-go test client (test/grpcgo, make grpcgo): the kubelet's gRPC stack
