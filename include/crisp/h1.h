@@ -66,6 +66,12 @@ struct h1_req_cbs {
      * {"message": ...}. */
     void (*on_done)(struct h1_req *r, int err, const char *errmsg, int status,
                     const uint8_t *body, size_t body_len, void *ud);
+    /* Optional, for h1_write's writer: the kernel has taken more of what
+     * h1_write buffered (h1_write_pending went down), at each step while
+     * the kernel refuses some and once more when all is out. A writer
+     * that stopped at its own cap (an exec's stdin) goes on from here.
+     * h1_cancel is allowed inside. */
+    void (*on_drain)(struct h1_req *r, void *ud);
 };
 
 struct h1_req_opts {
@@ -115,6 +121,10 @@ void h1_resume(struct h1_req *r);
  * sending side has failed. */
 int h1_write(struct h1_req *r, const uint8_t *p, size_t n);
 int h1_close_write(struct h1_req *r);
+/* Bytes h1_write buffered that the kernel has not taken yet (0 when none
+ * or not writable): a writer keeps this under a cap of its own and waits
+ * for on_drain past it (back-pressure). */
+size_t h1_write_pending(const struct h1_req *r);
 
 /* Number of open connections (connecting + busy + idle), for tests and
  * metrics. */

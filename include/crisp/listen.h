@@ -2,7 +2,9 @@
  *
  * unix: the parent folder is created, the socket is mode 0660, and a stale
  * socket file is replaced only if nothing answers on it. tcp: TLS through
- * OpenSSL with ALPN h2, optional client-certificate verification. fd://
+ * OpenSSL with ALPN h2 (a client offering no h2 is refused) or, for the
+ * streaming server, http/1.1 (a client offering something else goes on
+ * without ALPN), optional client-certificate verification. fd://
  * takes the sockets systemd passed (LISTEN_FDS/LISTEN_PID), fd://N one. */
 #ifndef CRISP_LISTEN_H
 #define CRISP_LISTEN_H
@@ -15,6 +17,7 @@ struct crisp_tls_opts {
     const char *cert;      /* PEM chain */
     const char *key;       /* PEM key */
     const char *client_ca; /* verify client certificates against this, or NULL */
+    int alpn_http11;       /* ALPN offers http/1.1 (the streaming server), not h2 */
 };
 
 /* A connection was accepted: the callee owns fd (and makes its SSL from

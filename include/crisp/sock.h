@@ -57,9 +57,11 @@ struct crisp_sock_cbs {
      * the owner freed the socket from inside (no more callbacks then). A
      * pause from inside takes effect at once: no on_data until resumed. */
     int (*on_data)(void *ud, const uint8_t *p, size_t n);
-    /* The kernel refused part of the queue earlier, and the queue has now
-     * gone down to a quarter of out_max: the owner may queue more. Same
-     * return convention. Optional. */
+    /* The kernel refused part of the queue earlier, and it has taken more
+     * since, leaving at most a quarter of out_max (it runs at each such
+     * step while the queue stays blocked, and once more when it empties):
+     * the owner may queue more, and checks crisp_sock_pending against its
+     * own low-water mark. Same return convention. Optional. */
     int (*on_drain)(void *ud);
     /* Outgoing connection established, TLS handshake included (client
      * sockets only). Same return convention. */
@@ -75,6 +77,14 @@ struct crisp_sock_cbs {
      * when it ends. Without it (and always under TLS) a failed write ends
      * the connection: on_close. Same return convention as on_data. */
     int (*on_write_error)(void *ud, enum crisp_sock_end how, const char *why);
+    /* Optional: the peer ended its sending side in order (FIN; TLS:
+     * close_notify) while ours is open. Reading stops for good, writing
+     * goes on (a forwarded connection's half-close, an exec's stdin EOF);
+     * on_close follows only for a failure, or never: the owner frees the
+     * socket when it is done writing. Without it (or once our own sending
+     * side is shut or failed) the end of the read side is on_close. Same
+     * return convention as on_data. */
+    int (*on_read_eof)(void *ud);
 };
 
 /* Takes over an accepted, connected socket (made non-blocking here). With
@@ -106,6 +116,11 @@ struct crisp_sock_dest {
  * NULL only when out of memory. */
 struct crisp_sock *crisp_sock_open(struct event_base *base, const struct crisp_sock_dest *d,
                                    size_t out_max, const struct crisp_sock_cbs *cbs, void *ud);
+/* As crisp_sock_open, on a socket the caller made (of d->sa's family, e.g.
+ * in another network namespace); it is taken over (closed on failure). */
+struct crisp_sock *crisp_sock_open_fd(struct event_base *base, int fd,
+                                      const struct crisp_sock_dest *d, size_t out_max,
+                                      const struct crisp_sock_cbs *cbs, void *ud);
 /* A plain client connection; unlike crisp_sock_open, a failure found at
  * once returns NULL and a reason in err ("connect: ..."), and a unix
  * listener with a full backlog fails at once. on_close's why on a connect

@@ -256,6 +256,11 @@ int h1_conn_write(struct h1_conn *c, const uint8_t *p, size_t n)
     return 0;
 }
 
+size_t h1_conn_pending(const struct h1_conn *c)
+{
+    return crisp_sock_pending(c->sock);
+}
+
 void h1_conn_close_write(struct h1_conn *c)
 {
     c->shut = 1;
@@ -571,8 +576,27 @@ static int on_sock_connected(void *ud)
     return r ? h1_conn_assign(c, r) : conn_make_idle(c);
 }
 
+/* The socket took more of a blocked queue: a hijacked stream's writer
+ * may go on (h1_req_cbs.on_drain). */
+static int on_sock_drain(void *ud)
+{
+    struct h1_conn *c = ud;
+    struct h1_req *r = c->req;
+    if (!r || r->cancelled || !r->cbs.on_drain)
+        return 0;
+    r->in_cb++;
+    r->cbs.on_drain(r, r->ud);
+    r->in_cb--;
+    if (!r->cancelled)
+        return 0;
+    h1_conn_drop(r);
+    h1_req_free(r);
+    return -1;
+}
+
 static const struct crisp_sock_cbs conn_sock_cbs = {
     .on_data = on_sock_data,
+    .on_drain = on_sock_drain,
     .on_connected = on_sock_connected,
     .on_close = on_sock_close,
     .on_write_error = on_sock_write_error,

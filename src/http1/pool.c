@@ -250,6 +250,11 @@ int h1_write(struct h1_req *r, const uint8_t *p, size_t n)
     return rv < 0 ? rv : h1_conn_write(r->conn, p, n);
 }
 
+size_t h1_write_pending(const struct h1_req *r)
+{
+    return r && r->conn ? h1_conn_pending(r->conn) : 0;
+}
+
 int h1_close_write(struct h1_req *r)
 {
     int rv = req_can_write(r);

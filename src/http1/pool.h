@@ -151,6 +151,8 @@ void h1_conn_follow_pause(struct h1_conn *c);
 /* Raw bytes on an upgraded/hijacked stream; its half-close. */
 int h1_conn_write(struct h1_conn *c, const uint8_t *p, size_t n);
 void h1_conn_close_write(struct h1_conn *c);
+/* Bytes written to the connection and not yet taken by the kernel. */
+size_t h1_conn_pending(const struct h1_conn *c);
 /* Whether the response on c lasts until the connection closes and the
  * sending side is still open (h1_write allowed). */
 int h1_conn_can_write(const struct h1_conn *c);

@@ -96,18 +96,22 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     evtimer_add(l->resume_ev, &tv);
 }
 
+/* ALPN: the listener's one protocol (arg: its wire form, length-prefixed).
+ * h2 is required (gRPC cannot run without it); any other protocol is
+ * offered, and a client that asks only for others goes on without ALPN. */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
     (void)ssl;
-    (void)arg;
-    static const unsigned char h2[] = "\x02h2";
+    const unsigned char *want = arg;
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, h2, sizeof(h2) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_ALERT_FATAL; /* gRPC needs h2 */
-    *out = sel;
-    return SSL_TLSEXT_ERR_OK;
+    if (SSL_select_next_proto(&sel, outlen, want, (unsigned)want[0] + 1, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED) {
+        *out = sel;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return strcmp((const char *)want, "\x02h2") == 0 ? SSL_TLSEXT_ERR_ALERT_FATAL
+                                                      : SSL_TLSEXT_ERR_NOACK;
 }
 
 static const char *ssl_err(void)
@@ -149,7 +153,8 @@ static SSL_CTX *tls_ctx_new(const struct crisp_tls_opts *tls, char *err, size_t 
         }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select,
+                               (void *)(tls->alpn_http11 ? "\x08http/1.1" : "\x02h2"));
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -73,6 +73,7 @@ struct crisp_sock {
     unsigned read_wants_write : 1; /* SSL_read asked for writability */
     unsigned write_wants_read : 1; /* SSL_write asked for readability */
     unsigned read_paused : 1;      /* crisp_sock_pause_read */
+    unsigned read_eof : 1;         /* the peer half-closed (on_read_eof): no more reads */
     unsigned shut_wanted : 1;      /* crisp_sock_shutdown_write */
     unsigned shut_done : 1;
     unsigned wr_dead : 1;          /* the sending side failed (on_write_error) */
@@ -140,7 +141,7 @@ static void rev_set(struct crisp_sock *s, int on)
  * for writability, and while paused (a handshake still reads). */
 static void update_rev(struct crisp_sock *s)
 {
-    int on = !s->dead && !s->closed && !s->connecting && !s->read_wants_write &&
+    int on = !s->dead && !s->closed && !s->connecting && !s->read_wants_write && !s->read_eof &&
              (!s->read_paused || s->handshaking);
     rev_set(s, on);
 }
@@ -159,7 +160,7 @@ static void update_wev(struct crisp_sock *s)
  * the loop. */
 static void read_pending_later(struct crisp_sock *s)
 {
-    if (s->ssl && s->rev_on && !s->handshaking && SSL_pending(s->ssl) > 0)
+    if (s->ssl && s->rev_on && !s->read_eof && !s->handshaking && SSL_pending(s->ssl) > 0)
         event_active(s->rev, EV_READ, 0);
 }
 
@@ -651,12 +652,31 @@ static void read_tls(struct crisp_sock *s, struct sock_read *rd)
     rd->more = rd->n == SOCK_RBUF;
 }
 
+/* The read side ended. An orderly end (FIN, close_notify) is only a
+ * half-close when the owner wants to hear of it (on_read_eof) and its own
+ * sending side is still open: reading stops, writing goes on. Anything
+ * else ends the connection. Returns -1 when the socket is closed or dead
+ * afterwards. */
+static int read_ended(struct crisp_sock *s, const struct sock_end *e)
+{
+    if (!s->cbs->on_read_eof || e->how != CRISP_SOCK_EOF || e->err || s->shut_done ||
+        s->wr_dead) {
+        close_now(s, e);
+        return -1;
+    }
+    s->read_eof = 1;
+    update_rev(s);
+    if (s->cbs->on_read_eof(s->ud) < 0 || s->closed || s->dead)
+        return -1;
+    return 0;
+}
+
 /* Reads and hands over, a few full reads at most. Returns -1 when the
  * socket is closed or dead afterwards. */
 static int read_rounds(struct crisp_sock *s)
 {
     for (int round = 0; round < SOCK_READ_ROUNDS; round++) {
-        if (s->read_wants_write || s->read_paused)
+        if (s->read_wants_write || s->read_paused || s->read_eof)
             return 0;
         struct sock_read rd = {.e = {CRISP_SOCK_EOF, 0, "connection closed"}};
         if (s->ssl)
@@ -667,10 +687,8 @@ static int read_rounds(struct crisp_sock *s)
             return -1;
         if (s->failed)
             return 0; /* a write failed: on_close comes from the write event */
-        if (rd.end) {
-            close_now(s, &rd.e);
-            return -1;
-        }
+        if (rd.end)
+            return read_ended(s, &rd.e);
         if (!rd.more)
             return 0;
     }
@@ -918,12 +936,12 @@ static void open_failed(struct crisp_sock *s, int err, const char *what)
     fail_later(s, &e);
 }
 
-struct crisp_sock *crisp_sock_open(struct event_base *base, const struct crisp_sock_dest *d,
-                                   size_t out_max, const struct crisp_sock_cbs *cbs, void *ud)
+/* crisp_sock_open's work on fd (-1 with serr: socket() failed). */
+static struct crisp_sock *open_on(struct event_base *base, int fd, int serr,
+                                  const struct crisp_sock_dest *d, size_t out_max,
+                                  const struct crisp_sock_cbs *cbs, void *ud)
 {
     assert(d->name && cbs->on_connected && cbs->on_close);
-    int fd = client_socket(d->sa->sa_family);
-    int serr = fd < 0 ? errno : 0;
     struct crisp_sock *s = client_alloc(base, fd, d, out_max, cbs, ud);
     if (!s) {
         if (fd >= 0)
@@ -946,6 +964,29 @@ struct crisp_sock *crisp_sock_open(struct event_base *base, const struct crisp_s
     else
         connect_wait(s); /* completion, even an immediate one, from the loop */
     return s;
+}
+
+struct crisp_sock *crisp_sock_open(struct event_base *base, const struct crisp_sock_dest *d,
+                                   size_t out_max, const struct crisp_sock_cbs *cbs, void *ud)
+{
+    int fd = client_socket(d->sa->sa_family);
+    return open_on(base, fd, fd < 0 ? errno : 0, d, out_max, cbs, ud);
+}
+
+struct crisp_sock *crisp_sock_open_fd(struct event_base *base, int fd,
+                                      const struct crisp_sock_dest *d, size_t out_max,
+                                      const struct crisp_sock_cbs *cbs, void *ud)
+{
+    assert(fd >= 0);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (d->sa->sa_family == AF_INET || d->sa->sa_family == AF_INET6) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    return open_on(base, fd, 0, d, out_max, cbs, ud);
 }
 
 struct crisp_sock *crisp_sock_connect(struct event_base *base, const struct sockaddr *sa,
