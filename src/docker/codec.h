@@ -328,6 +328,18 @@ Runtime__V1__ContainerStats *dk_container_stats(struct dk_stats_ctx *c, const cJ
 Runtime__V1__PodSandboxStats *dk_pod_stats(struct dk_stats_ctx *c, const struct dk_stats_item *sb,
                                            const struct dk_stats_item *items, size_t n);
 
+/* Docker's multiplexed exec stream: frames of [stream, 0, 0, 0, size32be]
+ * and size bytes, cut anywhere by the transport; put gets each piece of a
+ * frame's payload with its stream (1 stdout, 2 stderr). */
+struct dk_demux {
+    uint8_t hdr[8];
+    size_t hdr_len;
+    size_t frame_left;
+    int stream;
+};
+typedef void (*dk_demux_put)(void *ud, int stream, const uint8_t *p, size_t n);
+void dk_demux_feed(struct dk_demux *d, const uint8_t *p, size_t n, dk_demux_put put, void *ud);
+
 /* A verbose answer's info map: {"info": text}, or the JSON printed. */
 void dk_info_text(struct dk_arena *a, ProtobufCMessage *resp, const char *text);
 void dk_info_json(struct dk_arena *a, ProtobufCMessage *resp, const cJSON *json);

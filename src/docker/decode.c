@@ -526,6 +526,40 @@ int dk_event_from_json(const cJSON *ev, struct dk_event *e)
     return 0;
 }
 
+/* ---- exec streams --------------------------------------------------------------------- */
+
+/* A frame header's bytes as they come; 1 once the header is whole. */
+static int demux_header(struct dk_demux *d, const uint8_t **p, size_t *n)
+{
+    size_t take = 8 - d->hdr_len < *n ? 8 - d->hdr_len : *n;
+    memcpy(d->hdr + d->hdr_len, *p, take);
+    d->hdr_len += take;
+    *p += take;
+    *n -= take;
+    if (d->hdr_len < 8)
+        return 0;
+    d->hdr_len = 0;
+    d->stream = d->hdr[0];
+    d->frame_left = ((size_t)d->hdr[4] << 24) | ((size_t)d->hdr[5] << 16) |
+                    ((size_t)d->hdr[6] << 8) | d->hdr[7];
+    return 1;
+}
+
+void dk_demux_feed(struct dk_demux *d, const uint8_t *p, size_t n, dk_demux_put put, void *ud)
+{
+    while (n) {
+        if (!d->frame_left) {
+            demux_header(d, &p, &n);
+            continue;
+        }
+        size_t take = d->frame_left < n ? d->frame_left : n;
+        put(ud, d->stream, p, take);
+        d->frame_left -= take;
+        p += take;
+        n -= take;
+    }
+}
+
 /* ---- the engine --------------------------------------------------------------------------- */
 
 static int api_cmp(const char *a, const char *b)

@@ -13,10 +13,7 @@
 struct exec_state {
     char exec_id[80];
     struct crisp_buf out, err;
-    uint8_t hdr[8];
-    size_t hdr_len;
-    size_t frame_left;
-    int frame_stream;
+    struct dk_demux demux;
     int truncated;
     int polls;
     struct event *timer; /* the ExecSync timeout */
@@ -76,37 +73,23 @@ static void on_exec_inspect(struct dk_op *op, int status, cJSON *json)
     exec_reply(op, (int)dk_int(json, "ExitCode"));
 }
 
-/* Demultiplexes Docker's stream: frames of [stream, 0, 0, 0, size32be]. */
+/* A piece of the command's output: kept while the whole fits the
+ * kubelet's cap. */
+static void exec_output(void *ud, int stream, const uint8_t *p, size_t n)
+{
+    struct exec_state *st = ud;
+    if (st->out.len + st->err.len + n > EXEC_OUTPUT_MAX - 1024)
+        st->truncated = 1; /* keep draining; what fits is kept */
+    else
+        crisp_buf_append(stream == 2 ? &st->err : &st->out, p, n);
+}
+
 static int exec_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
 {
     (void)r;
     struct dk_op *op = ud;
     struct exec_state *st = op->state;
-    while (n) {
-        if (!st->frame_left) {
-            size_t take = 8 - st->hdr_len < n ? 8 - st->hdr_len : n;
-            memcpy(st->hdr + st->hdr_len, p, take);
-            st->hdr_len += take;
-            p += take;
-            n -= take;
-            if (st->hdr_len < 8)
-                return 0;
-            st->hdr_len = 0;
-            st->frame_stream = st->hdr[0];
-            st->frame_left = ((size_t)st->hdr[4] << 24) | ((size_t)st->hdr[5] << 16) |
-                             ((size_t)st->hdr[6] << 8) | st->hdr[7];
-            continue;
-        }
-        size_t take = st->frame_left < n ? st->frame_left : n;
-        struct crisp_buf *b = st->frame_stream == 2 ? &st->err : &st->out;
-        if (st->out.len + st->err.len + take > EXEC_OUTPUT_MAX - 1024)
-            st->truncated = 1; /* keep draining; what fits is kept */
-        else
-            crisp_buf_append(b, p, take);
-        st->frame_left -= take;
-        p += take;
-        n -= take;
-    }
+    dk_demux_feed(&st->demux, p, n, exec_output, st);
     return 0;
 }
 

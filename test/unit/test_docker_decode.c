@@ -494,6 +494,37 @@ static void test_runtime_status(void)
     dk_arena_free(&a);
 }
 
+struct demuxed {
+    char out[64], err[64];
+    size_t nout, nerr, pieces;
+};
+
+static void demux_put(void *ud, int stream, const uint8_t *p, size_t n)
+{
+    struct demuxed *d = ud;
+    char *dst = stream == 2 ? d->err + d->nerr : d->out + d->nout;
+    memcpy(dst, p, n);
+    *(stream == 2 ? &d->nerr : &d->nout) += n;
+    d->pieces++;
+}
+
+static void test_exec_demux(void)
+{
+    static const uint8_t s[] = "\1\0\0\0\0\0\0\3abc" "\2\0\0\0\0\0\0\2de" "\1\0\0\0\0\0\0\0"
+                               "\1\0\0\0\0\0\0\1f";
+    size_t len = sizeof(s) - 1;
+    struct dk_demux dm = {0};
+    struct demuxed whole = {0}, bytes = {0};
+    dk_demux_feed(&dm, s, len, demux_put, &whole);
+    CHECK(whole.nout == 4 && memcmp(whole.out, "abcf", 4) == 0 && whole.nerr == 2 &&
+          memcmp(whole.err, "de", 2) == 0 && whole.pieces == 3);
+    struct dk_demux dm2 = {0};
+    for (size_t i = 0; i < len; i++) /* cut anywhere: a header too */
+        dk_demux_feed(&dm2, s + i, 1, demux_put, &bytes);
+    CHECK(bytes.nout == 4 && memcmp(bytes.out, "abcf", 4) == 0 && bytes.nerr == 2);
+    CHECK(dm2.hdr_len == 0 && dm2.frame_left == 0);
+}
+
 int main(void)
 {
     test_json_helpers();
@@ -507,6 +538,7 @@ int main(void)
     test_image_user();
     test_cpu_rate();
     test_runtime_status();
+    test_exec_demux();
     for (int i = 0; i < FX_NENGINES; i++) {
         const char *eng = fx_engines[i];
         test_version_info(eng);
