@@ -111,8 +111,8 @@ static void r_done(struct h1_req *r, int err, const char *msg, int status, const
     pending--;
 }
 
-static const struct h1_req_cbs buffered = {r_head, NULL, r_done};
-static const struct h1_req_cbs streamed = {r_head, r_body, r_done};
+static const struct h1_req_cbs buffered = {.on_head = r_head, .on_done = r_done};
+static const struct h1_req_cbs streamed = {.on_head = r_head, .on_body = r_body, .on_done = r_done};
 
 static int now_ms(void)
 {
