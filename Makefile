@@ -16,14 +16,15 @@ GEN := $(BUILD)/gen
 SANITIZER ?=
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS := libnghttp2 libprotobuf-c libevent openssl libcjson
+PKGS := libnghttp2 libprotobuf-c libevent openssl libcjson zlib
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
 ALL_CFLAGS := -std=gnu11 -Ulinux $(CFLAGS) -Iinclude -Isrc -I$(GEN) $(shell $(PKG_CONFIG) --cflags $(PKGS)) \
 	-D_FORTIFY_SOURCE=2 -fstack-protector-strong
-LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS))
+# libwslay (WebSocket framing, the streaming server) ships no pkg-config file
+LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lwslay
 LDFLAGS ?=
 ifneq ($(SANITIZER),)
 ALL_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all -O1
@@ -98,7 +99,17 @@ unit: $(UNIT_BINS)
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
 	$(shell $(PKG_CONFIG) --cflags $(PKGS))
-fuzz: $(BUILD)/fuzz/fuzz_h1 $(BUILD)/fuzz/fuzz_grpc $(BUILD)/fuzz/fuzz_h2req
+fuzz: $(BUILD)/fuzz/fuzz_h1 $(BUILD)/fuzz/fuzz_grpc $(BUILD)/fuzz/fuzz_h2req \
+	$(BUILD)/fuzz/fuzz_h1_request $(BUILD)/fuzz/fuzz_spdy
+
+$(BUILD)/fuzz/fuzz_h1_request: test/fuzz/fuzz_h1_request.c src/http1/request_parser.c \
+		src/http1/head.c src/core/md.c src/core/buf.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
+$(BUILD)/fuzz/fuzz_spdy: test/fuzz/fuzz_spdy.c src/stream/spdy.c src/core/md.c src/core/buf.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lz
 
 $(BUILD)/fuzz/fuzz_grpc: test/fuzz/fuzz_grpc.c src/core/grpc.c src/core/grpc_scan.c
 	@mkdir -p $(dir $@)

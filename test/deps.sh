@@ -10,12 +10,16 @@ PKGS=(
   # build
   build-essential pkg-config libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   libevent-dev libssl-dev libcjson-dev protobuf-compiler valgrind
+  # the streaming server: SPDY header compression, WebSocket framing
+  zlib1g-dev libwslay-dev
   # libFuzzer harnesses (make fuzz; test/fuzz/smoke.sh)
   clang libclang-rt-14-dev
   # python test client
   python3 python3-grpcio python3-protobuf python3-h2 python3-pytest
   # the grpc-go test client (test/grpcgo, make grpcgo): the kubelet's gRPC stack
   golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
+  # the streaming test clients (test/streamgo, make streamgo; python3-kubernetes' WebSocket client)
+  golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev python3-kubernetes
   # engines and tools used by the test environment
   containerd runc docker.io crun podman netavark docker-registry busybox-static skopeo
   containernetworking-plugins iptables iproute2 apache2-utils nghttp2-client curl

@@ -1,6 +1,7 @@
 /* h1_parser.h - HTTP/1.1 message parsing, no I/O (src/http1/).
  *
- * The response parser of the engine client (h1.h): bytes in, callbacks
+ * The response parser of the engine client (h1.h), and the request-head
+ * parser of the streaming server (below). The response parser: bytes in, callbacks
  * out: status line and headers, body bytes (de-chunked), end of message.
  * Bodies are delimited by Content-Length, chunked encoding, or the end of
  * the connection (also after "101 Switching Protocols", where the body is
@@ -81,5 +82,34 @@ int h1_parser_done(const struct h1_parser *p);
 int h1_parser_reads_until_close(const struct h1_parser *p);
 /* What was wrong after an error (a phrase for messages), "" before. */
 const char *h1_parser_why(const struct h1_parser *p);
+
+/* ---- the request head (request_parser.c) ----------------------------------
+ * The streaming server's Upgrade requests: the request line and header
+ * fields, bytes in, nothing read past the empty line that ends the head
+ * (the bytes after it belong to the upgraded protocol). Up to 4 empty
+ * lines before the request line are skipped; the method is a token of at
+ * most 16 bytes, the target at most 8 KiB without spaces or control bytes,
+ * the version HTTP/1.x; fields as the response parser reads them (names
+ * lowercased, values trimmed, obs-fold joined) under head_max in all. */
+struct h1_reqp;
+/* head_max caps the whole head (0: 64 KiB). NULL when out of memory. */
+struct h1_reqp *h1_reqp_new(size_t head_max);
+void h1_reqp_free(struct h1_reqp *p);
+/* Returns bytes consumed, or H1_E_PARSE / H1_E_TOO_LARGE / H1_E_NOMEM
+ * (then every later call returns the same). Once the head is complete
+ * (h1_reqp_done) it consumes nothing more. */
+ssize_t h1_reqp_feed(struct h1_reqp *p, const uint8_t *d, size_t n);
+int h1_reqp_done(const struct h1_reqp *p);
+/* After done: the method ("GET"), the target ("/exec/TOKEN?x=y"), the
+ * minor version, the fields (values NUL-terminated). */
+const char *h1_reqp_method(const struct h1_reqp *p);
+const char *h1_reqp_target(const struct h1_reqp *p);
+int h1_reqp_minor(const struct h1_reqp *p);
+const struct crisp_md *h1_reqp_fields(const struct h1_reqp *p);
+/* The body the head announces: 1 for chunked, else 0 with its
+ * Content-Length in *len (0 when none). */
+int h1_reqp_body(const struct h1_reqp *p, uint64_t *len);
+/* What was wrong after an error, "" before. */
+const char *h1_reqp_why(const struct h1_reqp *p);
 
 #endif
