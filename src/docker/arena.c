@@ -1,5 +1,6 @@
 /* arena.c - the memory a CRI answer is built in: zeroed blocks freed all
  * at once when the answer has been packed (codec.h). */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,7 @@ void *dk_alloc(struct dk_arena *a, size_t n)
     }
     void *m = (char *)b->data + b->used;
     b->used += n;
+    assert(b->used <= b->cap);
     memset(m, 0, n);
     return m;
 }

@@ -280,6 +280,7 @@ static struct dk_sub *sub_new(struct dk_op *op)
 static void sub_link(struct dk_sub *sub)
 {
     struct dk_op *op = sub->op;
+    assert(sub->r && !crisp_list_is_linked(&sub->link));
     crisp_list_push_front(&op->subs, &sub->link);
     op->pending++;
 }
@@ -548,6 +549,7 @@ static void negotiate_api(struct dk_op *op)
 
 void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_method *m)
 {
+    assert(m && m->fn && !call->be_ctx);
     struct op_priv *p = calloc(1, sizeof(*p));
     if (!p) {
         crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -574,6 +576,7 @@ void dk_op_cancel(struct crisp_call *call)
     struct dk_op *op = call->be_ctx;
     if (!op)
         return;
+    assert(op->call == call);
     op->cancelled = 1;
     if (op->must_finish)
         return; /* it finishes or rolls back on its own; the answer is dropped */
