@@ -22,9 +22,12 @@
 #include "crisp/listen.h"
 #include "crisp/log.h"
 #include "crisp/method.h"
+#include "crisp/stream.h"
+#include "crisp/node.h"
 #include "crisp/version.h"
 
 #define DEFAULT_LISTEN "unix:///run/crisp/crisp.sock"
+#define DEFAULT_STREAM_LISTEN "tcp://127.0.0.1:0"
 #define MAX_LISTENERS 16
 #define MAX_BACKEND_ARGS 64
 #define MAX_KIND_OPTS 64
@@ -39,17 +42,19 @@ struct options {
     const char *listen[MAX_LISTENERS];
     int nlisten;
     const char *backend;
+    const char *config;
     struct given_opt bopts[MAX_BACKEND_ARGS];
     size_t nbopts;
     struct crisp_tls_opts tls;
     double shutdown_timeout;
     size_t max_conns; /* 0: from the descriptor limit */
+    struct crisp_stream_cfg stream; /* the streaming server (exec, attach, port-forward) */
 };
 
 static struct event_base *base;
 static struct event *stop_timer;
 static int64_t stop_deadline_us;
-static struct options opts = {.shutdown_timeout = 10};
+static struct options opts = {.shutdown_timeout = 10, .stream.listen = DEFAULT_STREAM_LISTEN};
 
 static const char core_usage[] =
 "Usage: crisp [OPTIONS]\n"
@@ -61,6 +66,9 @@ static const char core_usage[] =
 "                             tcp://host:port (TLS; needs --tls-cert/--tls-key)\n"
 "                             fd:// or fd://N (systemd socket activation)\n"
 "  --backend KIND:URL       the engine behind crisp; its options follow it\n"
+"  --config FILE            the backends and the RuntimeClass handlers that\n"
+"                           choose among them (JSON, deploy/crisp.json); SIGHUP\n"
+"                           reloads it; instead of --backend\n"
 "  --max-message-size N     cap on one gRPC message, bytes (K/M suffixes;\n"
 "                           default 16M, the kubelet's)\n"
 "  --max-streams N          concurrent calls per connection (default 1024)\n"
@@ -72,6 +80,15 @@ static const char core_usage[] =
 "  --tls-cert FILE          PEM certificate chain for tcp:// listeners\n"
 "  --tls-key FILE           PEM private key for tcp:// listeners\n"
 "  --tls-client-ca FILE     require client certificates signed by this CA\n"
+"  --streaming-listen URL   the streaming server of Exec, Attach and PortForward\n"
+"                           (docker backend): tcp://HOST:PORT, plain HTTP, or\n"
+"                           TLS with --streaming-tls-cert/-key (default\n"
+"                           " DEFAULT_STREAM_LISTEN ": localhost, a port chosen at\n"
+"                           start); none: off\n"
+"  --streaming-tls-cert FILE, --streaming-tls-key FILE, --streaming-tls-client-ca FILE\n"
+"                           TLS for it, as for --listen\n"
+"  --streaming-idle-timeout SECS  a session without traffic ends (default 14400)\n"
+"  --streaming-token-ttl SECS     how long a streaming URL is valid (default 60)\n"
 "  --shutdown-timeout SECS  on SIGTERM, how long in-flight calls may finish\n"
 "                           before they are cancelled (default 10)\n"
 "  --log-level LEVEL        error, warn, info (default) or debug\n"
@@ -130,13 +147,14 @@ static int parse_size(const char *s, size_t *out)
 
 enum {
     O_LISTEN = 256, O_BACKEND, O_MAXMSG, O_MAXSTREAMS, O_MAXCONNS, O_IDLE, O_CERT, O_KEY, O_CA,
-    O_SHUT, O_LOG,
-    O_VERSION, O_HELP, O_KIND_OPT /* O_KIND_OPT + i: the i-th distinct backend option */
+    O_SHUT, O_LOG, O_SX_LISTEN, O_SX_CERT, O_SX_KEY, O_SX_CA, O_SX_IDLE, O_SX_TTL,
+    O_VERSION, O_HELP, O_CONFIG, O_KIND_OPT /* O_KIND_OPT + i: the i-th distinct backend option */
 };
 
 static const struct option core_longopts[] = {
     {"listen", required_argument, NULL, O_LISTEN},
     {"backend", required_argument, NULL, O_BACKEND},
+    {"config", required_argument, NULL, O_CONFIG},
     {"max-message-size", required_argument, NULL, O_MAXMSG},
     {"max-streams", required_argument, NULL, O_MAXSTREAMS},
     {"max-connections", required_argument, NULL, O_MAXCONNS},
@@ -146,6 +164,12 @@ static const struct option core_longopts[] = {
     {"tls-client-ca", required_argument, NULL, O_CA},
     {"shutdown-timeout", required_argument, NULL, O_SHUT},
     {"log-level", required_argument, NULL, O_LOG},
+    {"streaming-listen", required_argument, NULL, O_SX_LISTEN},
+    {"streaming-tls-cert", required_argument, NULL, O_SX_CERT},
+    {"streaming-tls-key", required_argument, NULL, O_SX_KEY},
+    {"streaming-tls-client-ca", required_argument, NULL, O_SX_CA},
+    {"streaming-idle-timeout", required_argument, NULL, O_SX_IDLE},
+    {"streaming-token-ttl", required_argument, NULL, O_SX_TTL},
     {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, O_HELP},
 };
@@ -220,6 +244,36 @@ static int add_backend_opt(int c, const char *arg)
     return 0;
 }
 
+/* The streaming server's options. */
+static int parse_stream_opt(int c, const char *arg)
+{
+    struct crisp_stream_cfg *sc = &opts.stream;
+    char *end;
+    double v;
+    switch (c) {
+    case O_SX_LISTEN:
+        sc->listen = strcmp(arg, "none") == 0 ? NULL : arg;
+        return 0;
+    case O_SX_CERT:
+        sc->tls.cert = arg;
+        return 0;
+    case O_SX_KEY:
+        sc->tls.key = arg;
+        return 0;
+    case O_SX_CA:
+        sc->tls.client_ca = arg;
+        return 0;
+    }
+    v = strtod(arg, &end);
+    if (*end || end == arg || v < 0.001 || v > 86400 * 7)
+        return fail_opt("--streaming-*: %s: want seconds (up to a week)", arg);
+    if (c == O_SX_IDLE)
+        sc->idle_timeout_ms = (unsigned)(v * 1000);
+    else
+        sc->token_ttl_ms = (unsigned)(v * 1000);
+    return 0;
+}
+
 /* One option; returns 0, or -1 after printing why. */
 static int parse_one(int c, const char *arg)
 {
@@ -234,6 +288,9 @@ static int parse_one(int c, const char *arg)
             return fail_opt("one --backend for now (RuntimeClass routing to several comes "
                             "with the configuration file)%s", "");
         opts.backend = arg;
+        return 0;
+    case O_CONFIG:
+        opts.config = arg;
         return 0;
     case O_MAXMSG:
     case O_MAXSTREAMS:
@@ -262,6 +319,8 @@ static int parse_one(int c, const char *arg)
         usage(stdout);
         exit(0);
     }
+    if (c >= O_SX_LISTEN && c <= O_SX_TTL)
+        return parse_stream_opt(c, arg);
     if (c >= O_KIND_OPT)
         return add_backend_opt(c, arg);
     usage(stderr);
@@ -298,9 +357,12 @@ static int parse_args(int argc, char **argv)
             return -1;
     if (optind < argc)
         return fail_opt("unexpected argument %s", argv[optind]);
-    if (!opts.backend)
+    if (opts.config && (opts.backend || opts.nbopts))
+        return fail_opt("--config %s names the backends and their options: no --backend or "
+                        "backend option beside it", opts.config);
+    if (!opts.backend && !opts.config)
         return fail_opt("--backend is required, e.g. --backend "
-                        "cri:unix:///run/containerd/containerd.sock%s", "");
+                        "cri:unix:///run/containerd/containerd.sock (or --config FILE)%s", "");
     if (opts.nlisten == 0)
         opts.listen[opts.nlisten++] = DEFAULT_LISTEN;
     return 0;
@@ -373,12 +435,42 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(base);
 }
 
+/* The backend of --backend, or the backends and router of --config. */
+static struct crisp_backend *single;
+
+static int start_backends(char *err, size_t errlen)
+{
+    if (opts.config)
+        return crisp_node_load(base, opts.config, err, errlen);
+    single = make_backend(err, errlen);
+    if (!single)
+        return -1;
+    crisp_router_set_default(single);
+    return 0;
+}
+
+static void stop_backends(void)
+{
+    crisp_backend_free(single);
+    crisp_node_free();
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    if (opts.config)
+        crisp_node_reload();
+    else
+        log_info("sighup_ignored", "why=\"no --config to reload\"");
+}
+
 int main(int argc, char **argv)
 {
-    char err[512];
+    char err[1024];
     int rc = 1;
-    struct crisp_backend *be = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 
     if (parse_args(argc, argv) < 0)
         return 2;
@@ -398,14 +490,19 @@ int main(int argc, char **argv)
      * shutdown (socket removed), not the default action. */
     sigterm = evsignal_new(base, SIGTERM, on_signal, NULL);
     sigint = evsignal_new(base, SIGINT, on_signal, NULL);
-    if (!sigterm || !sigint || event_add(sigterm, NULL) < 0 || event_add(sigint, NULL) < 0)
+    sighup = evsignal_new(base, SIGHUP, on_sighup, NULL);
+    if (!sigterm || !sigint || !sighup || event_add(sigterm, NULL) < 0 ||
+        event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0)
         goto fail_base;
-    be = make_backend(err, sizeof(err));
-    if (!be) {
-        log_error("startup_failed", "err=%s", crisp_logq(err));
+    if (crisp_stream_start(base, &opts.stream, err, sizeof(err)) < 0) {
+        log_error("startup_failed", "streaming_listen=%s err=%s", crisp_logq(opts.stream.listen),
+                  crisp_logq(err));
         goto fail_base;
     }
-    crisp_router_set_default(be);
+    if (start_backends(err, sizeof(err)) < 0) {
+        log_error("startup_failed", "err=%s", crisp_logq(err));
+        goto fail_backends;
+    }
     static const struct crisp_listen_cbs grpc_server = {.on_accept = crisp_h2srv_accept,
                                                         .on_full = evict_for_accept};
     for (int i = 0; i < opts.nlisten; i++) {
@@ -416,7 +513,8 @@ int main(int argc, char **argv)
         }
     }
     log_info("started", "version=%s backend=%s methods=%zu max_message_size=%zu "
-             "max_connections=%zu idle_timeout_s=%u", CRISP_VERSION, crisp_logq(be->name),
+             "max_connections=%zu idle_timeout_s=%u", CRISP_VERSION,
+             crisp_logq(single ? single->name : crisp_node_describe()),
              crisp_methods_count(), crisp_h2srv_cfg.max_msg, crisp_h2srv_cfg.max_conns,
              crisp_h2srv_cfg.idle_timeout_s);
     event_base_dispatch(base);
@@ -428,13 +526,17 @@ fail_listen:
     crisp_h2srv_close_all();
     if (stop_timer)
         event_free(stop_timer);
-    crisp_backend_free(be);
+fail_backends:
+    crisp_stream_stop(); /* its sessions end while their backends live */
+    stop_backends();
 fail_base:
     crisp_h2srv_close_all(); /* the idle sweep */
     if (sigterm)
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    if (sighup)
+        event_free(sighup);
     crisp_budget_teardown();
     event_base_free(base);
 fail_methods:

@@ -41,6 +41,10 @@ struct crisp_backend_ops {
     const char *kind;     /* "cri", "docker" */
     const char *url_help; /* --help lines on the URLs it takes */
     const struct crisp_backend_opt *opts; /* ends with a NULL name; NULL: none */
+    /* The option through which the kind maps RuntimeClass handlers to its
+     * engine's runtimes itself ("NAME=RUNTIME"), or NULL: a router then
+     * rewrites the handler in the request to the engine's runtime name. */
+    const char *handler_option;
     /* Checks the spec and allocates the instance. Returns NULL and writes
      * a reason (naming the option at fault) into err. Must not block (a
      * connection may start in the background). */
@@ -59,7 +63,8 @@ struct crisp_backend_ops {
 
 struct crisp_backend {
     const struct crisp_backend_ops *ops;
-    char *name; /* "cri:unix:///run/containerd/containerd.sock" */
+    char *name;        /* "cri:unix:///run/containerd/containerd.sock" */
+    unsigned inflight; /* calls started on it and not yet freed (call.c) */
 };
 
 /* Every kind crisp knows, for --help and option parsing. */

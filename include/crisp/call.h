@@ -67,6 +67,7 @@ struct crisp_out_chunk {
 
 struct crisp_call {
     uint64_t id;
+    uint64_t parent_id;         /* a call crisp made itself: the call it serves */
     unsigned refs;
     enum crisp_call_state state;
     const struct crisp_method *method;
@@ -102,6 +103,7 @@ struct crisp_call {
     size_t out_bytes;
     size_t out_high;            /* high-water mark for back-pressure */
     int out_was_full;           /* reached out_high since the last drained op */
+    int whole_msgs;             /* answers as whole messages (crisp_call_set_whole_msgs) */
     size_t max_msg;             /* cap on one response message */
     unsigned nmsgs_out;
     int code;
@@ -133,6 +135,17 @@ ProtobufCMessage *crisp_call_request(struct crisp_call *call);
 /* Hands the received call to its backend (chosen by the router). Any
  * failure finishes the call with a status. */
 void crisp_call_dispatch(struct crisp_call *call);
+/* Starts the call on this backend (a router backend handing a call on to
+ * the engine that owns it): call->backend becomes be, counted in
+ * be->inflight until the call is freed. */
+void crisp_call_start_on(struct crisp_call *call, struct crisp_backend *be);
+/* Takes the first queued response message out of a call whose answers come
+ * as whole messages (crisp_call_set_whole_msgs): malloc'd, the caller frees
+ * it. NULL when none is queued. For calls crisp makes itself (subcall.h). */
+uint8_t *crisp_call_take_msg(struct crisp_call *call, size_t *len);
+/* Answers must come as whole messages (send_msg/send_pb): set before the
+ * call is dispatched. */
+void crisp_call_set_whole_msgs(struct crisp_call *call);
 
 /* Backend side. Return 0, or -1 when the call is already finished. */
 int crisp_call_send_headers(struct crisp_call *call);

@@ -44,6 +44,19 @@ int64_t crisp_now_us(void)
 
 static void on_budget_room(struct crisp_budget_wait *w);
 
+/* The queue reached its high-water mark since the last drained op (the
+ * backend may have stopped reading) and is now down to half: however small
+ * the pulls that took it there. */
+static void check_drained(struct crisp_call *call)
+{
+    if (call->out_was_full && call->out_bytes <= call->out_high / 2) {
+        call->out_was_full = 0;
+        if (call->backend && call->be_ctx && call->state != CRISP_CALL_FINISHED)
+            call->backend->ops->drained(call->backend, call);
+    }
+}
+static void release_resp(struct crisp_call *call, size_t n);
+
 struct crisp_call *crisp_call_new(struct event_base *base,
                                   const struct crisp_frontend_ops *fe,
                                   void *fe_ctx, size_t max_msg)
@@ -77,6 +90,8 @@ static void chunk_free(struct crisp_out_chunk *c)
 static void call_free(struct crisp_call *call)
 {
     crisp_call_detach_budgets(call);
+    if (call->backend)
+        call->backend->inflight--;
     if (call->deadline_ev)
         event_free(call->deadline_ev);
     crisp_md_free(&call->req_md);
@@ -228,10 +243,43 @@ void crisp_call_dispatch(struct crisp_call *call)
                            call->method->path);
         return;
     }
+    crisp_call_start_on(call, be);
+}
+
+void crisp_call_start_on(struct crisp_call *call, struct crisp_backend *be)
+{
+    if (call->backend)
+        call->backend->inflight--;
     call->backend = be;
+    be->inflight++;
     be->ops->start(be, call);
     /* a backend either finished the call or holds it */
     assert(call->state == CRISP_CALL_FINISHED || call->be_ctx || call->refs > 1);
+}
+
+void crisp_call_set_whole_msgs(struct crisp_call *call)
+{
+    call->whole_msgs = 1;
+}
+
+uint8_t *crisp_call_take_msg(struct crisp_call *call, size_t *len)
+{
+    struct crisp_out_chunk *c = call->out_head;
+    if (!c)
+        return NULL;
+    assert(c->prefix_len == GRPC_PREFIX_LEN && c->off == 0 && c->data != c->raw);
+    call->out_head = c->next;
+    if (!call->out_head)
+        call->out_tail = NULL;
+    size_t n = c->prefix_len + c->len;
+    call->out_bytes -= n;
+    release_resp(call, n < call->resp_held - call->resp_credit ? n
+                                                               : call->resp_held - call->resp_credit);
+    uint8_t *msg = c->data;
+    *len = c->len;
+    free(c);
+    check_drained(call);
+    return msg;
 }
 
 static void notify_output(struct crisp_call *call)
@@ -251,10 +299,16 @@ int crisp_call_send_headers(struct crisp_call *call)
     return 0;
 }
 
+/* The one answer crisp rewrites: Version on v1alpha2 names the API the
+ * client spoke. */
+static int is_alpha_version(const struct crisp_call *call)
+{
+    return call->api == CRISP_API_V1ALPHA2 && call->method && call->method->id == CRISP_RPC_VERSION;
+}
+
 int crisp_call_wants_msgs(const struct crisp_call *call)
 {
-    return call->api == CRISP_API_V1ALPHA2 && call->method &&
-           call->method->id == CRISP_RPC_VERSION;
+    return call->whole_msgs || is_alpha_version(call);
 }
 
 /* A call that came in on runtime.v1alpha2 is served by a v1 backend; the
@@ -262,7 +316,7 @@ int crisp_call_wants_msgs(const struct crisp_call *call)
  * name the API the client spoke. Returns the (possibly new) message. */
 static uint8_t *adapt_to_api(struct crisp_call *call, uint8_t *msg, size_t *len)
 {
-    if (!crisp_call_wants_msgs(call))
+    if (!is_alpha_version(call))
         return msg;
     Runtime__V1__VersionResponse *v = runtime__v1__version_response__unpack(NULL, *len, msg);
     if (!v)
@@ -474,15 +528,23 @@ int crisp_call_reserve(struct crisp_call *call, size_t n)
     return 0;
 }
 
+/* One line per call: failed calls at info, the rest at debug. A call crisp
+ * made itself (subcall.h) names the call it served and its backend, at
+ * debug only: its outcome shows in that call's line. */
 static void log_done(const struct crisp_call *call)
 {
-    enum crisp_log_level lvl = call->code == GRPC_OK ? CRISP_LOG_DEBUG : CRISP_LOG_INFO;
+    enum crisp_log_level lvl = call->code == GRPC_OK || call->parent_id ? CRISP_LOG_DEBUG
+                                                                          : CRISP_LOG_INFO;
     if (!CRISP_LOG_ENABLED(lvl))
         return;
-    crisp_log(lvl, "call", "id=%llu method=%s api=%s code=%s dur_us=%lld msgs_out=%u message=%s",
+    char sub[192] = "";
+    if (call->parent_id)
+        snprintf(sub, sizeof(sub), " parent=%llu backend=%s", (unsigned long long)call->parent_id,
+                 crisp_logq(call->backend ? call->backend->name : "-"));
+    crisp_log(lvl, "call", "id=%llu method=%s api=%s code=%s dur_us=%lld msgs_out=%u%s message=%s",
               (unsigned long long)call->id, call->method ? call->method->name : "-",
               crisp_api_to_str(call->api), grpc_code_to_str(call->code),
-              (long long)(crisp_now_us() - call->start_us), call->nmsgs_out,
+              (long long)(crisp_now_us() - call->start_us), call->nmsgs_out, sub,
               crisp_logq(call->message ? call->message : ""));
 }
 
@@ -544,14 +606,7 @@ size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n)
     call->out_bytes -= done;
     release_resp(call, done < call->resp_held - call->resp_credit ? done
                                                                   : call->resp_held - call->resp_credit);
-    /* The queue reached its high-water mark since the last drained op (the
-     * backend may have stopped reading) and is now down to half: however
-     * small the pulls that took it there. */
-    if (call->out_was_full && call->out_bytes <= call->out_high / 2) {
-        call->out_was_full = 0;
-        if (call->backend && call->be_ctx && call->state != CRISP_CALL_FINISHED)
-            call->backend->ops->drained(call->backend, call);
-    }
+    check_drained(call);
     return done;
 }
 
