@@ -18,6 +18,8 @@ struct crisp_tls_opts {
     const char *key;       /* PEM key */
     const char *client_ca; /* verify client certificates against this, or NULL */
     int alpn_http11;       /* ALPN offers http/1.1 (the streaming server), not h2 */
+    int allow_plain;       /* tcp:// without cert and key is plain TCP (the streaming
+                            * server on localhost, as the kubelet's) */
 };
 
 /* A connection was accepted: the callee owns fd (and makes its SSL from
@@ -40,6 +42,11 @@ struct crisp_listen_cbs {
 /* Returns 0, or -1 with a reason in err. */
 int crisp_listen_open(struct event_base *base, const char *url, const struct crisp_tls_opts *tls,
                       const struct crisp_listen_cbs *cbs, char *err, size_t errlen);
+/* As crisp_listen_open; a tcp:// listener writes where it listens into
+ * bound ("127.0.0.1:40123", the port chosen when the URL said 0). */
+int crisp_listen_open_bound(struct event_base *base, const char *url,
+                            const struct crisp_tls_opts *tls, const struct crisp_listen_cbs *cbs,
+                            char *bound, size_t boundlen, char *err, size_t errlen);
 /* Stops accepting and removes unix socket files. */
 void crisp_listen_close_all(void);
 

@@ -5,7 +5,8 @@
  *   docker.c         an instance: options, configuration, pools, methods
  *   op.c             the op framework below, API version negotiation
  *   docker_<family>.c one handler family each, peers: runtime, pod, ctr,
- *                    exec, list, image, stats, events; docker_cgroup.c
+ *                    exec, list, image, stats, events; stream.c (Exec,
+ *                    Attach, PortForward sessions); docker_cgroup.c
  *                    reads stats from the node's cgroups
  *
  * One dk_op per CRI call: it holds a reference on the call and the decoded
@@ -43,6 +44,7 @@ struct dk_be {
     char api[16];            /* negotiated "1.41", "" until known */
     int podman;              /* the engine is podman's compatible API */
     struct crisp_list ops;   /* live ops (dk_op.link), for shutdown */
+    void *sx;                /* stream.c's streaming target, made on first use */
 };
 
 struct dk_op;
@@ -165,6 +167,7 @@ extern const struct dk_method dk_stats_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_list_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_exec_methods[CRISP_RPC_COUNT];
 extern const struct dk_method dk_event_methods[CRISP_RPC_COUNT];
+extern const struct dk_method dk_stream_methods[CRISP_RPC_COUNT];
 
 /* ---- shared between families ---------------------------------------------- */
 
@@ -186,6 +189,13 @@ struct dk_create {
     void (*made)(struct dk_op *op);
 };
 void dk_create_named(struct dk_op *op, struct dk_create *c);
+
+/* Exec, Attach, PortForward sessions (stream.c): the streaming target goes
+ * (its sessions end) before the instance; an exec's process is killed on
+ * this node (its PID from the engine; a remote engine's is abandoned, and
+ * logged). */
+void dk_stream_free(struct dk_be *be);
+void dk_exec_kill(struct dk_be *be, const char *exec_id);
 
 /* Stats of a container read from the node's cgroups for its PID, shaped
  * like a Docker stats answer; NULL when they cannot be read here (a remote

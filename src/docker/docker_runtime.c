@@ -125,13 +125,6 @@ static void dk_update_pod_resources(struct dk_op *op)
 
 /* ---- not available on Docker ------------------------------------------------ */
 
-static void dk_streaming_later(struct dk_op *op)
-{
-    dk_op_fail(op, GRPC_UNIMPLEMENTED,
-               "%s needs crisp's streaming server, which the Docker backend does not have yet",
-               op->call->method->name);
-}
-
 static void dk_no_checkpoint(struct dk_op *op)
 {
     dk_op_fail(op, GRPC_UNIMPLEMENTED,
@@ -153,9 +146,6 @@ const struct dk_method dk_runtime_methods[CRISP_RPC_COUNT] = {
     [CRISP_RPC_RUNTIME_CONFIG] = {dk_runtime_config},
     [CRISP_RPC_UPDATE_RUNTIME_CONFIG] = {dk_update_runtime_config, .unversioned = 1},
     [CRISP_RPC_UPDATE_POD_SANDBOX_RESOURCES] = {dk_update_pod_resources, .unversioned = 1},
-    [CRISP_RPC_EXEC] = {dk_streaming_later, .unversioned = 1},
-    [CRISP_RPC_ATTACH] = {dk_streaming_later, .unversioned = 1},
-    [CRISP_RPC_PORT_FORWARD] = {dk_streaming_later, .unversioned = 1},
     [CRISP_RPC_CHECKPOINT_CONTAINER] = {dk_no_checkpoint, .unversioned = 1},
     [CRISP_RPC_LIST_METRIC_DESCRIPTORS] = {dk_no_metrics, .unversioned = 1},
     [CRISP_RPC_LIST_POD_SANDBOX_METRICS] = {dk_no_metrics, .unversioned = 1},

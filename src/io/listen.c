@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <event2/listener.h>
@@ -311,8 +313,35 @@ static int open_systemd_fds(struct event_base *base, const struct crisp_addr *a,
     return 0;
 }
 
+/* "127.0.0.1:40123" or "[::1]:40123": where fd listens. */
+static void bound_name(int fd, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[64] = "";
+    unsigned port = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+        port = ntohs(s6->sin6_port);
+        snprintf(out, outlen, "[%s]:%u", host, port);
+        return;
+    }
+    const struct sockaddr_in *s4 = (const void *)&ss;
+    inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+    port = ntohs(s4->sin_port);
+    snprintf(out, outlen, "%s:%u", host, port);
+}
+
 int crisp_listen_open(struct event_base *base, const char *url, const struct crisp_tls_opts *tls,
                       const struct crisp_listen_cbs *cbs, char *err, size_t errlen)
+{
+    return crisp_listen_open_bound(base, url, tls, cbs, NULL, 0, err, errlen);
+}
+
+int crisp_listen_open_bound(struct event_base *base, const char *url,
+                            const struct crisp_tls_opts *tls, const struct crisp_listen_cbs *cbs,
+                            char *bound, size_t boundlen, char *err, size_t errlen)
 {
     struct crisp_addr a;
     if (crisp_addr_parse(url, &a, err, errlen) < 0)
@@ -320,11 +349,14 @@ int crisp_listen_open(struct event_base *base, const char *url, const struct cri
     if (a.kind == CRISP_ADDR_FD)
         return open_systemd_fds(base, &a, cbs, err, errlen);
     SSL_CTX *ctx = NULL;
-    if (a.kind == CRISP_ADDR_TCP && !(ctx = tls_ctx_new(tls, err, errlen)))
+    int plain = tls && tls->allow_plain && !tls->cert && !tls->key;
+    if (a.kind == CRISP_ADDR_TCP && !plain && !(ctx = tls_ctx_new(tls, err, errlen)))
         return -1;
     int fd = bind_socket(&a, err, errlen);
     if (fd < 0)
         goto fail_ctx;
+    if (bound && a.kind == CRISP_ADDR_TCP)
+        bound_name(fd, bound, boundlen);
     if (add_listener(base, url, fd, ctx, a.kind == CRISP_ADDR_UNIX ? a.path : NULL, cbs, err,
                      errlen) < 0)
         goto fail_fd;
