@@ -7,6 +7,7 @@
 #   make lint         function lengths (none over 80 lines)
 #   make fuzz         libFuzzer harnesses (clang), e.g. build/fuzz/fuzz_h1 -max_total_time=60
 #   make grpcgo       build/grpcgo/crigo, the grpc-go CRI client of the tests (test/grpcgo)
+#   make streamgo     build/grpcgo/streamgo, the exec/attach/port-forward test client (test/streamgo)
 #   make check        the whole test suite (installs what it needs; root)
 #   make bench        benchmarks against the engine reached directly
 #   make run          start crisp in front of a real engine and run a pod through it
@@ -38,7 +39,7 @@ LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard test/unit/*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
-.PHONY: all asan unit check bench run clean deps fuzz lint grpcgo
+.PHONY: all asan unit check bench run clean deps fuzz lint grpcgo streamgo
 all: $(BUILD)/crisp
 
 $(GEN)/runtime_v1.pb-c.c: proto/runtime_v1.proto
@@ -145,6 +146,14 @@ $(GRPCGO)/stubs.stamp: proto/runtime_v1.proto proto/runtime_v1alpha2.proto
 
 $(GRPCGO)/crigo: $(GRPCGO)/stubs.stamp $(wildcard test/grpcgo/*.go)
 	cd test/grpcgo && $(GO_ENV) go vet . && $(GO_ENV) go build -o $@ .
+
+# The streaming test client (test/streamgo/README.md): kubectl's SPDY and
+# WebSocket executors and port-forwarder on Debian's spdystream and
+# gorilla/websocket, the CRI calls on crigo's stubs; GOPATH mode, offline.
+streamgo: $(GRPCGO)/streamgo
+
+$(GRPCGO)/streamgo: $(GRPCGO)/stubs.stamp $(wildcard test/streamgo/*.go)
+	cd test/streamgo && $(GO_ENV) go vet . && $(GO_ENV) go build -o $@ .
 
 # Function length (the layering issue's targets: none over 80 lines).
 lint:

@@ -22,10 +22,12 @@
 #include "crisp/listen.h"
 #include "crisp/log.h"
 #include "crisp/method.h"
+#include "crisp/stream.h"
 #include "crisp/node.h"
 #include "crisp/version.h"
 
 #define DEFAULT_LISTEN "unix:///run/crisp/crisp.sock"
+#define DEFAULT_STREAM_LISTEN "tcp://127.0.0.1:0"
 #define MAX_LISTENERS 16
 #define MAX_BACKEND_ARGS 64
 #define MAX_KIND_OPTS 64
@@ -46,12 +48,13 @@ struct options {
     struct crisp_tls_opts tls;
     double shutdown_timeout;
     size_t max_conns; /* 0: from the descriptor limit */
+    struct crisp_stream_cfg stream; /* the streaming server (exec, attach, port-forward) */
 };
 
 static struct event_base *base;
 static struct event *stop_timer;
 static int64_t stop_deadline_us;
-static struct options opts = {.shutdown_timeout = 10};
+static struct options opts = {.shutdown_timeout = 10, .stream.listen = DEFAULT_STREAM_LISTEN};
 
 static const char core_usage[] =
 "Usage: crisp [OPTIONS]\n"
@@ -77,6 +80,15 @@ static const char core_usage[] =
 "  --tls-cert FILE          PEM certificate chain for tcp:// listeners\n"
 "  --tls-key FILE           PEM private key for tcp:// listeners\n"
 "  --tls-client-ca FILE     require client certificates signed by this CA\n"
+"  --streaming-listen URL   the streaming server of Exec, Attach and PortForward\n"
+"                           (docker backend): tcp://HOST:PORT, plain HTTP, or\n"
+"                           TLS with --streaming-tls-cert/-key (default\n"
+"                           " DEFAULT_STREAM_LISTEN ": localhost, a port chosen at\n"
+"                           start); none: off\n"
+"  --streaming-tls-cert FILE, --streaming-tls-key FILE, --streaming-tls-client-ca FILE\n"
+"                           TLS for it, as for --listen\n"
+"  --streaming-idle-timeout SECS  a session without traffic ends (default 14400)\n"
+"  --streaming-token-ttl SECS     how long a streaming URL is valid (default 60)\n"
 "  --shutdown-timeout SECS  on SIGTERM, how long in-flight calls may finish\n"
 "                           before they are cancelled (default 10)\n"
 "  --log-level LEVEL        error, warn, info (default) or debug\n"
@@ -135,7 +147,7 @@ static int parse_size(const char *s, size_t *out)
 
 enum {
     O_LISTEN = 256, O_BACKEND, O_MAXMSG, O_MAXSTREAMS, O_MAXCONNS, O_IDLE, O_CERT, O_KEY, O_CA,
-    O_SHUT, O_LOG,
+    O_SHUT, O_LOG, O_SX_LISTEN, O_SX_CERT, O_SX_KEY, O_SX_CA, O_SX_IDLE, O_SX_TTL,
     O_VERSION, O_HELP, O_CONFIG, O_KIND_OPT /* O_KIND_OPT + i: the i-th distinct backend option */
 };
 
@@ -152,6 +164,12 @@ static const struct option core_longopts[] = {
     {"tls-client-ca", required_argument, NULL, O_CA},
     {"shutdown-timeout", required_argument, NULL, O_SHUT},
     {"log-level", required_argument, NULL, O_LOG},
+    {"streaming-listen", required_argument, NULL, O_SX_LISTEN},
+    {"streaming-tls-cert", required_argument, NULL, O_SX_CERT},
+    {"streaming-tls-key", required_argument, NULL, O_SX_KEY},
+    {"streaming-tls-client-ca", required_argument, NULL, O_SX_CA},
+    {"streaming-idle-timeout", required_argument, NULL, O_SX_IDLE},
+    {"streaming-token-ttl", required_argument, NULL, O_SX_TTL},
     {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, O_HELP},
 };
@@ -226,6 +244,36 @@ static int add_backend_opt(int c, const char *arg)
     return 0;
 }
 
+/* The streaming server's options. */
+static int parse_stream_opt(int c, const char *arg)
+{
+    struct crisp_stream_cfg *sc = &opts.stream;
+    char *end;
+    double v;
+    switch (c) {
+    case O_SX_LISTEN:
+        sc->listen = strcmp(arg, "none") == 0 ? NULL : arg;
+        return 0;
+    case O_SX_CERT:
+        sc->tls.cert = arg;
+        return 0;
+    case O_SX_KEY:
+        sc->tls.key = arg;
+        return 0;
+    case O_SX_CA:
+        sc->tls.client_ca = arg;
+        return 0;
+    }
+    v = strtod(arg, &end);
+    if (*end || end == arg || v < 0.001 || v > 86400 * 7)
+        return fail_opt("--streaming-*: %s: want seconds (up to a week)", arg);
+    if (c == O_SX_IDLE)
+        sc->idle_timeout_ms = (unsigned)(v * 1000);
+    else
+        sc->token_ttl_ms = (unsigned)(v * 1000);
+    return 0;
+}
+
 /* One option; returns 0, or -1 after printing why. */
 static int parse_one(int c, const char *arg)
 {
@@ -271,6 +319,8 @@ static int parse_one(int c, const char *arg)
         usage(stdout);
         exit(0);
     }
+    if (c >= O_SX_LISTEN && c <= O_SX_TTL)
+        return parse_stream_opt(c, arg);
     if (c >= O_KIND_OPT)
         return add_backend_opt(c, arg);
     usage(stderr);
@@ -444,6 +494,11 @@ int main(int argc, char **argv)
     if (!sigterm || !sigint || !sighup || event_add(sigterm, NULL) < 0 ||
         event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0)
         goto fail_base;
+    if (crisp_stream_start(base, &opts.stream, err, sizeof(err)) < 0) {
+        log_error("startup_failed", "streaming_listen=%s err=%s", crisp_logq(opts.stream.listen),
+                  crisp_logq(err));
+        goto fail_base;
+    }
     if (start_backends(err, sizeof(err)) < 0) {
         log_error("startup_failed", "err=%s", crisp_logq(err));
         goto fail_backends;
@@ -472,6 +527,7 @@ fail_listen:
     if (stop_timer)
         event_free(stop_timer);
 fail_backends:
+    crisp_stream_stop(); /* its sessions end while their backends live */
     stop_backends();
 fail_base:
     crisp_h2srv_close_all(); /* the idle sweep */

@@ -33,6 +33,7 @@ static void build_method_table(void)
     static const struct dk_method *const families[] = {
         dk_runtime_methods, dk_pod_methods,   dk_container_methods, dk_exec_methods,
         dk_list_methods,    dk_image_methods, dk_stats_methods,     dk_event_methods,
+        dk_stream_methods,
     };
     if (methods[0].fn)
         return;
@@ -160,6 +161,7 @@ oom:
 
 static void be_free(struct dk_be *be)
 {
+    dk_stream_free(be);
     if (be->pool)
         h1_pool_free(be->pool);
     if (be->long_pool)
