@@ -475,7 +475,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
-    if (crisp_methods_init() < 0) {
+    if (crisp_methods_init() < 0 || crisp_call_log_init() < 0) {
         log_error("startup_failed", "err=\"out of memory building the method table\"");
         return 1;
     }

@@ -34,6 +34,7 @@
 #include "crisp/buf.h"
 #include "crisp/md.h"
 #include "crisp/method.h"
+#include "crisp/observe.h"
 
 struct crisp_call;
 struct crisp_backend;
@@ -108,6 +109,16 @@ struct crisp_call {
     unsigned nmsgs_out;
     int code;
     char *message;              /* decoded grpc-message, may be NULL */
+
+    /* where it came from (the front end fills it; 0 / -1 when unknown) */
+    struct crisp_call_origin {
+        uint64_t conn;          /* the client connection's number */
+        int32_t stream;         /* its HTTP/2 stream */
+        int pid, uid;           /* the peer process on a unix socket (SO_PEERCRED) */
+    } origin;
+    int64_t routed_us;          /* monotonic: a backend took it (0: none yet) */
+    int64_t finished_us;        /* monotonic: the status became known */
+    void *obs[CRISP_OBS_SLOTS]; /* each observer's own (observe.h) */
 
     /* parties */
     const struct crisp_frontend_ops *fe;
@@ -192,5 +203,8 @@ size_t crisp_call_pull(struct crisp_call *call, uint8_t *dst, size_t n);
 void crisp_call_cancel(struct crisp_call *call, int code, const char *message);
 
 int64_t crisp_now_us(void);
+
+/* Registers the log line of every call (event=call) as an observer. */
+int crisp_call_log_init(void);
 
 #endif

@@ -77,6 +77,7 @@ struct crisp_call *crisp_call_new(struct event_base *base,
     crisp_md_init(&call->resp_md, CALL_MD_MAX);
     crisp_md_init(&call->trailer_md, CALL_MD_MAX);
     call->budget_wait.wake = on_budget_room;
+    call->origin.pid = call->origin.uid = -1;
     return call;
 }
 
@@ -89,6 +90,7 @@ static void chunk_free(struct crisp_out_chunk *c)
 
 static void call_free(struct crisp_call *call)
 {
+    CRISP_OBS(call, CRISP_OBS_FREE, NULL, 0);
     crisp_call_detach_budgets(call);
     if (call->backend)
         call->backend->inflight--;
@@ -237,6 +239,7 @@ void crisp_call_dispatch(struct crisp_call *call)
                            call->method->req->short_name, call->req_len);
         return;
     }
+    CRISP_OBS(call, CRISP_OBS_START, call->req, call->req_len);
     struct crisp_backend *be = crisp_router_pick(call);
     if (!be) {
         crisp_call_finishf(call, GRPC_UNAVAILABLE, "no backend serves %s",
@@ -252,6 +255,8 @@ void crisp_call_start_on(struct crisp_call *call, struct crisp_backend *be)
         call->backend->inflight--;
     call->backend = be;
     be->inflight++;
+    call->routed_us = crisp_now_us();
+    CRISP_OBS(call, CRISP_OBS_ROUTED, NULL, 0);
     be->ops->start(be, call);
     /* a backend either finished the call or holds it */
     assert(call->state == CRISP_CALL_FINISHED || call->be_ctx || call->refs > 1);
@@ -373,6 +378,7 @@ int crisp_call_send_msg(struct crisp_call *call, uint8_t *msg, size_t len)
         return -1;
     }
     msg = adapt_to_api(call, msg, &len);
+    CRISP_OBS(call, CRISP_OBS_MSG_OUT, msg, len);
     struct crisp_out_chunk *c = malloc(sizeof(*c));
     if (!c) {
         free(msg);
@@ -395,6 +401,7 @@ int crisp_call_send_raw(struct crisp_call *call, const uint8_t *p, size_t len)
         return -1;
     if (!len)
         return 0;
+    CRISP_OBS(call, CRISP_OBS_RAW_OUT, p, len);
     struct crisp_out_chunk *c = malloc(sizeof(*c) + len);
     if (!c) {
         crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory queueing a response");
@@ -530,9 +537,15 @@ int crisp_call_reserve(struct crisp_call *call, size_t n)
 
 /* One line per call: failed calls at info, the rest at debug. A call crisp
  * made itself (subcall.h) names the call it served and its backend, at
- * debug only: its outcome shows in that call's line. */
-static void log_done(const struct crisp_call *call)
+ * debug only: its outcome shows in that call's line. The first observer of
+ * calls (observe.h). */
+static void log_done(struct crisp_observer *o, unsigned ev, struct crisp_call *call,
+                     const uint8_t *p, size_t n)
 {
+    (void)o;
+    (void)ev;
+    (void)p;
+    (void)n;
     enum crisp_log_level lvl = call->code == GRPC_OK || call->parent_id ? CRISP_LOG_DEBUG
                                                                           : CRISP_LOG_INFO;
     if (!CRISP_LOG_ENABLED(lvl))
@@ -565,7 +578,8 @@ void crisp_call_finish(struct crisp_call *call, int code, const char *message)
     call->message = message && *message ? strdup(message) : NULL;
     if (call->deadline_ev)
         evtimer_del(call->deadline_ev);
-    log_done(call);
+    call->finished_us = crisp_now_us();
+    CRISP_OBS(call, CRISP_OBS_FINISH, NULL, 0);
     notify_output(call);
 }
 
@@ -617,4 +631,15 @@ void crisp_call_cancel(struct crisp_call *call, int code, const char *message)
         call->backend->ops->cancel(call->backend, call);
     crisp_call_finish(call, code, message);
     crisp_call_unref(call);
+}
+
+static struct crisp_observer log_observer = {
+    .name = "log",
+    .events = CRISP_OBS_FINISH,
+    .on_event = log_done,
+};
+
+int crisp_call_log_init(void)
+{
+    return crisp_observe(&log_observer);
 }

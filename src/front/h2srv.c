@@ -1,4 +1,5 @@
 /* h2srv.c - HTTP/2 + gRPC server sessions (the front end). */
+#define _GNU_SOURCE /* struct ucred */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,8 @@ struct fe_conn {
     double abuse_tokens;
     int64_t abuse_at_us;          /* when the tokens were last counted */
     int64_t active_us;            /* last frame from the client */
+    uint64_t id;                  /* for traces: the connection's number */
+    int peer_pid, peer_uid;       /* SO_PEERCRED on a unix socket, else -1 */
     char peer[64];
     unsigned closing : 1;
     unsigned dead : 1;
@@ -139,6 +142,7 @@ static struct fe_stream *stream_new(struct fe_conn *c, int32_t id)
     s->rd.admit = admit_request;
     s->rd.admit_ud = s;
     crisp_call_set_budgets(s->call, &c->req_budget, &c->resp_budget);
+    s->call->origin = (struct crisp_call_origin){c->id, id, c->peer_pid, c->peer_uid};
     crisp_list_push_front(&c->streams, &s->link);
     return s;
 }
@@ -858,6 +862,20 @@ static void on_hello_timeout(evutil_socket_t fd, short what, void *arg)
     conn_free(c);
 }
 
+/* Who is calling, on a unix socket: the kubelet, crictl, ... (traces). */
+static void peer_credentials(struct fe_conn *c, int fd)
+{
+    static uint64_t next_id = 1;
+    struct ucred cr;
+    socklen_t len = sizeof(cr);
+    c->id = next_id++;
+    c->peer_pid = c->peer_uid = -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && cr.pid > 0) {
+        c->peer_pid = (int)cr.pid;
+        c->peer_uid = (int)cr.uid;
+    }
+}
+
 void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ssl_ctx,
                         const char *peer, void *ud)
 {
@@ -878,6 +896,7 @@ void crisp_h2srv_accept(struct event_base *base, evutil_socket_t fd, SSL_CTX *ss
     crisp_budget_init(&c->req_budget, "connection", crisp_budget_conn_req_cap());
     crisp_budget_init(&c->resp_budget, "connection", crisp_budget_conn_resp_cap());
     c->abuse_tokens = ABUSE_BURST;
+    peer_credentials(c, fd);
     c->abuse_at_us = c->active_us = crisp_now_us();
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     if (crisp_h2conn_init(&c->h2, base, CONN_OUT_HIGH, &h2conn_cbs, c) < 0)
