@@ -248,6 +248,28 @@ static int parse_handlers(struct parse *p, const cJSON *root)
     return fail(p, "handlers: the default handler \"\" is missing (it names the default backend)");
 }
 
+/* A backend whose kind does not map handlers itself answers with the
+ * engine's runtime name, and crisp puts the handler's name back by it: two
+ * handlers with one runtime there could not be told apart. */
+static int check_runtimes_distinct(struct parse *p)
+{
+    for (size_t i = 0; i < p->cfg->nhandlers; i++) {
+        const struct crisp_config_handler *h = &p->cfg->handlers[i];
+        const struct crisp_config_backend *b = &p->cfg->backends[h->backend];
+        if (b->kind->handler_option)
+            continue;
+        for (size_t k = 0; k < i; k++) {
+            const struct crisp_config_handler *o = &p->cfg->handlers[k];
+            if (o->backend == h->backend && strcmp(o->runtime, h->runtime) == 0)
+                return fail(p, "handlers.\"%s\".runtime: \"%s\" is handler \"%s\"'s runtime on "
+                            "backend %s too; a %s backend answers with the runtime's name, so crisp "
+                            "could not tell their pods apart (give each its own runtime)",
+                            h->name, h->runtime, o->name, b->name, b->kind->kind);
+        }
+    }
+    return 0;
+}
+
 static int parse_images(struct parse *p, const cJSON *root)
 {
     const cJSON *im = cJSON_GetObjectItemCaseSensitive(root, "images");
@@ -319,7 +341,8 @@ int crisp_config_parse(const char *json, size_t len, const char *path, struct cr
     if (!cJSON_IsObject(root))
         fail(&p, "want a JSON object with backends and handlers");
     else if (check_keys(&p, root, "", known) == 0 && parse_backends(&p, root) == 0 &&
-             parse_handlers(&p, root) == 0 && parse_images(&p, root) == 0 && handler_args(&p) == 0)
+             parse_handlers(&p, root) == 0 && check_runtimes_distinct(&p) == 0 &&
+             parse_images(&p, root) == 0 && handler_args(&p) == 0)
         rv = (out->path = strdup(path)) ? 0 : fail(&p, "out of memory");
     cJSON_Delete(root);
     if (rv < 0)

@@ -93,6 +93,14 @@ static void test_bad(void)
                   "handlers.\"\": given twice"));
     CHECK(refused("{" ONE_BACKEND ", \"handlers\": {\"\": {\"backend\": \"a\", \"runtime\": false}}}",
                   "handlers.\"\".runtime: want a string"));
+    /* a cri backend answers with the runtime's name: one runtime, one handler */
+    CHECK(refused("{" ONE_BACKEND ", \"handlers\": {\"\": {\"backend\": \"a\"},"
+                  " \"crun\": {\"backend\": \"a\", \"runtime\": \"crun\"},"
+                  " \"fast\": {\"backend\": \"a\", \"runtime\": \"crun\"}}}",
+                  "handlers.\"fast\".runtime: \"crun\" is handler \"crun\"'s runtime on backend a too"));
+    CHECK(refused("{" ONE_BACKEND ", \"handlers\": {\"\": {\"backend\": \"a\"},"
+                  " \"plain\": {\"backend\": \"a\"}}}",
+                  "handlers.\"plain\".runtime: \"\" is handler \"\"'s runtime on backend a too"));
     CHECK(refused("{" ONE_BACKEND ", " DEFAULT_HANDLER ", \"images\": {\"pull\": \"some\"}}",
                   "images.pull: want \"all\" or \"default\", got \"some\""));
     struct crisp_config c;
