@@ -52,6 +52,8 @@ struct crisp_h2conn {
     struct crisp_sock *sock;
     nghttp2_session *sess;
     struct event *flush_ev;
+    struct event *lazy_ev;    /* crisp_h2conn_lazy_input: the deferred flush */
+    unsigned lazy_us;
     size_t out_high;          /* frames queued per write: the cap on unsent output */
     const struct crisp_h2conn_cbs *cbs;
     void *ud;
@@ -87,6 +89,15 @@ int crisp_h2conn_session_new(struct crisp_h2conn *c, int server,
 int crisp_h2conn_flush(struct crisp_h2conn *c);
 /* A flush from the loop, after the current callbacks. */
 void crisp_h2conn_schedule_flush(struct crisp_h2conn *c);
+/* What reading produces by itself (PING and SETTINGS acknowledgements)
+ * may wait up to us microseconds to go out with the next write instead of a
+ * write of its own (the relay: containerd pings on every call, and the ack
+ * rides with the next request). Anything the owner schedules still goes at
+ * once. Returns 0, or -1 when out of memory. */
+int crisp_h2conn_lazy_input(struct crisp_h2conn *c, struct event_base *base, unsigned us);
+/* A flush that may wait like the input's (a small window update), or at
+ * once on a connection without lazy input. */
+void crisp_h2conn_schedule_lazy(struct crisp_h2conn *c);
 
 /* For a send_data callback: whether a DATA frame may be queued now. When
  * not, the flush resumes once the socket has taken most of its queue (the

@@ -43,6 +43,9 @@ void crisp_h2conn_deinit(struct crisp_h2conn *c)
         nghttp2_session_del(c->sess);
     if (c->flush_ev)
         event_free(c->flush_ev);
+    if (c->lazy_ev)
+        event_free(c->lazy_ev);
+    c->lazy_ev = NULL;
     crisp_sock_free(c->sock);
     c->sess = NULL;
     c->flush_ev = NULL;
@@ -106,6 +109,8 @@ int crisp_h2conn_flush(struct crisp_h2conn *c)
 {
     if (!c->sess || c->ended)
         return 0;
+    if (c->lazy_ev)
+        evtimer_del(c->lazy_ev); /* what it waited for goes now */
     for (;;) {
         int cap_hit = 0;
         c->data_waits = 0;
@@ -130,6 +135,28 @@ int crisp_h2conn_flush(struct crisp_h2conn *c)
 void crisp_h2conn_schedule_flush(struct crisp_h2conn *c)
 {
     event_active(c->flush_ev, EV_WRITE, 0);
+}
+
+int crisp_h2conn_lazy_input(struct crisp_h2conn *c, struct event_base *base, unsigned us)
+{
+    c->lazy_us = us;
+    if (!c->lazy_ev)
+        c->lazy_ev = evtimer_new(base, on_flush_ev, c);
+    return c->lazy_ev ? 0 : -1;
+}
+
+/* After reading: a flush now, or (lazy) once the delay is over if nothing
+ * else flushes first. */
+void crisp_h2conn_schedule_lazy(struct crisp_h2conn *c)
+{
+    if (!c->lazy_ev) {
+        crisp_h2conn_schedule_flush(c);
+        return;
+    }
+    if (!nghttp2_session_want_write(c->sess) || evtimer_pending(c->lazy_ev, NULL))
+        return;
+    struct timeval tv = {0, (suseconds_t)c->lazy_us};
+    evtimer_add(c->lazy_ev, &tv);
 }
 
 int crisp_h2conn_data_room(struct crisp_h2conn *c)
@@ -181,7 +208,7 @@ static int on_sock_data(void *ud, const uint8_t *data, size_t len)
     /* Scheduled, not written here: the flushes this input caused on other
      * connections (new calls to a runtime, answers to clients) were
      * scheduled first and go out first. */
-    crisp_h2conn_schedule_flush(c);
+    crisp_h2conn_schedule_lazy(c);
     return 0;
 }
 

@@ -55,6 +55,10 @@
 #define BE_STREAM_WINDOW (128 * 1024) /* granted per call, from its budgets */
 #define BE_CONN_WINDOW (64 << 20)
 #define BE_OUT_HIGH (64 * 1024) /* frames queued per write; the cap on unsent output */
+/* A runtime's PING (grpc-go pings on every call it receives, for its BDP
+ * estimate) is acknowledged with the next request rather than by a write of
+ * its own: one syscall less per call one at a time. */
+#define BE_ACK_DELAY_US 2000
 #define BE_BACKOFF_MIN_MS 100
 #define BE_BACKOFF_MAX_MS 2000
 #define BE_CONNECT_TIMEOUT_S 5
@@ -311,7 +315,14 @@ static void stream_consume(struct cri_stream *s)
         if (!s->held || crisp_call_reserve(s->call, s->held) < 0)
             return;
         nghttp2_session_consume_stream(sess, s->id, s->held);
+        /* a small answer's few bytes make no WINDOW_UPDATE yet: no write
+         * of its own */
+        int small = s->held < BE_STREAM_WINDOW / 4;
         s->held = 0;
+        if (small) {
+            crisp_h2conn_schedule_lazy(&s->conn->h2);
+            return;
+        }
     }
     crisp_h2conn_schedule_flush(&s->conn->h2);
 }
@@ -673,7 +684,8 @@ static void conn_start(struct cri_be *be)
     c->state = CONN_CONNECTING;
     crisp_list_init(&c->streams);
     be->pool[be->npool++] = c;
-    if (crisp_h2conn_init(&c->h2, be->evb, BE_OUT_HIGH, &h2conn_cbs, c) < 0) {
+    if (crisp_h2conn_init(&c->h2, be->evb, BE_OUT_HIGH, &h2conn_cbs, c) < 0 ||
+        crisp_h2conn_lazy_input(&c->h2, be->evb, BE_ACK_DELAY_US) < 0) {
         conn_fail(c, "out of memory");
         return;
     }
