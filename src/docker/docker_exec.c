@@ -1,6 +1,8 @@
 /* docker_exec.c - ExecSync on Docker: an exec created in the container,
  * started over a hijacked connection whose multiplexed stream is split into
- * stdout and stderr, then inspected for the exit code. */
+ * stdout and stderr, then inspected for the exit code. An exec whose call
+ * ends first (its timeout, the client gone) is killed (stream.c's
+ * dk_exec_kill): Docker has no call to stop one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +13,9 @@
 #define EXEC_OUTPUT_MAX (16u << 20) /* the kubelet's message cap */
 
 struct exec_state {
+    struct dk_be *be;
     char exec_id[80];
+    int ended;           /* the exec's stream ended: its process is done */
     struct crisp_buf out, err;
     struct dk_demux demux;
     int truncated;
@@ -23,6 +27,8 @@ struct exec_state {
 static void exec_state_free(void *p)
 {
     struct exec_state *st = p;
+    if (*st->exec_id && !st->ended)
+        dk_exec_kill(st->be, st->exec_id);
     crisp_buf_free(&st->out);
     crisp_buf_free(&st->err);
     if (st->timer)
@@ -111,6 +117,7 @@ static void exec_done(struct h1_req *r, int err, const char *errmsg, int status,
                    status);
         return;
     }
+    st->ended = 1;
     if (dk_op_stopped(op))
         return;
     if (st->timer)
@@ -126,8 +133,8 @@ static void exec_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct dk_op *op = arg;
     const Runtime__V1__ExecSyncRequest *req = (const void *)op->req;
-    /* Docker has no call to kill an exec: the command is abandoned (it
-     * ends when it ends); the kubelet gets the timeout it asked for. */
+    /* the kubelet gets the timeout it asked for; the command is killed
+     * when the op's state goes (exec_state_free) */
     dk_op_fail(op, GRPC_DEADLINE_EXCEEDED, "command timed out after %llds (ExecSync timeout)",
                (long long)req->timeout);
 }
@@ -188,6 +195,7 @@ static void dk_exec_sync(struct dk_op *op)
     }
     crisp_buf_init(&st->out, EXEC_OUTPUT_MAX);
     crisp_buf_init(&st->err, EXEC_OUTPUT_MAX);
+    st->be = op->be;
     op->state = st;
     op->free_state = exec_state_free;
     dk_call(op, "POST", dk_exec_body(req->cmd, req->n_cmd), on_exec_created, "/containers/%s/exec", dk_esc(op, req->container_id));

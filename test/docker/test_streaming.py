@@ -402,3 +402,30 @@ def test_python_kubernetes_ws_client(crisp, pod):
     assert ws.read_stdout() == "from-python\n"
     assert ws.read_stderr() == "oops\n"
     assert ws.returncode == 5
+
+
+# ---- ExecSync leaves no process behind -------------------------------------------------------
+
+
+def ps_args(cri, cid):
+    return cri.rt("ExecSync", container_id=cid, cmd=["ps", "-o", "args"], timeout=10).stdout
+
+
+def test_exec_sync_timeout_kills(crisp, pod):
+    """ExecSync's own timeout: DEADLINE_EXCEEDED, and the command is killed."""
+    _, cid = pod
+    code, _ = rpc_error(crisp.client.rt, "ExecSync", container_id=cid, cmd=["sleep", "3177"], timeout=1,
+                        deadline=30)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda: b"sleep 3177" not in ps_args(crisp.client, cid), timeout=20,
+             what="the timed-out command to be killed")
+
+
+def test_exec_sync_client_gone_kills(crisp, pod):
+    """The client's own deadline (the call cancelled): the command is killed too."""
+    _, cid = pod
+    code, _ = rpc_error(crisp.client.rt, "ExecSync", container_id=cid, cmd=["sleep", "3178"], timeout=0,
+                        deadline=1)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda: b"sleep 3178" not in ps_args(crisp.client, cid), timeout=20,
+             what="the abandoned command to be killed")
