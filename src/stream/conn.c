@@ -26,7 +26,7 @@
 #define HEAD_TIMEOUT_MS 10000      /* to send the request head */
 #define LINGER_MS 5000             /* after our last byte, for the client's close */
 #define WS_MSG_MAX (4u << 20)      /* one WebSocket message in */
-#define SPDY_CHUNK (32 * 1024)     /* one DATA frame out */
+#define SPDY_CHUNK (64 * 1024)     /* one DATA frame out: a whole read of the engine's */
 
 enum c_state { C_HEAD = 0, C_OPEN, C_CLOSING };
 
@@ -154,14 +154,14 @@ int sx_send(struct sx_conn *c, uint32_t h, const uint8_t *p, size_t n)
         return -1;
     if (c->proto == SX_WS)
         return ws_channel_msg(c, h, p, n);
-    do {
+    do { /* the frames of one piece go out with one write */
         size_t k = n < SPDY_CHUNK ? n : SPDY_CHUNK;
-        if (spdy_put_data(&c->tmp, h, 0, p, k) < 0 || spdy_out(c) < 0)
+        if (spdy_put_data(&c->tmp, h, 0, p, k) < 0)
             return -1;
         p += k;
         n -= k;
     } while (n);
-    return 0;
+    return spdy_out(c);
 }
 
 int sx_fin(struct sx_conn *c, uint32_t h)

@@ -347,6 +347,31 @@ func cmdBenchExec(args []string) {
 		"p90_ms": lat[len(lat)*9/10], "min_ms": lat[0]})
 }
 
+// cmdEcho is a fast echo server (the benchmark runs it inside the pod's
+// network namespace with nsenter, so the pod's own server is no bottleneck).
+func cmdEcho(args []string) {
+	fs := flag.NewFlagSet("echo", flag.ExitOnError)
+	addr := fs.String("listen", "127.0.0.1:9090", "where")
+	fs.Parse(args)
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fail("%v", err)
+	}
+	fmt.Println("listening", l.Addr())
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			fail("%v", err)
+		}
+		go func(c net.Conn) {
+			io.Copy(c, c)
+			c.(*net.TCPConn).CloseWrite()
+			io.Copy(io.Discard, c)
+			c.Close()
+		}(c)
+	}
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fail("usage: streamgo exec|attach|portforward|tcp|bench-exec [flags]")
@@ -362,6 +387,8 @@ func main() {
 		cmdTCP(os.Args[2:])
 	case "bench-exec":
 		cmdBenchExec(os.Args[2:])
+	case "echo":
+		cmdEcho(os.Args[2:])
 	default:
 		fail("unknown command %s", os.Args[1])
 	}
