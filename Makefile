@@ -101,12 +101,16 @@ FUZZ_CC ?= clang
 FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
 	$(shell $(PKG_CONFIG) --cflags $(PKGS))
 fuzz: $(BUILD)/fuzz/fuzz_h1 $(BUILD)/fuzz/fuzz_grpc $(BUILD)/fuzz/fuzz_h2req \
-	$(BUILD)/fuzz/fuzz_h1_request $(BUILD)/fuzz/fuzz_spdy
+	$(BUILD)/fuzz/fuzz_h1_request $(BUILD)/fuzz/fuzz_spdy $(BUILD)/fuzz/fuzz_stream_text
 
 $(BUILD)/fuzz/fuzz_h1_request: test/fuzz/fuzz_h1_request.c src/http1/request_parser.c \
 		src/http1/head.c src/core/md.c src/core/buf.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
+$(BUILD)/fuzz/fuzz_stream_text: test/fuzz/fuzz_stream_text.c src/stream/text.c src/core/md.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lcjson -lcrypto
 
 $(BUILD)/fuzz/fuzz_spdy: test/fuzz/fuzz_spdy.c src/stream/spdy.c src/core/md.c src/core/buf.c
 	@mkdir -p $(dir $@)
