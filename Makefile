@@ -101,7 +101,8 @@ FUZZ_CC ?= clang
 FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
 	$(shell $(PKG_CONFIG) --cflags $(PKGS))
 fuzz: $(BUILD)/fuzz/fuzz_h1 $(BUILD)/fuzz/fuzz_grpc $(BUILD)/fuzz/fuzz_h2req \
-	$(BUILD)/fuzz/fuzz_h1_request $(BUILD)/fuzz/fuzz_spdy $(BUILD)/fuzz/fuzz_stream_text
+	$(BUILD)/fuzz/fuzz_h1_request $(BUILD)/fuzz/fuzz_spdy $(BUILD)/fuzz/fuzz_stream_text \
+	$(BUILD)/fuzz/fuzz_docker $(BUILD)/fuzz/fuzz_config
 
 $(BUILD)/fuzz/fuzz_h1_request: test/fuzz/fuzz_h1_request.c src/http1/request_parser.c \
 		src/http1/head.c src/core/md.c src/core/buf.c
@@ -115,6 +116,15 @@ $(BUILD)/fuzz/fuzz_stream_text: test/fuzz/fuzz_stream_text.c src/stream/text.c s
 $(BUILD)/fuzz/fuzz_spdy: test/fuzz/fuzz_spdy.c src/stream/spdy.c src/core/md.c src/core/buf.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lz
+
+$(BUILD)/fuzz/fuzz_docker: test/fuzz/fuzz_docker.c src/docker/decode.c src/docker/decode_stats.c \
+		src/docker/meta.c src/docker/json.c src/docker/arena.c $(GEN)/runtime_v1.pb-c.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Ulinux -I$(GEN) -o $@ $^ -lprotobuf-c -lcjson
+
+$(BUILD)/fuzz/fuzz_config: test/fuzz/fuzz_config.c src/core/config.c src/core/backend.c | $(GEN)/rpcs.gen.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -I$(GEN) -o $@ $^ -lcjson
 
 $(BUILD)/fuzz/fuzz_grpc: test/fuzz/fuzz_grpc.c src/core/grpc.c src/core/grpc_scan.c
 	@mkdir -p $(dir $@)

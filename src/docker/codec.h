@@ -47,6 +47,8 @@ cJSON *dk_obj(const cJSON *obj, const char *key);          /* NULL if absent */
 const char *dk_str(const cJSON *obj, const char *key);     /* "" if absent */
 int dk_str_is(const cJSON *obj, const char *key, const char *want);
 int64_t dk_int(const cJSON *obj, const char *key);         /* 0 if absent */
+int64_t dk_num_i64(double d);   /* saturated; 0 for NaN */
+int64_t dk_secs_to_ns(int64_t s); /* saturated */
 int dk_bool(const cJSON *obj, const char *key);
 /* RFC 3339 (nanoseconds) to Unix ns; 0 for Docker's zero time or garbage. */
 int64_t dk_time_ns(const char *rfc3339);

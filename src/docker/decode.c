@@ -121,7 +121,7 @@ static Runtime__V1__PodSandbox *sandbox_entry(struct dk_arena *a, const cJSON *c
     p->id = dk_strdup(a, id);
     p->metadata = md;
     p->state = state;
-    p->created_at = dk_created_ns(labels, dk_int(c, "Created") * NS_PER_S);
+    p->created_at = dk_created_ns(labels, dk_secs_to_ns(dk_int(c, "Created")));
     dk_cri_labels(a, &p->base, labels);
     p->runtime_handler = dk_strdup(a, dk_str(labels, DK_LABEL_HANDLER));
     return p;
@@ -248,7 +248,7 @@ static Runtime__V1__Container *container_entry(struct dk_arena *a, const cJSON *
     x->image_ref = dk_strdup(a, dk_str(c, "ImageID"));
     x->image_id = x->image_ref;
     x->state = state;
-    x->created_at = dk_created_ns(labels, dk_int(c, "Created") * NS_PER_S);
+    x->created_at = dk_created_ns(labels, dk_secs_to_ns(dk_int(c, "Created")));
     dk_cri_labels(a, &x->base, labels);
     return x;
 }
@@ -468,8 +468,7 @@ static Runtime__V1__ContainerState state_after(Runtime__V1__ContainerEventType t
 static int64_t event_time_ns(const cJSON *ev)
 {
     const cJSON *tn = dk_obj(ev, "timeNano");
-    double t = cJSON_IsNumber(tn) ? tn->valuedouble : (double)dk_int(ev, "time") * 1e9;
-    return (int64_t)t;
+    return cJSON_IsNumber(tn) ? dk_num_i64(tn->valuedouble) : dk_secs_to_ns(dk_int(ev, "time"));
 }
 
 static void event_pod(struct dk_event *e, int named, int is_sandbox, const char *sandbox_id)

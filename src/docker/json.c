@@ -25,10 +25,32 @@ int dk_str_is(const cJSON *obj, const char *key, const char *want)
     return strcmp(dk_str(obj, key), want) == 0;
 }
 
+/* A JSON number as int64: saturated at the ends, 0 for NaN (an engine's
+ * odd answer must not be undefined behaviour). */
+int64_t dk_num_i64(double d)
+{
+    if (d != d)
+        return 0;
+    if (d >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (d <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)d;
+}
+
+int64_t dk_secs_to_ns(int64_t s)
+{
+    if (s > INT64_MAX / 1000000000LL)
+        return INT64_MAX;
+    if (s < INT64_MIN / 1000000000LL)
+        return INT64_MIN;
+    return s * 1000000000LL;
+}
+
 int64_t dk_int(const cJSON *obj, const char *key)
 {
     cJSON *v = dk_obj(obj, key);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+    return cJSON_IsNumber(v) ? dk_num_i64(v->valuedouble) : 0;
 }
 
 int dk_bool(const cJSON *obj, const char *key)
@@ -75,7 +97,8 @@ int64_t dk_time_ns(const char *s)
     if (!p || tm.tm_year + 1900 < 1971)
         return 0; /* Docker's zero time is 0001-01-01T00:00:00Z */
     int64_t ns = fraction_ns(&p);
-    return ((int64_t)timegm(&tm) - zone_offset_s(p)) * 1000000000LL + ns;
+    int64_t t = dk_secs_to_ns((int64_t)timegm(&tm) - zone_offset_s(p));
+    return t > INT64_MAX - ns ? INT64_MAX : t + ns;
 }
 
 const char *dk_entry_name(const cJSON *entry)
