@@ -46,6 +46,7 @@ def streamgo(*args, nsenter_pid=None):
 
 
 def setup(cri, image, workdir):
+    cri.img("PullImage", image=v1.ImageSpec(image=image), deadline=300)
     uid = uuid.uuid4().hex[:12]
     logdir = os.path.join(workdir, "pod-logs", uid)
     os.makedirs(os.path.join(logdir, "echo"), exist_ok=True)
