@@ -275,12 +275,13 @@ static int sub_done(struct crisp_subcall *sc)
     return --op->pending == 0;
 }
 
-/* The first child that failed, preferring one that is down; n: none. */
-static size_t first_failure(const struct mux_op *op)
+/* The first child that failed, preferring one that is down; n: none.
+ * not_found: whether a NOT_FOUND counts as a failure. */
+static size_t first_failure_of(const struct mux_op *op, int not_found)
 {
     size_t first = op->mux->n;
     for (size_t i = 0; i < op->mux->n; i++) {
-        if (op->codes[i] == GRPC_OK)
+        if (op->codes[i] == GRPC_OK || (!not_found && op->codes[i] == GRPC_NOT_FOUND))
             continue;
         if (op->codes[i] == GRPC_UNAVAILABLE)
             return i;
@@ -288,6 +289,11 @@ static size_t first_failure(const struct mux_op *op)
             first = i;
     }
     return first;
+}
+
+static size_t first_failure(const struct mux_op *op)
+{
+    return first_failure_of(op, 1);
 }
 
 static void fail_from(struct mux_op *op, size_t i)
@@ -312,11 +318,10 @@ static void on_probe_done(struct crisp_subcall *sc)
         route_found(op, op->owner);
         return;
     }
-    size_t bad = first_failure(op);
-    for (size_t i = 0; i < op->mux->n; i++)
-        if (op->codes[i] == GRPC_NOT_FOUND && bad == i)
-            bad = op->mux->n;
-    if (bad < op->mux->n && op->codes[bad] != GRPC_NOT_FOUND) {
+    /* NOT_FOUND only when every backend said so: any other failure (down,
+     * an engine error) leaves the owner unknown */
+    size_t bad = first_failure_of(op, 0);
+    if (bad < op->mux->n) {
         op_fail(op, GRPC_UNAVAILABLE, "%s %s is on no backend that answered; backend %s: %s",
                 op->id_is_sandbox ? "sandbox" : "container", op->id, child_name(op, bad),
                 op->errs[bad] ? op->errs[bad] : grpc_code_to_str(op->codes[bad]));
@@ -574,8 +579,10 @@ static void combine_images(struct mux_op *op)
         size_t notfound = 0;
         for (size_t i = 0; i < n; i++)
             notfound += op->codes[i] == GRPC_NOT_FOUND;
-        size_t bad = first_failure(op);
-        if (bad < n && (op->codes[bad] != GRPC_NOT_FOUND || notfound == n)) {
+        /* a failure other than NOT_FOUND is the answer; NOT_FOUND only when
+         * no backend had the image */
+        size_t bad = first_failure_of(op, notfound == n);
+        if (bad < n) {
             fail_from(op, bad);
             return;
         }
