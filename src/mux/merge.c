@@ -81,8 +81,8 @@ static void merge_condition(struct status_merge *m, const char *type, Cond *out)
         out->status = 0;
         char buf[512];
         snprintf(buf, sizeof(buf), "backend %s: %s", m->parts[i].backend,
-                 !m->resp[i] ? "no valid status answer" : !c ? "condition not reported"
-                 : *c->message ? c->message : "not ready");
+                 m->parts[i].err ? m->parts[i].err : !m->resp[i] ? "no valid status answer"
+                 : !c ? "condition not reported" : *c->message ? c->message : "not ready");
         out->reason = c && *c->reason ? c->reason : (char *)"BackendNotReady";
         out->message = keep(m, strdup(buf));
     }

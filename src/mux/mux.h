@@ -40,11 +40,13 @@ void mux_routes_free(void);
 
 /* ---- merge.c: answers of several backends into one (no I/O) --------------- */
 
-/* One backend's answer: its name and the message bytes. */
+/* One backend's answer: its name and the message bytes, or why it has
+ * none (err: its status message; NULL when it answered). */
 struct mux_part {
     const char *backend;
     const uint8_t *msg;
     size_t len;
+    const char *err;
 };
 
 /* A configured handler as Status reports it: its name, the engine's
@@ -60,7 +62,8 @@ struct mux_handler_view {
  * memory. */
 uint8_t *mux_concat(const struct mux_part *parts, size_t n, size_t *len);
 /* StatusResponse: each condition is true only when it is on every backend
- * (the message names the backend where it is not); the runtime handlers
+ * (the message names the backend where it is not, and its error when it did
+ * not answer); the runtime handlers
  * are the configured ones, with the features their backend reports for
  * the engine's runtime; verbose info is merged with "backend/" prefixes. */
 uint8_t *mux_merge_status(const struct mux_part *parts, size_t n,
