@@ -541,6 +541,8 @@ static size_t parts_of(struct mux_op *op, struct mux_part *parts)
         parts[i].backend = op->mux->child[i].name;
         parts[i].msg = op->msgs[i] ? op->msgs[i] : (const uint8_t *)"";
         parts[i].len = op->msgs[i] ? op->lens[i] : 0;
+        parts[i].err = op->codes[i] == GRPC_OK ? NULL
+                       : op->errs[i] ? op->errs[i] : grpc_code_to_str(op->codes[i]);
         if (op->msgs[i] && op->mux->child[i].nmap &&
             op->call->method->id == CRISP_RPC_LIST_POD_SANDBOX) {
             size_t n;
