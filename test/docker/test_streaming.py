@@ -429,3 +429,60 @@ def test_exec_sync_client_gone_kills(crisp, pod):
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_for(lambda: b"sleep 3178" not in ps_args(crisp.client, cid), timeout=20,
              what="the abandoned command to be killed")
+
+
+def test_python_kubernetes_port_forward(crisp, echo_pod):
+    """python3-kubernetes' PortForward: WebSocket v4.channel.k8s.io, a data and
+    an error channel per port (as the kubelet's websocket port-forward)."""
+    from kubernetes.client import Configuration
+    from kubernetes.stream.ws_client import PortForward, create_websocket
+    wait_echo(crisp, echo_pod)
+    url = crisp.client.rt("PortForward", pod_sandbox_id=echo_pod, port=[8080, 9]).url
+    ws = create_websocket(Configuration(), url.replace("http://", "ws://"))
+    pf = PortForward(ws, [8080, 9])
+    s = pf.socket(8080)
+    s.setblocking(True)
+    s.sendall(b"hello over websocket\n")
+    got = b""
+    deadline = time.time() + 20
+    while got != b"hello over websocket\n" and time.time() < deadline:
+        s.settimeout(max(0.1, deadline - time.time()))
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    assert got == b"hello over websocket\n"
+    wait_for(lambda: pf.error(9) is not None, timeout=20, what="port 9's error")
+    assert pf.error(9).startswith("error forwarding port 9 to pod %s, uid : " % echo_pod), pf.error(9)
+    pf.close()
+
+
+def test_streaming_over_tls(denv, engine, k8s, tmp_path):
+    """--streaming-tls-cert/-key: https:// URLs, ALPN http/1.1, the same sessions."""
+    from conftest import DockerCrisp
+    if engine.kind != "docker":
+        pytest.skip("TLS is the listener's business, the same for every engine")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True,
+                   capture_output=True)
+    c = DockerCrisp(denv, engine.kind)
+    c.sock = c.sock.replace(".sock", "-tls.sock")
+    c.args = [("unix://" + c.sock if a.startswith("unix://") and "crisp-docker" in a else a) for a in c.args]
+    c.args += ["--streaming-tls-cert", str(cert), "--streaming-tls-key", str(key)]
+    c.start()
+    orig = k8s.c
+    try:
+        k8s.c = c.client
+        pid = k8s.run_pod()
+        cid = k8s.create(pid, "main", SLEEPER)
+        url = c.client.rt("Exec", container_id=cid, cmd=["echo", "secure"], stdout=True).url
+        assert url.startswith("https://127.0.0.1:"), url
+        p = streamgo("exec", "-url", url, "-proto", "spdy", "-stderr=false", "-cmd", "[]")
+        assert p.stdout == b"secure\n", p.stderr[-500:]
+        url = c.client.rt("Exec", container_id=cid, cmd=["echo", "secure-ws"], stdout=True).url
+        p = streamgo("exec", "-url", url, "-proto", "ws", "-stderr=false", "-cmd", "[]")
+        assert p.stdout == b"secure-ws\n", p.stderr[-500:]
+    finally:
+        k8s.c = orig
+        assert c.stop() == []
