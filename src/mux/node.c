@@ -12,8 +12,11 @@
 
 #include "crisp/backend.h"
 #include "crisp/config.h"
+#include "crisp/grpc.h"
+#include "crisp/list.h"
 #include "crisp/log.h"
 #include "crisp/node.h"
+#include "crisp/subcall.h"
 #include "mux.h"
 
 struct node {
@@ -32,6 +35,63 @@ struct retired {
 };
 static struct retired routers, backends;
 static struct event *reap_ev;
+
+/* A first call (Version) to each backend a load makes. One that does not
+ * answer is served anyway -- an engine that is down, or not started yet,
+ * must not keep crisp from serving the others, nor stop crisp restarting
+ * while it is down -- and the log names the file and the field. */
+#define CHECK_TIMEOUT_US (10 * 1000000)
+
+struct check {
+    struct crisp_list link;
+    struct crisp_subcall *sc;
+    char *text; /* file=... field=... endpoint=... */
+};
+static struct crisp_list checks = {&checks, &checks};
+
+static void check_free(struct check *c)
+{
+    crisp_list_unlink(&c->link);
+    free(c->text);
+    free(c);
+}
+
+static void on_check_done(struct crisp_subcall *sc)
+{
+    struct check *c = sc->ud;
+    if (sc->call->code == GRPC_OK)
+        log_info("backend_answered", "%s", c->text);
+    else
+        log_warn("backend_unreachable", "%s code=%s err=%s action=\"serving; calls that need it fail "
+                 "UNAVAILABLE and Status says not ready until it answers\"", c->text,
+                 grpc_code_to_str(sc->call->code), crisp_logq(sc->call->message ? sc->call->message : ""));
+    check_free(c);
+}
+
+static const struct crisp_subcall_cbs check_cbs = {.on_done = on_check_done};
+
+static void check_backend(const char *file, const struct crisp_config_backend *b,
+                          struct crisp_backend *be)
+{
+    char field[300], text[2048];
+    snprintf(field, sizeof(field), "backends.%s.endpoint", b->name);
+    snprintf(text, sizeof(text), "file=%s field=%s endpoint=%s", crisp_logq(file),
+             crisp_logq(field), crisp_logq(b->kind_url + strlen(b->kind->kind) + 1));
+    struct check *c = calloc(1, sizeof(*c));
+    if (!c || !(c->text = strdup(text))) {
+        free(c);
+        return; /* only a log line is lost */
+    }
+    crisp_list_push_back(&checks, &c->link);
+    c->sc = crisp_subcall_new(evb, NULL, CRISP_RPC_VERSION, (const uint8_t *)"", 0, &check_cbs, c);
+    if (!c->sc || crisp_call_set_timeout(c->sc->call, CHECK_TIMEOUT_US) < 0) {
+        if (c->sc)
+            crisp_subcall_cancel(c->sc);
+        check_free(c);
+        return;
+    }
+    crisp_subcall_start(c->sc, be);
+}
 
 static void node_free(struct node *n)
 {
@@ -155,7 +215,14 @@ static int load(const char *path, char *err, size_t errlen)
         node_free(n);
         return -1;
     }
+    int *fresh = calloc(n->cfg.nbackends, sizeof(*fresh));
+    for (size_t i = 0; fresh && i < n->cfg.nbackends; i++)
+        fresh[i] = !reuse(&n->cfg.backends[i]);
     install(n);
+    for (size_t i = 0; fresh && i < n->cfg.nbackends; i++)
+        if (fresh[i])
+            check_backend(path, &n->cfg.backends[i], n->children[i]);
+    free(fresh);
     log_info("config_loaded", "file=%s backends=%zu handlers=%zu", crisp_logq(path),
              n->cfg.nbackends, n->cfg.nhandlers);
     return 0;
@@ -190,6 +257,11 @@ const char *crisp_node_describe(void)
 
 void crisp_node_free(void)
 {
+    while (!crisp_list_empty(&checks)) {
+        struct check *c = crisp_container_of(checks.next, struct check, link);
+        crisp_subcall_cancel(c->sc);
+        check_free(c);
+    }
     if (current) {
         crisp_backend_free(current->mux);
         for (size_t i = 0; i < current->cfg.nbackends; i++)
