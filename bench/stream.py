@@ -76,6 +76,15 @@ def teardown(cri, pod):
         say("teardown: %s" % e)
 
 
+def cpu_s(pid):
+    """utime + stime of a process, seconds."""
+    if not pid:
+        return 0.0
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def med(xs):
     return statistics.median(xs)
 
@@ -94,7 +103,7 @@ def measure(args, crisp_sock, docker_sock, pod, ids, sandbox_pid):
     streamgo("bench-exec", "-cri", cri, "-id", ids["idle"], "-n", 3)
     streamgo("bench-exec", "-engine", "unix://" + docker_sock, "-id", ids["idle"], "-n", 3)
     rows = {"exec_crisp": [], "exec_docker": [], "pf1_crisp": [], "pf1_direct": [], "pf8_crisp": [],
-            "pf8_direct": []}
+            "pf8_direct": [], "crisp_cpu_ms_per_mib": []}
     big, each8 = args.mib << 20, (args.mib << 20) // 8
     for rep in range(args.reps):
         order = [0, 1] if rep % 2 == 0 else [1, 0]
@@ -102,9 +111,12 @@ def measure(args, crisp_sock, docker_sock, pod, ids, sandbox_pid):
             if which == 0:
                 r = streamgo("bench-exec", "-cri", cri, "-id", ids["idle"], "-n", args.execs)
                 rows["exec_crisp"].append(r["p50_ms"])
+                c0 = cpu_s(args.crisp_pid)
                 r = streamgo("portforward", "-cri", cri, "-id", pod, "-port", ECHO_PORT, "-bytes", big)
                 assert r["conns"][0]["same_data"], r
                 rows["pf1_crisp"].append(r["mib_per_s"])
+                # bytes both ways through crisp: what it costs per MiB moved
+                rows["crisp_cpu_ms_per_mib"].append((cpu_s(args.crisp_pid) - c0) * 1000 / (2 * args.mib))
                 r = streamgo("portforward", "-cri", cri, "-id", pod, "-port", ECHO_PORT, "-conns", 8,
                              "-bytes", each8)
                 assert all(c["same_data"] for c in r["conns"]), r
@@ -136,6 +148,10 @@ def report(rows, args):
         c, d = med(rows[k + "_crisp"]), med(rows[k + "_direct"])
         lines.append("%-38s %10.1f %10.1f %8.2f %8s  %s" % (label, c, d, c / d, ">=0.80",
                                                             "PASS" if c / d >= 0.8 else "FAIL"))
+    if rows["crisp_cpu_ms_per_mib"] and med(rows["crisp_cpu_ms_per_mib"]) > 0:
+        cost = med(rows["crisp_cpu_ms_per_mib"])
+        lines.append("crisp's CPU per MiB forwarded (both ways): %.2f ms (one core would move %.0f MiB/s)"
+                     % (cost, 1000 / cost))
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(args.workdir, "stream-results.txt"), "w") as f:
@@ -153,6 +169,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--execs", type=int, default=20)
     ap.add_argument("--mib", type=int, default=256)
+    ap.add_argument("--crisp-pid", type=int, default=0)
     args = ap.parse_args()
     cri = CRIClient("unix://" + args.crisp, "bench")
     pod, ids = setup(cri, args.image, args.workdir)

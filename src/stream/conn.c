@@ -148,12 +148,33 @@ static int ws_channel_msg(struct sx_conn *c, uint32_t ch, const uint8_t *p, size
     return rv;
 }
 
+/* DATA frames written straight into the socket's queue (one copy), the
+ * frames of one piece out with one write. */
+static int spdy_send_direct(struct sx_conn *c, uint32_t h, const uint8_t *p, size_t n)
+{
+    do {
+        size_t k = n < SPDY_CHUNK ? n : SPDY_CHUNK;
+        uint8_t *dst = crisp_sock_queue_reserve(c->sock, 8 + k);
+        if (!dst)
+            return -1;
+        spdy_data_head(dst, h, 0, k);
+        if (k)
+            memcpy(dst + 8, p, k);
+        p += k;
+        n -= k;
+    } while (n);
+    out_flush(c);
+    return 0;
+}
+
 int sx_send(struct sx_conn *c, uint32_t h, const uint8_t *p, size_t n)
 {
     if (c->dead || c->state != C_OPEN)
         return -1;
     if (c->proto == SX_WS)
         return ws_channel_msg(c, h, p, n);
+    if (c->proto == SX_SPDY)
+        return spdy_send_direct(c, h, p, n);
     do { /* the frames of one piece go out with one write */
         size_t k = n < SPDY_CHUNK ? n : SPDY_CHUNK;
         if (spdy_put_data(&c->tmp, h, 0, p, k) < 0)
@@ -509,7 +530,10 @@ static int upgrade_spdy(struct sx_conn *c, const struct crisp_md *h)
         crisp_sock_queue(c->sock, resp, (size_t)n) < 0)
         return -1;
     log_info("stream_upgraded", "conn=%s proto=spdy version=%s", c->id, crisp_logq(chosen));
-    arm(c, sx_create_timeout_ms());
+    if (c->pf)
+        sx_conn_created(c); /* port-forward's pairs come when the client's users connect */
+    else
+        arm(c, sx_create_timeout_ms());
     out_flush(c);
     return 0;
 }
@@ -553,9 +577,11 @@ static int upgrade_ws(struct sx_conn *c, const struct crisp_md *h)
         return -1;
     log_info("stream_upgraded", "conn=%s proto=websocket subprotocol=%s", c->id, crisp_logq(chosen));
     out_flush(c);
-    arm(c, c->proto == SX_WS_SPDY ? sx_create_timeout_ms() : sx_idle_timeout_ms());
-    if (c->proto == SX_WS_SPDY)
+    arm(c, sx_idle_timeout_ms());
+    if (c->proto == SX_WS_SPDY) {
+        sx_conn_created(c); /* pairs come when the client's users connect */
         return 0;
+    }
     return c->rc ? sx_rc_ws_open(c->rc) : sx_pf_ws_open(c->pf, c->base64);
 }
 

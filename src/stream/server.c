@@ -205,6 +205,10 @@ int crisp_stream_start(struct event_base *base, const struct crisp_stream_cfg *c
     srv.create_ms = cfg->create_timeout_ms ? cfg->create_timeout_ms : DEFAULT_CREATE_MS;
     if (!cfg->listen)
         return 0;
+    if (strncmp(cfg->listen, "tcp://", 6) != 0) {
+        snprintf(err, errlen, "--streaming-listen %s: want tcp://HOST:PORT", cfg->listen);
+        return -1;
+    }
     struct crisp_tls_opts tls = cfg->tls;
     tls.alpn_http11 = 1;
     tls.allow_plain = 1;
@@ -213,10 +217,6 @@ int crisp_stream_start(struct event_base *base, const struct crisp_stream_cfg *c
     if (crisp_listen_open_bound(base, cfg->listen, &tls, &cbs, bound, sizeof(bound), err,
                                 errlen) < 0)
         return -1;
-    if (strncmp(cfg->listen, "tcp://", 6) != 0) {
-        snprintf(err, errlen, "--streaming-listen %s: want tcp://HOST:PORT", cfg->listen);
-        return -1;
-    }
     snprintf(srv.base_url, sizeof(srv.base_url), "%s://%s", tls.cert ? "https" : "http", bound);
     srv.on = 1;
     log_info("streaming_listening", "url=%s tls=%d token_ttl_ms=%u idle_timeout_ms=%u",
