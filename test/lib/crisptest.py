@@ -1,0 +1,426 @@
+"""Helpers shared by crisp's pytest suites (test/mux uses them; the older
+suites have their own copies in their conftest.py, which can move here).
+
+- paths and knobs: REPO, WORK (CRISP_TEST_WORK), CRISP_BIN, CRISP_ARGS,
+  CRISP_WRAPPER (e.g. valgrind) and the start/stop budgets that go with it;
+- CrispProc: one crisp process with any arguments (--backend or --config),
+  started and checked ready, stopped with SIGTERM (exit 0, socket removed, no
+  sanitizer or valgrind report), killed, restarted, sent SIGHUP; its log
+  read from a mark (log_mark / log_since / wait_log);
+- wait_for, wait_cri_ready, read_env, tail;
+- the test environments of test/env: env_up / docker_env_up, and engines
+  killed and restarted (kill_engine / restart_engine);
+- kubelet-shaped pod and container configs (pod_config, container_config)
+  and remove_cgroup for the pods' cgroup parents.
+
+The python modules of crisp's other suites are put on sys.path: crilib
+(test/integration: the python3-grpcio CRI client), enginelib (test/docker:
+the Docker Engine API client), crigo (test/grpcgo: the grpc-go client)."""
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+for _d in ("integration", "docker", "grpcgo"):
+    _p = os.path.join(REPO, "test", _d)
+    if _p not in sys.path:
+        sys.path.append(_p)
+
+import grpc  # noqa: E402
+
+from crilib import CRIClient, v1  # noqa: E402,F401
+
+ENV_DIR = os.path.join(REPO, "test", "env")
+WORK = os.path.abspath(os.environ.get("CRISP_TEST_WORK", os.path.join(REPO, "test", ".work")))
+os.environ["CRISP_TEST_WORK"] = WORK
+CRISP_BIN = os.path.abspath(os.environ.get("CRISP_BIN", os.path.join(REPO, "build", "crisp")))
+CRISP_ARGS = shlex.split(os.environ.get("CRISP_ARGS", "--log-level debug"))
+CRISP_WRAPPER = shlex.split(os.environ.get("CRISP_WRAPPER", ""))
+WRAPPED = bool(CRISP_WRAPPER)
+START_TIMEOUT = 90.0 if WRAPPED else 20.0
+STOP_TIMEOUT = 90.0 if WRAPPED else 15.0
+LOG_TAIL = int(os.environ.get("CRISP_TEST_LOG_TAIL", "60"))
+SANITIZER_RE = re.compile(
+    r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer|MemorySanitizer)"
+    r"|UndefinedBehaviorSanitizer|SUMMARY: \w+Sanitizer|runtime error: ")
+VALGRIND_RE = re.compile(
+    r"==\d+== (ERROR SUMMARY: [1-9]\d* errors"
+    r"|\s*(definitely|indirectly) lost: [1-9][\d,]* bytes)")
+
+
+def tail(path, n=LOG_TAIL):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return "(no log at %s)" % path
+    return "\n".join(lines[-n:])
+
+
+def read_env(path):
+    """KEY=VALUE lines (shell-quoted values), as test/env writes them."""
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            k, v = line.split("=", 1)
+            parts = shlex.split(v)
+            env[k] = parts[0] if parts else ""
+    return env
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def wait_cri_ready(sock, timeout=20.0, proc=None):
+    """None once Version answers on the socket, else why not."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return "exited with status %s" % proc.returncode
+        if os.path.exists(sock):
+            c = CRIClient("unix://" + sock, "probe")
+            try:
+                c.rt("Version", deadline=30 if WRAPPED else 3)
+                return None
+            except grpc.RpcError as e:
+                last = "%s %s" % (e.code(), e.details())
+            finally:
+                c.close()
+        time.sleep(0.05)
+    return "not ready after %.0fs (last error: %s)" % (timeout, last)
+
+
+class CrispProc:
+    """A crisp process: `args` are crisp's arguments after the binary (the
+    --listen of `sock` is added), CRISP_ARGS follow them; stderr goes to
+    $WORK/logs/crisp-<name>-<binary>-<time>.log."""
+
+    def __init__(self, name, args, sock):
+        self.name = name
+        self.sock = sock
+        tag = re.sub(r"[^A-Za-z0-9]+", "_", os.path.relpath(CRISP_BIN, REPO)).strip("_")
+        self.log = os.path.join(WORK, "logs", "crisp-%s-%s-%s.log" % (name, tag, time.strftime("%Y%m%d-%H%M%S")))
+        self.argv = CRISP_WRAPPER + [CRISP_BIN, "--listen", "unix://" + sock] + list(args) + CRISP_ARGS
+        self.proc = None
+        self.client = None
+        self.problems = []
+        self.starts = 0
+
+    def __repr__(self):
+        return "CrispProc(%s, %s)" % (self.name, self.sock)
+
+    def spawn(self):
+        """Starts the process without waiting for it (see start)."""
+        if not os.path.exists(CRISP_BIN):
+            raise AssertionError("crisp binary %s does not exist (make, or set CRISP_BIN)" % CRISP_BIN)
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+        os.makedirs(os.path.dirname(self.log), exist_ok=True)
+        with open(self.log, "ab") as logf:
+            logf.write(("# %s\n" % " ".join(self.argv)).encode())
+            logf.flush()
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                         cwd=REPO)
+        self.starts += 1
+        return self
+
+    def start(self):
+        self.spawn()
+        err = wait_cri_ready(self.sock, START_TIMEOUT, self.proc)
+        if err:
+            self.stop()
+            raise AssertionError("crisp %s did not come up: %s\n--- %s (tail) ---\n%s"
+                                 % (self.name, err, self.log, tail(self.log)))
+        self.client = CRIClient("unix://" + self.sock, self.name)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def log_mark(self):
+        try:
+            return os.path.getsize(self.log)
+        except OSError:
+            return 0
+
+    def log_since(self, mark=0):
+        with open(self.log, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, mark, pattern, timeout=15.0, count=1):
+        """The log after `mark` once `pattern` (a regex) is in it `count` times."""
+        rx = re.compile(pattern)
+        return wait_for(lambda: len(rx.findall(self.log_since(mark))) >= count and self.log_since(mark),
+                        timeout=timeout, what="%dx %r in %s" % (count, pattern, self.log))
+
+    def check_log(self):
+        """Sanitizer and valgrind reports in the whole log."""
+        problems = []
+        text = self.log_since(0) if os.path.exists(self.log) else ""
+        m = SANITIZER_RE.search(text)
+        if m:
+            problems.append("sanitizer report in %s: %r" % (self.log, text[m.start():m.start() + 300]))
+        for m in VALGRIND_RE.finditer(text):
+            problems.append("valgrind: %s (see %s)" % (m.group(1).strip(), self.log))
+        return problems
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops crisp; returns what went wrong (empty: a clean exit)."""
+        problems = []
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.proc is None:
+            return problems
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                problems.append("crisp %s did not exit within %.0f s of signal %d (killed)"
+                                % (self.name, STOP_TIMEOUT, sig))
+                self.proc.kill()
+                self.proc.wait()
+            if sig == signal.SIGTERM and self.proc.returncode != 0:
+                problems.append("crisp %s exited with status %s at SIGTERM (expected 0)"
+                                % (self.name, self.proc.returncode))
+        elif sig == signal.SIGTERM:
+            problems.append("crisp %s had already exited (status %s)" % (self.name, self.proc.returncode))
+        if sig == signal.SIGTERM and os.path.exists(self.sock):
+            problems.append("crisp %s left its socket %s behind" % (self.name, self.sock))
+        if os.path.exists(self.sock):
+            try:
+                os.unlink(self.sock)
+            except OSError:
+                pass
+        problems += self.check_log()
+        self.problems += problems
+        return problems
+
+    def restart(self, sig=signal.SIGTERM):
+        problems = self.stop(sig)
+        self.start()
+        return problems
+
+
+# ---------------------------------------------------------------------------
+# the test environments (test/env)
+
+
+def run_env_script(name, *args, timeout=300):
+    r = subprocess.run([os.path.join(ENV_DIR, name)] + list(args), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return r.returncode, r.stdout.decode(errors="replace")
+
+
+def pid_alive(pidfile, pattern):
+    try:
+        pid = int(open(pidfile).read().strip())
+        cmd = open("/proc/%d/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode()
+        return pattern in cmd
+    except (OSError, ValueError):
+        return False
+
+
+def containerd_env_running():
+    return pid_alive(os.path.join(WORK, "pids", "containerd.pid"), containerd_config()) and \
+        pid_alive(os.path.join(WORK, "pids", "registry.pid"), os.path.join(WORK, "registry.yml"))
+
+
+def env_up():
+    """test/env/up.sh (registry + containerd); returns env.sh as a dict."""
+    rc, out = run_env_script("up.sh")
+    if rc != 0:
+        raise AssertionError("test/env/up.sh failed:\n" + out)
+    return read_env(os.path.join(WORK, "env.sh"))
+
+
+def docker_env_up(*engines):
+    """test/env/docker-up.sh [engines]; returns docker-env.sh as a dict."""
+    rc, out = run_env_script("docker-up.sh", *engines)
+    if rc != 0:
+        raise AssertionError("test/env/docker-up.sh %s failed:\n%s" % (" ".join(engines), out))
+    return read_env(os.path.join(WORK, "docker-env.sh"))
+
+
+ENGINE_PIDFILES = {"docker": "dockerd.pid", "podman": "podman.pid", "containerd": "containerd.pid"}
+
+
+def kill_engine(kind, sig=signal.SIGKILL):
+    """Kills an engine daemon of this work dir's environment (dockerd, the
+    podman service, or up.sh's containerd) and waits until it is gone."""
+    pidfile = os.path.join(WORK, "pids", ENGINE_PIDFILES[kind])
+    pid = int(open(pidfile).read().strip())
+    os.kill(pid, sig)
+
+    def gone():
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                return re.search(r"^State:\s+Z", f.read(), re.M) is not None
+        except OSError:
+            return True
+    wait_for(gone, timeout=15, what="%s (pid %d) to exit" % (kind, pid))
+
+
+def containerd_config():
+    return os.path.join(os.environ.get("CRISP_TEST_CONTAINERD_DIR", os.path.join(WORK, "containerd")),
+                        "config.toml")
+
+
+def restart_engine(kind):
+    """Starts an engine again after kill_engine, with its state: docker-up.sh
+    for docker and podman; containerd by hand with up.sh's config (up.sh
+    itself starts containerd afresh, its pods and images gone)."""
+    if kind != "containerd":
+        return docker_env_up(kind)
+    env = read_env(os.path.join(WORK, "env.sh"))
+    pidfile = os.path.join(WORK, "pids", "containerd.pid")
+    if pid_alive(pidfile, containerd_config()):
+        return env
+    for p in (env["CONTAINERD_SOCK"], env["CONTAINERD_SOCK"] + ".ttrpc"):
+        if os.path.exists(p):
+            os.unlink(p)
+    with open(env["CONTAINERD_LOG"], "ab") as logf:
+        proc = subprocess.Popen(["containerd", "--config", containerd_config()], stdin=subprocess.DEVNULL,
+                                stdout=logf, stderr=logf, cwd=WORK, start_new_session=True)
+    with open(pidfile + ".tmp", "w") as f:
+        f.write("%d\n" % proc.pid)
+    os.rename(pidfile + ".tmp", pidfile)
+    err = wait_cri_ready(env["CONTAINERD_SOCK"], 60, proc)
+    if err:
+        raise AssertionError("containerd did not come back: %s\n%s" % (err, tail(env["CONTAINERD_LOG"], 30)))
+    return env
+
+
+# ---------------------------------------------------------------------------
+# pods and containers the way the kubelet makes them
+
+CGROUP_ROOT = "crisp-test"
+# exits at once on SIGTERM (busybox `sleep` as PID 1 ignores it)
+SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+
+
+def kv(k, v, pb=v1):
+    """KeyValue: v1's value is bytes, v1alpha2's a string."""
+    f = pb.KeyValue.DESCRIPTOR.fields_by_name["value"]
+    if f.type == f.TYPE_BYTES and isinstance(v, str):
+        v = v.encode()
+    return pb.KeyValue(key=k, value=v)
+
+
+def log_dir(*parts):
+    d = os.path.join(WORK, "pod-logs", *parts)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def pod_config(name, namespace="crisp-test", labels=None, annotations=None, uid=None, pb=v1):
+    """A kubelet-shaped PodSandboxConfig (log directory made, cgroup parent
+    /crisp-test/pod<uid>)."""
+    uid = uid or uuid.uuid4().hex[:12]
+    name = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[-50:].strip("-")
+    lbl = {"crisp-test": "1", "crisp-test/uid": uid}
+    lbl.update(labels or {})
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=0),
+        hostname=name[:63],
+        log_directory=log_dir("%s_%s_%s" % (namespace, name, uid)),
+        labels=lbl,
+        annotations=annotations if annotations is not None else {"crisp-test/annotation": "yes"},
+        linux=pb.LinuxPodSandboxConfig(
+            cgroup_parent="/%s/pod%s" % (CGROUP_ROOT, uid),
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD))))
+
+
+def container_config(name, command, image, labels=None, env=None, attempt=0, pb=v1):
+    lbl = {"crisp-test": "1", "crisp-test/container": name}
+    lbl.update(labels or {})
+    return pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name=name, attempt=attempt),
+        image=pb.ImageSpec(image=image),
+        command=list(command),
+        envs=[kv(k, v, pb) for k, v in (env or {}).items()],
+        labels=lbl,
+        annotations={"crisp-test/container": name},
+        log_path="%s/%d.log" % (name, attempt),
+        linux=pb.LinuxContainerConfig())
+
+
+def remove_cgroup(parent):
+    """rmdir the (empty) pod cgroup in every hierarchy; failures ignored."""
+    if not parent:
+        return
+    base = "/sys/fs/cgroup"
+    try:
+        hierarchies = [os.path.join(base, h) for h in os.listdir(base)]
+    except OSError:
+        return
+    for h in hierarchies + [base]:
+        d = os.path.join(h, parent.strip("/"))
+        for root, _, _ in sorted(os.walk(d, topdown=False), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(root)
+            except OSError:
+                pass
+
+
+CRI_LOG_RE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) ?(.*)$")
+
+
+def read_container_log(path):
+    """[(stream, line)] of a container log in the CRI format or Docker's
+    json-file format (what the docker backend's link shows)."""
+    import json
+    out, partial = [], {}
+    with open(path, "rb") as f:
+        text = f.read().decode(errors="replace")
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        if raw.lstrip().startswith("{"):
+            j = json.loads(raw)
+            stream, msg, tag = j.get("stream"), j.get("log", ""), None
+            buf = partial.pop(stream, "") + msg
+            if buf.endswith("\n"):
+                out.append((stream, buf[:-1]))
+            else:
+                partial[stream] = buf
+            continue
+        m = CRI_LOG_RE.match(raw)
+        if not m:
+            raise AssertionError("log line in neither CRI nor json-file format: %r" % raw)
+        _, stream, tag, msg = m.groups()
+        buf = partial.pop(stream, "") + msg
+        if tag == "F":
+            out.append((stream, buf))
+        else:
+            partial[stream] = buf
+    out.extend(partial.items())
+    return out
