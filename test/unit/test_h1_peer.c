@@ -288,6 +288,9 @@ struct res {
     struct h1_req *r;
     int cancel_in_head, cancel_in_body, cancel_in_done, abort_in_head, pause_in_body;
     int write_in_head, cancel_other_in_done;
+    size_t big_write;        /* write this much from on_head, half-close once drained */
+    size_t pending_after;    /* h1_write_pending right after it */
+    int drains, shut;
     struct h1_req **otherp; /* cancelled (once) from on_done */
     int paused;
     int write_rv_before;
@@ -315,6 +318,13 @@ static int r_head(struct h1_req *r, int status, const struct crisp_md *h, void *
         CHECK(h1_write(r, (const uint8_t *)"pong\n", 5) == 0);
         CHECK(h1_close_write(r) == 0);
         CHECK(h1_write(r, (const uint8_t *)"late", 4) == H1_E_INVALID);
+    }
+    if (x->big_write) {
+        uint8_t *big = malloc(x->big_write);
+        memset(big, 'z', x->big_write);
+        CHECK(h1_write(r, big, x->big_write) == 0);
+        free(big);
+        x->pending_after = h1_write_pending(r);
     }
     if (x->cancel_in_head) {
         h1_cancel(r);
@@ -374,6 +384,21 @@ static void r_done(struct h1_req *r, int err, const char *msg, int status, const
 
 static const struct h1_req_cbs buffered = {.on_head = r_head, .on_done = r_done};
 static const struct h1_req_cbs streamed = {.on_head = r_head, .on_body = r_body, .on_done = r_done};
+
+/* A writer that waits for the kernel to take what it wrote (h1 on_drain). */
+static void r_drain(struct h1_req *r, void *ud)
+{
+    struct res *x = ud;
+    cb_inside += in_request;
+    x->drains++;
+    if (h1_write_pending(r) == 0 && !x->shut) {
+        x->shut = 1;
+        CHECK(h1_close_write(r) == 0);
+    }
+}
+
+static const struct h1_req_cbs draining = {.on_head = r_head, .on_body = r_body, .on_done = r_done,
+                                           .on_drain = r_drain};
 
 static struct h1_req *req(struct h1_pool *pool, const char *method, const char *target,
                           const struct h1_req_cbs *cbs, struct res *x)
@@ -959,6 +984,18 @@ static void test_upgrade(void)
         CHECK(h1_pool_conns(pool) == 0); /* never reused */
         res_free(&a);
     }
+    /* 4 MiB written at once: the kernel takes it over time; on_drain says
+     * so, h1_write_pending goes down to 0, then the half-close. */
+    struct res big;
+    res_init(&big);
+    big.big_write = 4u << 20;
+    struct h1_req_opts ob = {.method = "POST", .target = "/upgrade", .upgrade = 1};
+    req_opts(pool, &ob, &draining, &big);
+    run(10000);
+    CHECK(big.err == 0 && big.status == 101);
+    CHECK(big.pending_after > 0 && big.drains >= 1 && big.shut == 1);
+    CHECK(big.body.len == 3 + (4u << 20) + 3);
+    res_free(&big);
     /* Not on an ordinary response. */
     struct res b;
     res_init(&b);
