@@ -16,7 +16,6 @@ import concurrent.futures as cf
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
