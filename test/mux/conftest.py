@@ -24,6 +24,7 @@ One crisp started with --config puts three engines behind one socket:
   file (reload, bad configurations, partial configurations), stopped and
   checked at the end of the test.
 """
+import atexit
 import json
 import os
 import signal
@@ -131,11 +132,29 @@ def engines(envs):
 _procs = []
 
 
+def _stop_all_checked(procs):
+    """Stops every one of them, then fails if any did not shut down cleanly."""
+    report = []
+    for p in procs:
+        problems = p.stop()
+        if problems:
+            report.append("crisp %s did not shut down cleanly:\n  %s\n--- %s (tail) ---\n%s"
+                          % (p.name, "\n  ".join(problems), p.log, tail(p.log)))
+    if report:
+        pytest.fail("\n".join(report), pytrace=False)
+
+
 def _stop_checked(p):
-    problems = p.stop()
-    if problems:
-        pytest.fail("crisp %s did not shut down cleanly:\n  %s\n--- %s (tail) ---\n%s"
-                    % (p.name, "\n  ".join(problems), p.log, tail(p.log)), pytrace=False)
+    _stop_all_checked([p])
+
+
+@atexit.register
+def _kill_leftovers():
+    """An interrupted session leaves no crisp behind."""
+    for p in _procs:
+        if p.proc is not None and p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -157,8 +176,7 @@ def refs(envs):
         out[kind] = p.client
     yield out
     out["containerd"].close()
-    for p in procs:
-        _stop_checked(p)
+    _stop_all_checked(procs)
 
 
 @pytest.fixture(scope="session")
