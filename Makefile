@@ -32,15 +32,16 @@ ALL_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-reco
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
-# src/<layer>/*.c (docs/architecture.md); private headers sit beside their .c
-SRCS := $(wildcard src/*.c src/*/*.c)
+# src/<layer>/*.c (docs/architecture.md); private headers sit beside their .c;
+# src/ctl/ is crispctl, a second program
+SRCS := $(filter-out src/ctl/%,$(wildcard src/*.c src/*/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS)) $(BUILD)/obj/runtime_v1.pb-c.o
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard test/unit/*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
 .PHONY: all asan unit check bench run clean deps fuzz lint grpcgo streamgo
-all: $(BUILD)/crisp
+all: $(BUILD)/crisp $(BUILD)/crispctl
 
 $(GEN)/runtime_v1.pb-c.c: proto/runtime_v1.proto
 	@mkdir -p $(GEN)
@@ -86,6 +87,20 @@ $(BUILD)/obj/%.o: src/%.c $(GEN)/runtime_v1.pb-c.h $(GEN)/rpcs.gen.h | $(GEN)/ve
 $(BUILD)/crisp: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# crispctl (src/ctl): a blocking CRI client and the trace tools; it shares
+# crisp's codecs (JSON <-> protobuf, gRPC framing, the method table)
+CTL_SRCS := $(wildcard src/ctl/*.c)
+CTL_OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) \
+	$(addprefix $(BUILD)/obj/,trace/pbjson.o trace/pbjson_decode.o trace/jbuf.o core/grpc.o \
+	core/method.o runtime_v1.pb-c.o)
+$(BUILD)/crispctl: $(CTL_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# crispctl's unit tests link its parts (not crisp's)
+$(BUILD)/unit/test_ctl: test/unit/test_ctl.c $(filter-out $(BUILD)/obj/ctl/main.o,$(CTL_OBJS))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(WARN) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/unit/%: test/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(WARN) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -102,7 +117,17 @@ FUZZ_FLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Is
 	$(shell $(PKG_CONFIG) --cflags $(PKGS))
 fuzz: $(BUILD)/fuzz/fuzz_h1 $(BUILD)/fuzz/fuzz_grpc $(BUILD)/fuzz/fuzz_h2req \
 	$(BUILD)/fuzz/fuzz_h1_request $(BUILD)/fuzz/fuzz_spdy $(BUILD)/fuzz/fuzz_stream_text \
-	$(BUILD)/fuzz/fuzz_docker $(BUILD)/fuzz/fuzz_config
+	$(BUILD)/fuzz/fuzz_docker $(BUILD)/fuzz/fuzz_config $(BUILD)/fuzz/fuzz_pbjson \
+	$(BUILD)/fuzz/fuzz_trace_read
+
+$(BUILD)/fuzz/fuzz_pbjson: test/fuzz/fuzz_pbjson.c src/trace/pbjson.c src/trace/pbjson_decode.c \
+		src/trace/jbuf.c $(GEN)/runtime_v1.pb-c.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Ulinux -I$(GEN) -o $@ $^ -lprotobuf-c -lcjson
+
+$(BUILD)/fuzz/fuzz_trace_read: test/fuzz/fuzz_trace_read.c src/ctl/trace_read.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lcjson
 
 $(BUILD)/fuzz/fuzz_h1_request: test/fuzz/fuzz_h1_request.c src/http1/request_parser.c \
 		src/http1/head.c src/core/md.c src/core/buf.c

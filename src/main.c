@@ -22,8 +22,10 @@
 #include "crisp/listen.h"
 #include "crisp/log.h"
 #include "crisp/method.h"
+#include "crisp/metrics.h"
 #include "crisp/stream.h"
 #include "crisp/node.h"
+#include "crisp/trace.h"
 #include "crisp/version.h"
 
 #define DEFAULT_LISTEN "unix:///run/crisp/crisp.sock"
@@ -31,6 +33,12 @@
 #define MAX_LISTENERS 16
 #define MAX_BACKEND_ARGS 64
 #define MAX_KIND_OPTS 64
+#define MAX_MODULE_OPTS 32
+
+/* Modules that declare their own options (opt.h). */
+static const struct crisp_opt_module *const modules[] = {&crisp_trace_module,
+                                                         &crisp_metrics_module};
+#define NMODULES (sizeof(modules) / sizeof(modules[0]))
 
 /* A backend option as given, before its backend's kind is known. */
 struct given_opt {
@@ -122,6 +130,16 @@ static void usage(FILE *f)
             print_indented(f, o->help, 27);
         }
     }
+    for (size_t m = 0; m < NMODULES; m++) {
+        fprintf(f, "\n%s:\n", modules[m]->title);
+        for (const struct crisp_opt *o = modules[m]->opts; o->name; o++) {
+            int n = fprintf(f, "  --%s %s", o->name, o->arg ? o->arg : "");
+            if (n > 26)
+                n = fprintf(f, "\n") - 1;
+            fprintf(f, "%*s", 27 - n, "");
+            print_indented(f, o->help, 27);
+        }
+    }
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -148,7 +166,8 @@ static int parse_size(const char *s, size_t *out)
 enum {
     O_LISTEN = 256, O_BACKEND, O_MAXMSG, O_MAXSTREAMS, O_MAXCONNS, O_IDLE, O_CERT, O_KEY, O_CA,
     O_SHUT, O_LOG, O_SX_LISTEN, O_SX_CERT, O_SX_KEY, O_SX_CA, O_SX_IDLE, O_SX_TTL,
-    O_VERSION, O_HELP, O_CONFIG, O_KIND_OPT /* O_KIND_OPT + i: the i-th distinct backend option */
+    O_VERSION, O_HELP, O_CONFIG, O_KIND_OPT, /* O_KIND_OPT + i: the i-th distinct backend option */
+    O_MODULE_OPT = O_KIND_OPT + MAX_KIND_OPTS /* + j: the j-th module option */
 };
 
 static const struct option core_longopts[] = {
@@ -177,7 +196,26 @@ static const struct option core_longopts[] = {
 
 /* getopt's table: crisp's own options, then every backend kind's (one
  * entry per name, whichever kinds share it). */
-static struct option longopts[NCORE + MAX_KIND_OPTS + 1];
+static struct option longopts[NCORE + MAX_KIND_OPTS + MAX_MODULE_OPTS + 1];
+static const struct crisp_opt_module *module_of[MAX_MODULE_OPTS];
+static const char *module_opt[MAX_MODULE_OPTS];
+static size_t nmodule_opts;
+
+/* The modules' options after the backends': n is the next free entry. */
+static size_t add_module_opts(size_t n)
+{
+    for (size_t m = 0; m < NMODULES; m++) {
+        for (const struct crisp_opt *o = modules[m]->opts; o->name; o++) {
+            if (nmodule_opts == MAX_MODULE_OPTS)
+                return n;
+            module_of[nmodule_opts] = modules[m];
+            module_opt[nmodule_opts] = o->name;
+            longopts[n++] = (struct option){o->name, o->arg ? required_argument : no_argument,
+                                            NULL, O_MODULE_OPT + (int)nmodule_opts++};
+        }
+    }
+    return n;
+}
 
 static void build_longopts(void)
 {
@@ -196,6 +234,7 @@ static void build_longopts(void)
             n++;
         }
     }
+    n = add_module_opts(n);
     longopts[n] = (struct option){NULL, 0, NULL, 0};
 }
 
@@ -321,6 +360,13 @@ static int parse_one(int c, const char *arg)
     }
     if (c >= O_SX_LISTEN && c <= O_SX_TTL)
         return parse_stream_opt(c, arg);
+    if (c >= O_MODULE_OPT) {
+        char err[512];
+        size_t j = (size_t)(c - O_MODULE_OPT);
+        if (module_of[j]->set(module_opt[j], arg, err, sizeof(err)) < 0)
+            return fail_opt("%s", err);
+        return 0;
+    }
     if (c >= O_KIND_OPT)
         return add_backend_opt(c, arg);
     usage(stderr);
@@ -449,6 +495,14 @@ static int start_backends(char *err, size_t errlen)
     return 0;
 }
 
+/* Tracing and metrics (observers of calls), before any call comes. */
+static int start_observers(char *err, size_t errlen)
+{
+    if (crisp_trace_start(base, err, errlen) < 0)
+        return -1;
+    return crisp_metrics_start(base, err, errlen);
+}
+
 static void stop_backends(void)
 {
     crisp_backend_free(single);
@@ -460,6 +514,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     (void)sig;
     (void)what;
     (void)arg;
+    crisp_trace_reload(); /* reopens the trace, reads --trace-filter again */
     if (opts.config)
         crisp_node_reload();
     else
@@ -499,7 +554,7 @@ int main(int argc, char **argv)
                   crisp_logq(err));
         goto fail_base;
     }
-    if (start_backends(err, sizeof(err)) < 0) {
+    if (start_backends(err, sizeof(err)) < 0 || start_observers(err, sizeof(err)) < 0) {
         log_error("startup_failed", "err=%s", crisp_logq(err));
         goto fail_backends;
     }
@@ -529,6 +584,8 @@ fail_listen:
 fail_backends:
     crisp_stream_stop(); /* its sessions end while their backends live */
     stop_backends();
+    crisp_metrics_stop();
+    crisp_trace_stop(); /* after the calls: what they queued is written */
 fail_base:
     crisp_h2srv_close_all(); /* the idle sweep */
     if (sigterm)

@@ -59,6 +59,9 @@ struct crisp_backend_ops {
     void (*drained)(struct crisp_backend *be, struct crisp_call *call);
     /* Stops new work; in-flight calls get UNAVAILABLE. Then frees. */
     void (*destroy)(struct crisp_backend *be);
+    /* Optional (metrics): 1 when the engine is reachable now, 0 when not;
+     * NULL: the kind cannot tell without a call. */
+    int (*health)(struct crisp_backend *be);
 };
 
 struct crisp_backend {
@@ -83,6 +86,10 @@ struct crisp_backend *crisp_backend_new(struct event_base *base, const char *kin
                                         const struct crisp_backend_arg *args, size_t nargs,
                                         char *err, size_t errlen);
 void crisp_backend_free(struct crisp_backend *be);
+/* The instances crisp_backend_new made and crisp_backend_free has not
+ * freed yet (the first 64), for metrics. */
+size_t crisp_backend_count(void);
+struct crisp_backend *crisp_backend_at(size_t i);
 
 extern const struct crisp_backend_ops crisp_backend_cri_ops;
 extern const struct crisp_backend_ops crisp_backend_docker_ops;

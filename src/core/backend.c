@@ -75,6 +75,11 @@ static int check_args(const struct crisp_backend_ops *kind, const char *kind_url
     return 0;
 }
 
+/* Live instances, for metrics. */
+#define MAX_LISTED 64
+static struct crisp_backend *listed[MAX_LISTED];
+static size_t nlisted;
+
 struct crisp_backend *crisp_backend_new(struct event_base *base, const char *kind_url,
                                         const struct crisp_backend_arg *args, size_t nargs,
                                         char *err, size_t errlen)
@@ -84,13 +89,33 @@ struct crisp_backend *crisp_backend_new(struct event_base *base, const char *kin
     if (!kind || check_args(kind, kind_url, args, nargs, err, errlen) < 0)
         return NULL;
     struct crisp_backend_spec spec = {.url = url, .args = args, .nargs = nargs};
-    return kind->create(base, &spec, err, errlen);
+    struct crisp_backend *be = kind->create(base, &spec, err, errlen);
+    if (be && nlisted < MAX_LISTED)
+        listed[nlisted++] = be;
+    return be;
 }
 
 void crisp_backend_free(struct crisp_backend *be)
 {
-    if (be)
-        be->ops->destroy(be);
+    if (!be)
+        return;
+    for (size_t i = 0; i < nlisted; i++) {
+        if (listed[i] == be) {
+            listed[i] = listed[--nlisted];
+            break;
+        }
+    }
+    be->ops->destroy(be);
+}
+
+size_t crisp_backend_count(void)
+{
+    return nlisted;
+}
+
+struct crisp_backend *crisp_backend_at(size_t i)
+{
+    return i < nlisted ? listed[i] : NULL;
 }
 
 static struct crisp_backend *default_backend;

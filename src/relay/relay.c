@@ -747,6 +747,16 @@ fail:
     return NULL;
 }
 
+/* Up: a connection of the pool is ready (metrics). */
+static int cri_health(struct crisp_backend *base)
+{
+    struct cri_be *be = (struct cri_be *)base;
+    for (unsigned i = 0; i < be->npool; i++)
+        if (be->pool[i]->state == CONN_READY)
+            return 1;
+    return 0;
+}
+
 static void cri_start(struct crisp_backend *base, struct crisp_call *call)
 {
     struct cri_be *be = (struct cri_be *)base;
@@ -835,4 +845,5 @@ const struct crisp_backend_ops crisp_backend_cri_ops = {
     .cancel = cri_cancel,
     .drained = cri_drained,
     .destroy = cri_destroy,
+    .health = cri_health,
 };
