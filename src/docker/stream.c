@@ -292,6 +292,9 @@ struct dk_sx {
     uint8_t hdr[8];              /* the multiplexed stream's frame head */
     size_t hdr_len, frame_left;
     int frame_chan, polls;
+    int pid;                     /* the exec's process on the node, once known */
+    int pid_tries;
+    struct event *pid_timer;     /* the engine answers 101 before the process runs */
     unsigned up : 1, in_end : 1, ended : 1, exited : 1, in_full : 1, want_resize : 1;
     /* port-forward */
     struct crisp_sock *pod;
@@ -469,6 +472,51 @@ static void inspect_exit(struct dk_sx *x)
         sx_fail(x, "out of memory");
 }
 
+/* ---- the exec's PID: what to kill if the client goes ------------------------------------------- */
+
+static void on_pid_inspect(struct h1_req *r, int err, const char *errmsg, int status,
+                           const uint8_t *body, size_t len, void *ud)
+{
+    struct dk_sx *x = ud;
+    x->aux = NULL;
+    cJSON *j = !err && status == 200 ? cJSON_ParseWithLength((const char *)body, len) : NULL;
+    x->pid = dk_bool(j, "Running") ? (int)dk_int(j, "Pid") : 0;
+    cJSON_Delete(j);
+    struct timeval tv = {0, 10000};
+    if (x->pid <= 0 && !err && !x->ended && x->pid_tries++ < 100)
+        evtimer_add(x->pid_timer, &tv); /* not started yet: ask again */
+    if (x->want_resize)
+        send_resize(x);
+}
+
+static const struct h1_req_cbs pid_inspect_cbs = {.on_done = on_pid_inspect};
+
+static void learn_pid(struct dk_sx *x);
+
+static void on_pid_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct dk_sx *x = arg;
+    if (!x->ended && !x->exited)
+        learn_pid(x);
+}
+
+/* Learnt once the exec runs, so that a session ending while it still runs
+ * (crisp stopping included) kills it at once, without asking the engine. */
+static void learn_pid(struct dk_sx *x)
+{
+    char t[160];
+    struct timeval tv = {0, 10000};
+    if (x->kind != CRISP_STREAM_EXEC || !engine_is_local(x->be))
+        return;
+    if (x->aux) { /* a resize: after it */
+        evtimer_add(x->pid_timer, &tv);
+        return;
+    }
+    api_target(x, t, sizeof(t), "/exec/%s/json", x->exec_id);
+    struct h1_req_opts o = {.method = "GET", .target = t, .timeout_ms = 10000};
+    x->aux = h1_request(x->be->pool, &o, &pid_inspect_cbs, x);
+}
+
 /* ---- the hijacked stream ---------------------------------------------------------------------- */
 
 static int on_stream_head(struct h1_req *r, int status, const struct crisp_md *h, void *ud)
@@ -484,6 +532,7 @@ static int on_stream_head(struct h1_req *r, int status, const struct crisp_md *h
     crisp_buf_free(&x->pre);
     if (x->in_end)
         h1_close_write(r);
+    learn_pid(x);
     if (x->want_resize)
         send_resize(x);
     if (x->in_full) {
@@ -843,7 +892,10 @@ static void *sx_open(struct crisp_stream_target *t, const struct crisp_stream_re
     snprintf(x->id, sizeof(x->id), "%s", req->id);
     crisp_buf_init(&x->pre, SX_PRE_MAX * 8);
     x->timer = evtimer_new(x->be->evb, req->kind == CRISP_STREAM_PORT_FORWARD ? on_grace : on_poll, x);
-    if (!x->timer) {
+    x->pid_timer = evtimer_new(x->be->evb, on_pid_timer, x);
+    if (!x->timer || !x->pid_timer) {
+        if (x->timer)
+            event_free(x->timer);
         free(x);
         return NULL;
     }
@@ -928,14 +980,22 @@ static void sx_output_ready(void *ctx)
     }
 }
 
+/* The session ended while its exec runs: kill it (its PID known: now). */
+static void kill_running(struct dk_sx *x)
+{
+    log_info("stream_exec_abandoned", "container=%s exec=%s pid=%d why=\"the session ended "
+             "before the command\"", x->id, x->exec_id, x->pid);
+    if (x->pid > 1 && !x->ended && kill(x->pid, SIGKILL) == 0)
+        log_info("exec_killed", "exec=%s pid=%d", x->exec_id, x->pid);
+    else
+        dk_exec_kill(x->be, x->exec_id);
+}
+
 static void sx_close(void *ctx)
 {
     struct dk_sx *x = ctx;
-    if (x->kind == CRISP_STREAM_EXEC && !x->exited && *x->exec_id) {
-        log_info("stream_exec_abandoned", "container=%s exec=%s why=\"the client went away\"",
-                 x->id, x->exec_id);
-        dk_exec_kill(x->be, x->exec_id);
-    }
+    if (x->kind == CRISP_STREAM_EXEC && !x->exited && *x->exec_id)
+        kill_running(x);
     if (x->stream)
         h1_cancel(x->stream);
     if (x->aux)
@@ -945,6 +1005,7 @@ static void sx_close(void *ctx)
     if (x->fd6 >= 0)
         close(x->fd6);
     event_free(x->timer);
+    event_free(x->pid_timer);
     crisp_buf_free(&x->pre);
     free(x);
 }

@@ -486,3 +486,30 @@ def test_streaming_over_tls(denv, engine, k8s, tmp_path):
     finally:
         k8s.c = orig
         assert c.stop() == []
+
+
+def test_crisp_stopping_kills_running_execs(denv, engine, crisp, k8s):
+    """SIGTERM with an exec session open: its process is gone afterwards."""
+    from conftest import DockerCrisp
+    pid = k8s.run_pod()
+    cid = k8s.create(pid, "main", SLEEPER)
+    c = DockerCrisp(denv, engine.kind)
+    c.sock = c.sock.replace(".sock", "-stop.sock")
+    c.args = [("unix://" + c.sock if a.startswith("unix://") and "crisp-docker" in a else a) for a in c.args]
+    c.start()
+    p = None
+    try:
+        p = subprocess.Popen([STREAMGO, "exec", "-cri", "unix://" + c.sock, "-id", cid, "-stdin", "-cmd",
+                              json.dumps(["sleep", "3192"])], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def running():
+            return b"sleep 3192" in ps_args(crisp.client, cid)
+        wait_for(running, timeout=20, what="the exec'd process to run")
+        time.sleep(0.5)  # its PID learnt
+    finally:
+        problems = c.stop()
+        if p:
+            p.communicate(timeout=30)
+    assert problems == []
+    wait_for(lambda: not running(), timeout=20, what="the exec'd process to be killed at crisp's exit")
