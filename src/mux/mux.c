@@ -306,18 +306,32 @@ static void fail_from(struct mux_op *op, size_t i)
 
 static void route_found(struct mux_op *op, size_t child);
 
+/* Cancels the subcalls still running. */
+static void cancel_subs(struct mux_op *op)
+{
+    for (size_t i = 0; i < op->mux->n; i++) {
+        if (op->subs[i])
+            crisp_subcall_cancel(op->subs[i]);
+        op->subs[i] = NULL;
+    }
+    op->pending = 0;
+}
+
 static void on_probe_done(struct crisp_subcall *sc)
 {
     struct mux_op *op = sc->ud;
-    if (sc->call->code == GRPC_OK && op->owner == op->mux->n)
+    if (sc->call->code == GRPC_OK) {
+        /* the owner: the others are not waited for (a slow or hung engine
+         * must not hold up the calls of the engine that has the ID) */
         op->owner = sc->index;
-    if (!sub_done(sc))
-        return;
-    if (op->owner < op->mux->n) {
+        sub_done(sc);
+        cancel_subs(op);
         mux_route_put(op->id, op->mux->child[op->owner].be);
         route_found(op, op->owner);
         return;
     }
+    if (!sub_done(sc))
+        return;
     /* NOT_FOUND only when every backend said so: any other failure (down,
      * an engine error) leaves the owner unknown */
     size_t bad = first_failure_of(op, 0);

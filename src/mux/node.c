@@ -40,7 +40,7 @@ static struct event *reap_ev;
  * answer is served anyway -- an engine that is down, or not started yet,
  * must not keep crisp from serving the others, nor stop crisp restarting
  * while it is down -- and the log names the file and the field. */
-#define CHECK_TIMEOUT_US (10 * 1000000)
+#define CHECK_TIMEOUT_US (30 * 1000000) /* podman's /version takes seconds when busy */
 
 struct check {
     struct crisp_list link;
