@@ -43,7 +43,7 @@ CRISP_BIN = os.path.abspath(os.environ.get("CRISP_BIN", os.path.join(REPO, "buil
 CRISP_ARGS = shlex.split(os.environ.get("CRISP_ARGS", "--log-level debug"))
 CRISP_WRAPPER = shlex.split(os.environ.get("CRISP_WRAPPER", ""))
 WRAPPED = bool(CRISP_WRAPPER)
-START_TIMEOUT = 90.0 if WRAPPED else 20.0
+START_TIMEOUT = 90.0 if WRAPPED else 40.0
 STOP_TIMEOUT = 90.0 if WRAPPED else 15.0
 LOG_TAIL = int(os.environ.get("CRISP_TEST_LOG_TAIL", "60"))
 SANITIZER_RE = re.compile(
@@ -89,7 +89,9 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
 
 
 def wait_cri_ready(sock, timeout=20.0, proc=None):
-    """None once Version answers on the socket, else why not."""
+    """None once Version answers on the socket, else why not. Each try may
+    take 10 s: a docker backend asks the engine, and podman's /version runs
+    conmon and the OCI runtime (seconds on a loaded machine)."""
     deadline = time.time() + timeout
     last = None
     while time.time() < deadline:
@@ -98,7 +100,7 @@ def wait_cri_ready(sock, timeout=20.0, proc=None):
         if os.path.exists(sock):
             c = CRIClient("unix://" + sock, "probe")
             try:
-                c.rt("Version", deadline=30 if WRAPPED else 3)
+                c.rt("Version", deadline=30 if WRAPPED else 10)
                 return None
             except grpc.RpcError as e:
                 last = "%s %s" % (e.code(), e.details())

@@ -34,6 +34,10 @@ import time
 import grpc
 import pytest
 
+# the first call to an engine after crisp (re)starts negotiates its API: podman's
+# GET /version runs conmon and the OCI runtime, which takes many seconds on a
+# loaded machine; the kubelet's own deadline is 2 minutes
+os.environ.setdefault("CRISP_TEST_RPC_TIMEOUT", "120")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from crisptest import (  # noqa: E402
     CRISP_BIN, SLEEPER, WORK, CrispProc, container_config, containerd_env_running, docker_env_up,

@@ -4,13 +4,16 @@ to the others go on -- also through a crisp restarted during the outage,
 which finds the others' IDs by asking -- an ID no engine that answers has is
 UNAVAILABLE, not NOT_FOUND; then the engine comes back and everything with
 it, crisp untouched."""
+import os
 import re
+import signal
+import time
 
 import grpc
 import pytest
 
 from conftest import BACKENDS, handler_table
-from crisptest import kill_engine, restart_engine, wait_for
+from crisptest import WORK, kill_engine, restart_engine, wait_for
 from crilib import rpc_error, v1
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -95,3 +98,32 @@ def test_one_backend_down(down, mux, pods, refs, envs):
         assert made[b][0] in listed, b
     assert c.rt("PodSandboxStatus", pod_sandbox_id=made[down][0]).status.id == made[down][0]
     assert c.rt("ContainerStatus", container_id=made[down][1]).status.id == made[down][1]
+
+
+def test_one_backend_hung(mux, pods, envs):
+    """dockerd stopped (SIGSTOP: it accepts connections and never answers):
+    after a crisp restart the IDs of the other engines are found as soon as
+    their engine answers, without waiting for dockerd; dockerd's own IDs
+    wait until the client's deadline (never NOT_FOUND)."""
+    made = {}
+    for b, h in HANDLER_OF.items():
+        pid = pods.run(h, name="hung-%s" % b)
+        made[b] = (pid, pods.create(pid, "c"))
+    dockerd = int(open(os.path.join(WORK, "pids", "dockerd.pid")).read().strip())
+    os.kill(dockerd, signal.SIGSTOP)
+    try:
+        mux.restart()
+        c = mux.client
+        pods.c = c
+        for b in ("containerd", "podman"):
+            pid, cid = made[b]
+            t0 = time.time()
+            assert c.rt("ContainerStatus", container_id=cid, deadline=20).status.id == cid
+            assert c.rt("PodSandboxStatus", pod_sandbox_id=pid, deadline=20).status.id == pid
+            assert time.time() - t0 < 10, "waited for the hung engine"
+        code, msg = rpc_error(c.rt, "ContainerStatus", container_id=made["docker"][1], deadline=3)
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED, (code, msg)
+    finally:
+        os.kill(dockerd, signal.SIGCONT)
+    wait_for(lambda: lists_ok(c), timeout=60, interval=0.2, what="the lists to work again")
+    assert c.rt("ContainerStatus", container_id=made["docker"][1]).status.id == made["docker"][1]
