@@ -159,6 +159,10 @@ def test_v1alpha2_client(mux, pods, refs, envs):
             assert where(refs, "pod", pid) == [pods.backend_of(handler)]
             st = c.rt("PodSandboxStatus", pod_sandbox_id=pid).status
             assert (st.id, st.runtime_handler) == (pid, handler)
+        # the merged list is v1alpha2 too (the two APIs' messages are the same on the wire)
+        listed = {p.id: p.runtime_handler for p in c.rt("ListPodSandbox").items}
+        for pid, (backend, _) in pods.pods.items():
+            assert pid in listed, backend
     finally:
         c.close()
 
