@@ -104,6 +104,25 @@ int jbuf_printf(struct jbuf *b, const char *fmt, ...)
     return 0;
 }
 
+int jbuf_u64(struct jbuf *b, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return jbuf_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+int jbuf_i64(struct jbuf *b, int64_t v)
+{
+    if (v >= 0)
+        return jbuf_u64(b, (uint64_t)v);
+    jbuf_putc(b, '-');
+    return jbuf_u64(b, (uint64_t)0 - (uint64_t)v);
+}
+
 void jbuf_truncate(struct jbuf *b, size_t len)
 {
     assert(len <= b->len);

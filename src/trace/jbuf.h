@@ -35,6 +35,9 @@ int jbuf_put(struct jbuf *b, const void *s, size_t n);
 int jbuf_puts(struct jbuf *b, const char *s);
 int jbuf_putc(struct jbuf *b, char c);
 int jbuf_printf(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Integers in decimal (no printf: the trace's records are mostly these). */
+int jbuf_u64(struct jbuf *b, uint64_t v);
+int jbuf_i64(struct jbuf *b, int64_t v);
 /* A JSON string literal of n bytes: quotes, escapes, and each byte that
  * is not part of valid UTF-8 as U+FFFD. */
 int jbuf_str(struct jbuf *b, const char *s, size_t n);

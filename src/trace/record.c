@@ -10,12 +10,24 @@
 
 void trace_format_time(int64_t wall_us, char out[32])
 {
-    time_t s = (time_t)(wall_us / 1000000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    char date[24];
-    strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%.19s.%06dZ", date, (int)(wall_us % 1000000));
+    /* the date and time of the last second formatted, kept: records come
+     * many a second (the writer thread's alone) */
+    static __thread int64_t cached_s = -1;
+    static __thread char date[24];
+    int64_t s = wall_us / 1000000;
+    int us = (int)(wall_us % 1000000);
+    if (s != cached_s) {
+        time_t t = (time_t)s;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_s = s;
+    }
+    memcpy(out, date, 19);
+    out[19] = '.';
+    for (int i = 25; i > 19; i--, us /= 10)
+        out[i] = (char)('0' + us % 10);
+    memcpy(out + 26, "Z", 2);
 }
 
 /* The decoded bodies of a job (when it carries them). */
@@ -43,23 +55,8 @@ static void bodies_free(struct bodies *b)
         protobuf_c_message_free_unpacked(b->resp, NULL);
 }
 
-static void put_head(struct jbuf *out, const struct trace_job *j)
+static void put_names(struct jbuf *out, const struct trace_job *j)
 {
-    char ts[32];
-    trace_format_time(j->wall_us, ts);
-    jbuf_printf(out, "{\"ts\":\"%s\",\"kind\":\"%s\",\"id\":%" PRIu64, ts,
-                j->kind == TRACE_JOB_MSG ? "msg" : "call", j->id);
-    if (j->parent)
-        jbuf_printf(out, ",\"parent\":%" PRIu64, j->parent);
-    if (j->conn)
-        jbuf_printf(out, ",\"conn\":%" PRIu64 ",\"stream\":%" PRId32, j->conn, j->stream);
-    if (j->pid >= 0)
-        jbuf_printf(out, ",\"pid\":%d,\"uid\":%d", j->pid, j->uid);
-    jbuf_puts(out, ",\"method\":");
-    jbuf_strz(out, j->method ? j->method->name : "");
-    if (j->method)
-        jbuf_printf(out, ",\"service\":\"%s\"", crisp_service_to_str(j->method->svc));
-    jbuf_printf(out, ",\"api\":\"%s\"", crisp_api_to_str(j->api));
     if (j->backend) {
         jbuf_puts(out, ",\"backend\":");
         jbuf_strz(out, j->backend);
@@ -70,23 +67,72 @@ static void put_head(struct jbuf *out, const struct trace_job *j)
     }
 }
 
+static void put_head(struct jbuf *out, const struct trace_job *j)
+{
+    char ts[32];
+    trace_format_time(j->wall_us, ts);
+    jbuf_puts(out, "{\"ts\":\"");
+    jbuf_puts(out, ts);
+    jbuf_puts(out, j->kind == TRACE_JOB_MSG ? "\",\"kind\":\"msg\",\"id\":" : "\",\"kind\":\"call\",\"id\":");
+    jbuf_u64(out, j->id);
+    if (j->parent) {
+        jbuf_puts(out, ",\"parent\":");
+        jbuf_u64(out, j->parent);
+    }
+    if (j->conn) {
+        jbuf_puts(out, ",\"conn\":");
+        jbuf_u64(out, j->conn);
+        jbuf_puts(out, ",\"stream\":");
+        jbuf_i64(out, j->stream);
+    }
+    if (j->pid >= 0) {
+        jbuf_puts(out, ",\"pid\":");
+        jbuf_i64(out, j->pid);
+        jbuf_puts(out, ",\"uid\":");
+        jbuf_i64(out, j->uid);
+    }
+    jbuf_puts(out, ",\"method\":");
+    jbuf_strz(out, j->method ? j->method->name : "");
+    if (j->method) {
+        jbuf_puts(out, ",\"service\":\"");
+        jbuf_puts(out, crisp_service_to_str(j->method->svc));
+        jbuf_putc(out, '"');
+    }
+    jbuf_puts(out, j->api == CRISP_API_V1ALPHA2 ? ",\"api\":\"v1alpha2\"" : ",\"api\":\"v1\"");
+    put_names(out, j);
+}
+
+static void put_num(struct jbuf *out, const char *k, int64_t v)
+{
+    jbuf_puts(out, k);
+    jbuf_i64(out, v);
+}
+
 static void put_outcome(struct jbuf *out, const struct trace_job *j)
 {
     if (j->kind == TRACE_JOB_MSG) {
-        jbuf_printf(out, ",\"n\":%u,\"at_us\":%" PRId64 ",\"bytes\":%" PRIu64, j->nmsgs,
-                    j->latency_us, j->resp_declared);
+        put_num(out, ",\"n\":", j->nmsgs);
+        put_num(out, ",\"at_us\":", j->latency_us);
+        jbuf_puts(out, ",\"bytes\":");
+        jbuf_u64(out, j->resp_declared);
         return;
     }
-    jbuf_printf(out, ",\"code\":%d,\"status\":\"%s\"", j->code, grpc_code_to_str(j->code));
+    put_num(out, ",\"code\":", j->code);
+    jbuf_puts(out, ",\"status\":\"");
+    jbuf_puts(out, grpc_code_to_str(j->code));
+    jbuf_putc(out, '"');
     if (j->message) {
         jbuf_puts(out, ",\"message\":");
         jbuf_strz(out, j->message);
     }
-    jbuf_printf(out, ",\"latency_us\":%" PRId64, j->latency_us);
+    put_num(out, ",\"latency_us\":", j->latency_us);
     if (j->backend_us >= 0)
-        jbuf_printf(out, ",\"backend_us\":%" PRId64, j->backend_us);
-    jbuf_printf(out, ",\"req_bytes\":%" PRIu64 ",\"resp_bytes\":%" PRIu64 ",\"msgs\":%u",
-                j->req_bytes, j->resp_bytes, j->nmsgs);
+        put_num(out, ",\"backend_us\":", j->backend_us);
+    jbuf_puts(out, ",\"req_bytes\":");
+    jbuf_u64(out, j->req_bytes);
+    jbuf_puts(out, ",\"resp_bytes\":");
+    jbuf_u64(out, j->resp_bytes);
+    put_num(out, ",\"msgs\":", j->nmsgs);
 }
 
 /* "name": the body, or a marker saying why there is none (cut: over the

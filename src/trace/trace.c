@@ -117,20 +117,39 @@ static int64_t wall_of(int64_t mono_us)
 
 /* ---- jobs ------------------------------------------------------------------------ */
 
-/* The RuntimeClass handler the request names (RunPodSandbox's, an image's). */
+/* Where a request names a RuntimeClass handler (RunPodSandbox's
+ * runtime_handler, an ImageSpec's), per method, found once from the
+ * descriptors: the field, and the message field it is in (or none). */
+static struct {
+    const ProtobufCFieldDescriptor *in, *field;
+} handler_at[CRISP_RPC_COUNT];
+
+static const ProtobufCFieldDescriptor *find(const ProtobufCMessageDescriptor *d, const char *name,
+                                            ProtobufCType type)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, name);
+    return f && f->type == type && f->label != PROTOBUF_C_LABEL_REPEATED ? f : NULL;
+}
+
+static void find_handlers(void)
+{
+    for (size_t i = 0; i < crisp_methods_count(); i++) {
+        const ProtobufCMessageDescriptor *d = crisp_method_at(i)->req;
+        const ProtobufCFieldDescriptor *img = find(d, "image", PROTOBUF_C_TYPE_MESSAGE);
+        handler_at[i].in = img;
+        handler_at[i].field = find(img ? img->descriptor : d, "runtime_handler",
+                                   PROTOBUF_C_TYPE_STRING);
+    }
+}
+
 static const char *handler_of(const struct crisp_call *call)
 {
     const ProtobufCMessage *m = call->req_msg;
-    const ProtobufCFieldDescriptor *f;
-    if (!m)
+    if (!m || !call->method || !handler_at[call->method->id].field)
         return NULL;
-    f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor, "image");
-    if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED)
-        m = PB_MEMBER(const ProtobufCMessage *, m, f->offset);
-    f = m ? protobuf_c_message_descriptor_get_field_by_name(m->descriptor, "runtime_handler") : NULL;
-    if (!f || f->type != PROTOBUF_C_TYPE_STRING)
-        return NULL;
-    const char *h = PB_MEMBER(const char *, m, f->offset);
+    if (handler_at[call->method->id].in)
+        m = PB_MEMBER(const ProtobufCMessage *, m, handler_at[call->method->id].in->offset);
+    const char *h = m ? PB_MEMBER(const char *, m, handler_at[call->method->id].field->offset) : NULL;
     return h && *h ? h : NULL;
 }
 
@@ -557,6 +576,7 @@ int crisp_trace_start(struct event_base *base, char *err, size_t errlen)
     struct trace_cfg *c = load_cfg(err, errlen);
     if (!c)
         return -1;
+    find_handlers();
     struct trace_writer_cfg wc = {opt.path, opt.max_size, opt.keep, opt.queue};
     if (trace_writer_start(&wc, err, errlen) < 0)
         goto fail_writer;

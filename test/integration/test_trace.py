@@ -416,3 +416,75 @@ def test_trace_options_checked(testenv):
                             "--backend", "cri:unix://" + testenv.CONTAINERD_SOCK] + args,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
         assert r.returncode != 0 and want in r.stdout.decode(), (args, r.stdout.decode())
+
+
+def test_trace_streamed_messages(tmp_path):
+    """A streamed answer: one record per message (full: its body), then the
+    call's own record with the count; a 64 KiB message over the body cap is
+    cut and marked."""
+    import fakecri
+    from conftest import free_unix_path
+    fake = fakecri.FakeCRI(free_unix_path("trace-fake.sock")).start()
+    path = str(tmp_path / "stream.jsonl")
+    crisp = Crisp("trace-stream", fake.sock, extra_args=["--trace", path, "--trace-level", "full"])
+    _crisp_instances.append(crisp)
+    crisp.start()
+    try:
+        c = CRIClient("unix://" + crisp.sock, "stream")
+        evs = list(c.rt_stream("GetContainerEvents", deadline=20))
+        imgs = list(c.img_stream("StreamImages", deadline=20))
+        c.close()
+        recs = tl.wait_records(path, lambda r: r["method"] == "StreamImages" and r["kind"] == "call")
+        ev_msgs = [r for r in tl.read_trace(path) if r["kind"] == "msg" and r["method"] == "GetContainerEvents"]
+        assert [r["n"] for r in ev_msgs] == list(range(1, len(evs) + 1)) and len(evs) == fakecri.EVENTS
+        assert [r["response"] for r in ev_msgs] == [as_json(e) for e in evs]
+        assert all(r["bytes"] > 0 and r["at_us"] >= 0 for r in ev_msgs)
+        call = [r for r in tl.read_trace(path) if r["kind"] == "call" and r["method"] == "GetContainerEvents"][0]
+        assert call["msgs"] == len(evs) and call["status"] == "OK" and "response" not in call
+        img_msgs = [r for r in tl.read_trace(path) if r["kind"] == "msg" and r["method"] == "StreamImages"]
+        assert len(img_msgs) == len(imgs) == 16
+        assert all(r["cut"] is True and r["bytes"] > 60000 for r in img_msgs)
+    finally:
+        stop_and_check(crisp)
+        fake.stop()
+
+
+def test_trace_subcalls(testenv, tmp_path):
+    """Behind --config, the router's own calls (a Status to every backend)
+    are traced with --trace-subcalls only, naming their parent and backend."""
+    import json
+    import fakecri
+    from conftest import free_unix_path
+    fake = fakecri.FakeCRI(free_unix_path("trace-sub.sock")).start()
+    cfg = tmp_path / "crisp.json"
+    cfg.write_text(json.dumps({
+        "backends": {"ctrd": {"kind": "cri", "endpoint": "unix://" + testenv.CONTAINERD_SOCK},
+                     "fake": {"kind": "cri", "endpoint": "unix://" + fake.sock}},
+        "handlers": {"": {"backend": "ctrd"}, "fake": {"backend": "fake"}}}))
+    try:
+        for sub in (False, True):
+            path = str(tmp_path / ("sub-%d.jsonl" % sub))
+            args = ["--trace", path] + (["--trace-subcalls"] if sub else [])
+            crisp = Crisp("trace-sub", testenv.CONTAINERD_SOCK, extra_args=args)
+            i = crisp.args.index("--backend")
+            crisp.args[i:i + 2] = ["--config", str(cfg)]
+            _crisp_instances.append(crisp)
+            crisp.start()
+            try:
+                c = CRIClient("unix://" + crisp.sock, "sub")
+                c.rt("Status")
+                c.close()
+                recs = tl.wait_records(path, lambda r: r["method"] == "Status" and "parent" not in r)
+                time.sleep(0.3)
+                recs = tl.calls(tl.read_trace(path))
+                status = [r for r in recs if r["method"] == "Status" and "parent" not in r][0]
+                subs = [r for r in recs if r.get("parent") == status["id"]]
+                if not sub:
+                    assert not [r for r in recs if "parent" in r]
+                else:
+                    assert {r["backend"] for r in subs} == {"cri:unix://" + testenv.CONTAINERD_SOCK,
+                                                            "cri:unix://" + fake.sock}, recs
+            finally:
+                stop_and_check(crisp)
+    finally:
+        fake.stop()
