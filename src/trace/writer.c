@@ -164,7 +164,7 @@ static void write_batch(struct trace_job *list, uint64_t dropped)
         trace_job_free(list);
         list = next;
     }
-    if (!list && dropped > W.dropped_said) {
+    if (dropped > W.dropped_said) { /* drops after the last record */
         trace_record_dropped(&out, dropped - W.dropped_said, wall_now_us());
         W.dropped_said = dropped;
     }

@@ -28,14 +28,17 @@ CRISP_BIN = tl.CRISP_BIN
 
 
 @pytest.fixture(scope="module")
-def dcrisp(denv):
-    """crisp with a docker backend in front of dockerd (whatever engines the
-    session tests), with the full trace on."""
+def dcrisp(denv, tmp_path_factory):
+    """crisp with a docker backend in front of dockerd, with the full trace
+    (c.trace), metrics and the debug log on."""
     if "DOCKER_SOCK" not in denv:
         pytest.skip("no dockerd in this environment (CRISP_TEST_DOCKER_ENGINES)")
     c = DockerCrisp(denv, "docker")
     c.sock = c.sock.replace(".sock", "-trace.sock")
     c.args[c.args.index("--listen") + 1] = "unix://" + c.sock
+    c.trace = str(tmp_path_factory.mktemp("dtrace") / "docker.jsonl")
+    c.args += ["--trace", c.trace, "--trace-level", "full", "--metrics-listen", "127.0.0.1:0",
+               "--log-level", "debug"]
     c.start()
     yield c
     problems = c.stop()
@@ -179,3 +182,33 @@ def test_replay_containerd_trace_against_docker(dcrisp, denv, ctrd, tmp_path):
     left = CRIClient("unix://" + dcrisp.sock, "check")
     assert not [p for p in left.rt("ListPodSandbox").items if p.metadata.name == "traced-life"]
     left.close()
+
+
+def test_credentials_never_leak_through_docker(dcrisp, denv):
+    """Pulls from the htpasswd registry (the password really used: a wrong one
+    fails) leave the password, the auth string and the X-Registry-Auth value
+    crisp sends nowhere: not in the trace, the debug log or the metrics."""
+    import base64
+    c = CRIClient("unix://" + dcrisp.sock, "creds")
+    url = tl.metrics_url(dcrisp)
+    auth = base64.b64encode(("%s:%s" % (denv.AUTH_USER, denv.AUTH_PASS)).encode()).decode()
+    for creds in (v1.AuthConfig(username=denv.AUTH_USER, password=denv.AUTH_PASS),
+                  v1.AuthConfig(auth=auth)):
+        c.img("PullImage", image=v1.ImageSpec(image=denv.AUTH_BUSYBOX_IMAGE), auth=creds)
+    # tokens this registry does not take (the engine then tries them, not the password)
+    for creds in (v1.AuthConfig(username=denv.AUTH_USER, password="wrong-" + denv.AUTH_PASS),
+                  v1.AuthConfig(auth=auth, identity_token="idtok-Zq9x", registry_token="regtok-Zq9x")):
+        rpc_error(c.img, "PullImage", image=v1.ImageSpec(image=denv.AUTH_VICTIM_IMAGE), auth=creds)
+    c.close()
+    tl.wait_records(dcrisp.trace, lambda r: r["method"] == "PullImage", 4)
+    metrics = tl.scrape(url)
+    trace = open(dcrisp.trace).read()
+    with open(dcrisp.log) as f:
+        log = f.read()
+    # the start of the X-Registry-Auth value crisp sends (encode.c: compact JSON, base64url)
+    head = '{"username":"%s","password":"%s"' % (denv.AUTH_USER, denv.AUTH_PASS)
+    xra = base64.urlsafe_b64encode(head[:len(head) // 3 * 3].encode()).decode()
+    for where, text in (("trace", trace), ("log", log), ("metrics", metrics)):
+        for secret in (denv.AUTH_PASS, auth, "idtok-Zq9x", "regtok-Zq9x", xra):
+            assert secret not in text, "%r leaked into the %s" % (secret, where)
+    assert '"password":"[redacted]"' in trace
