@@ -306,6 +306,23 @@ class H2Load:
         }
 
 
+def tracing_lines(line, pair_ratio, methods, plat, pthr, modes):
+    """Tracing (issue 12): throughput with --trace at each level, as ratios to
+    direct and to crisp without --trace (the two run back to back). off must
+    be within noise (5 %) of no tracing; summary within 10 %."""
+    names = {"t-off": "off", "t-sum": "summary", "t-full": "full"}
+    goals = {"t-off": 0.95, "t-sum": 0.90}
+    for meth, _ in methods:
+        for pname in (pthr, plat):
+            for mode in modes:
+                r = pair_ratio(meth, pname, mode, "crisp")
+                goal = goals.get(mode) if pname == pthr else None
+                line("%s tracing %s / no tracing (%s)" % (meth, names[mode], pname), "%.2f" % r,
+                     ("target >= %.2f" % goal) if goal else "", (r >= goal) if goal else None,
+                     None)
+                line("  ... as a ratio to direct", "%.2f" % pair_ratio(meth, pname, mode), "", None)
+
+
 def cmd_measure(a):
     h = H2Load(a.workdir)
     socks = {"direct": a.direct, "crisp": a.crisp}
@@ -313,9 +330,16 @@ def cmd_measure(a):
     if a.relay:
         socks["relay"] = a.relay
         proxy_pid["relay"] = a.relay_pid
-    modes = [m for m in ("direct", "relay", "crisp") if m in socks]
-    # CPU is sampled for: crisp, containerd, and the relay when there is one
-    pids = [a.crisp_pid, a.ctrd_pid] + ([a.relay_pid] if a.relay else [])
+    # crisp with tracing: --trace but --trace-level off, summary, full (issue 12)
+    traced = [(m, sock, pid) for m, sock, pid in (("t-off", a.trace_off, a.trace_off_pid),
+                                                  ("t-sum", a.trace_summary, a.trace_summary_pid),
+                                                  ("t-full", a.trace_full, a.trace_full_pid)) if sock]
+    for m, sock, pid in traced:
+        socks[m] = sock
+        proxy_pid[m] = pid
+    modes = [m for m in ("direct", "relay", "crisp", "t-off", "t-sum", "t-full") if m in socks]
+    # CPU is sampled for: crisp, containerd, the relay and the traced crisps when there are
+    pids = [a.crisp_pid, a.ctrd_pid] + ([a.relay_pid] if a.relay else []) + [t[2] for t in traced]
 
     # sanity: every path answers, and ListContainers carries every container
     counts = {}
@@ -395,9 +419,9 @@ def cmd_measure(a):
                 rows.append(d)
                 cell[(meth, pname, mode)] = d
 
-    def pair_ratio(meth, pname, mode):
-        """median over repetitions of rps(mode)/rps(direct), each pair run back to back"""
-        return med(x["rps"] / y["rps"] for x, y in zip(runs[(meth, pname, mode)], runs[(meth, pname, "direct")]))
+    def pair_ratio(meth, pname, mode, base="direct"):
+        """median over repetitions of rps(mode)/rps(base), each pair run back to back"""
+        return med(x["rps"] / y["rps"] for x, y in zip(runs[(meth, pname, mode)], runs[(meth, pname, base)]))
 
     def pair_added(meth, pname, mode, key="p50"):
         return med(x[key] - y[key] for x, y in zip(runs[(meth, pname, mode)], runs[(meth, pname, "direct")]))
@@ -464,6 +488,8 @@ def cmd_measure(a):
     for meth, _ in methods:
         line("%s added p99 latency (%s)" % (meth, plat), "%+.0f us" % pair_added(meth, plat, "crisp", "p99"),
              "", None, "%+.0f us" % pair_added(meth, plat, "relay", "p99") if a.relay else None)
+    if traced:
+        tracing_lines(line, pair_ratio, methods, plat, pthr, [t[0] for t in traced])
     line("crisp RSS after the load (VmRSS / peak VmHWM)",
          "%.1f / %.1f MiB" % (rss_after / 1024.0, hwm / 1024.0), "")
     line("crisp CPU over warm-up + measured runs", "%.2f s" % cpu_total, "")
@@ -506,6 +532,9 @@ def main():
     m.add_argument("--ctrd-pid", type=int, required=True)
     m.add_argument("--relay", default="", help="socket of bench/relay (optional third mode)")
     m.add_argument("--relay-pid", type=int, default=0)
+    for lvl in ("off", "summary", "full"):
+        m.add_argument("--trace-" + lvl, default="", help="socket of crisp --trace-level " + lvl)
+        m.add_argument("--trace-%s-pid" % lvl, type=int, default=0)
     m.add_argument("--workdir", required=True)
     m.add_argument("--min-containers", type=int, default=100)
     m.add_argument("--reps", type=int, default=5)
