@@ -18,62 +18,28 @@
 """
 import os
 import re
-import shlex
 import signal
-import subprocess
 import sys
 import time
 import uuid
 
-import grpc
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "test", "integration"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "test", "lib"))
 
+import crisptest  # noqa: E402
 from crilib import CRIClient, v1, rpc_error  # noqa: E402,F401
+from crisptest import (  # noqa: E402,F401
+    CGROUP_ROOT, CRISP_BIN, ENV_DIR, SANITIZER_RE, SLEEP_LOOP, SLEEPER, WORK, CrispProc, cleanup_call, kv,
+    parse_container_log, read_container_log, read_env, remove_cgroup, run_env_script, stop_all_checked, tail)
 from enginelib import SANDBOX_ID_LABEL, TYPE_LABEL, Engine  # noqa: E402
 
-ENV_DIR = os.path.join(REPO, "test", "env")
-WORK = os.path.abspath(os.environ.get("CRISP_TEST_WORK", os.path.join(REPO, "test", ".work")))
-os.environ["CRISP_TEST_WORK"] = WORK
-CRISP_BIN = os.path.abspath(os.environ.get("CRISP_BIN", os.path.join(REPO, "build", "crisp")))
-CRISP_ARGS = shlex.split(os.environ.get("CRISP_ARGS", "--log-level debug"))
 ENGINES = os.environ.get("CRISP_TEST_DOCKER_ENGINES", "docker podman").split()
 ALT_HANDLER = "alt"
-# A long-running container that exits at once on SIGTERM (busybox `sleep` as
-# PID 1 ignores SIGTERM, so every stop would wait out its whole grace period).
-SLEEP_LOOP = "trap 'exit 0' TERM; while :; do sleep 0.2; done"
-SLEEPER = ["sh", "-c", SLEEP_LOOP]
-SANITIZER_RE = re.compile(
-    r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer|MemorySanitizer)"
-    r"|UndefinedBehaviorSanitizer|SUMMARY: \w+Sanitizer|runtime error: ")
-CGROUP_ROOT = "crisp-test"
-LOG_TAIL = int(os.environ.get("CRISP_TEST_LOG_TAIL", "60"))
-
-
-def tail(path, n=LOG_TAIL):
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return "(no log at %s)" % path
-    return "\n".join(lines[-n:])
-
-
-def read_env(path):
-    env = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            k, v = line.split("=", 1)
-            parts = shlex.split(v)
-            env[k] = parts[0] if parts else ""
-    return env
 
 
 class DockerEnv(dict):
@@ -86,12 +52,6 @@ class DockerEnv(dict):
         d = os.path.join(WORK, "pod-logs", *parts)
         os.makedirs(d, exist_ok=True)
         return d
-
-
-def run_env_script(name, *args, timeout=300):
-    r = subprocess.run([os.path.join(ENV_DIR, name)] + list(args), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-    return r.returncode, r.stdout.decode(errors="replace")
 
 
 def _env_running():
@@ -116,26 +76,12 @@ def denv():
 
 def restart_engine(denv, kind):
     """Start the engine again after a test killed it (docker-up.sh is idempotent)."""
-    rc, out = run_env_script("docker-up.sh", kind)
-    if rc != 0:
-        raise AssertionError("docker-up.sh %s failed:\n%s" % (kind, out))
-    denv.update(read_env(os.path.join(WORK, "docker-env.sh")))
+    denv.update(crisptest.docker_env_up(kind))
 
 
 def kill_engine(denv, kind, sig=signal.SIGKILL):
     """Kill the engine daemon (dockerd / podman service) of this environment."""
-    pidfile = os.path.join(WORK, "pids", "dockerd.pid" if kind == "docker" else "podman.pid")
-    pid = int(open(pidfile).read().strip())
-    os.kill(pid, sig)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                if re.search(r"^State:\s+Z", f.read(), re.M):
-                    break
-        except OSError:
-            break
-        time.sleep(0.05)
+    crisptest.kill_engine(kind, sig)
 
 
 @pytest.fixture(scope="session", params=ENGINES)
@@ -153,110 +99,25 @@ def engine(request, denv):
 
 
 def wait_cri_ready(sock, timeout=15.0, proc=None):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return "exited with status %s" % proc.returncode
-        if os.path.exists(sock):
-            c = CRIClient("unix://" + sock, "probe")
-            try:
-                c.rt("Version", deadline=2)
-                return None
-            except grpc.RpcError as e:
-                last = "%s %s" % (e.code(), e.details())
-            finally:
-                c.close()
-        time.sleep(0.05)
-    return "not ready after %.0fs (last error: %s)" % (timeout, last)
+    return crisptest.wait_cri_ready(sock, timeout, proc, probe_deadline=2)
 
 
-class DockerCrisp:
+class DockerCrisp(CrispProc):
     """crisp with a docker backend in front of one engine; restartable."""
+
+    start_timeout = 15.0
+    stop_timeout = 15.0
+    probe_deadline = 2
 
     def __init__(self, denv, kind):
         self.kind = kind
         self.engine_sock = denv.sock(kind)
-        sock_dir = os.path.dirname(self.engine_sock)
-        self.sock = os.path.join(sock_dir, "crisp-docker-%s.sock" % kind)
-        tag = re.sub(r"[^A-Za-z0-9]+", "_", os.path.relpath(CRISP_BIN, REPO)).strip("_")
-        self.log = os.path.join(WORK, "logs", "crisp-docker-%s-%s-%s.log"
-                                % (kind, tag, time.strftime("%Y%m%d-%H%M%S")))
-        self.args = [CRISP_BIN, "--listen", "unix://" + self.sock,
-                     "--backend", "docker:unix://" + self.engine_sock,
-                     "--pod-infra-image", denv.PAUSE_IMAGE,
-                     "--runtime-handler", "%s=%s" % (ALT_HANDLER, denv.ALT_RUNTIME)] + CRISP_ARGS
-        self.proc = None
-        self.client = None
-        self.problems = []
-        self.starts = 0
-
-    def start(self):
-        if not os.path.exists(CRISP_BIN):
-            pytest.fail("crisp binary %s does not exist (build it: make, or set CRISP_BIN)" % CRISP_BIN,
-                        pytrace=False)
-        if os.path.exists(self.sock):
-            os.unlink(self.sock)
-        os.makedirs(os.path.dirname(self.log), exist_ok=True)
-        with open(self.log, "ab") as logf:
-            logf.write(("# %s\n" % " ".join(self.args)).encode())
-            logf.flush()
-            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                         cwd=REPO)
-        self.starts += 1
-        err = wait_cri_ready(self.sock, 15, self.proc)
-        if err:
-            self.stop()
-            pytest.fail("crisp (docker backend on %s) did not come up: %s\n--- %s (tail) ---\n%s"
-                        % (self.kind, err, self.log, tail(self.log)), pytrace=False)
-        self.client = CRIClient("unix://" + self.sock, "crisp-" + self.kind)
-        return self
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, sig=signal.SIGTERM):
-        """Stop crisp; returns a list of problems (empty = clean exit)."""
-        problems = []
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.proc is None:
-            return problems
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                problems.append("crisp did not exit within 15 s of signal %d (killed)" % sig)
-                self.proc.kill()
-                self.proc.wait()
-            if sig == signal.SIGTERM and self.proc.returncode != 0:
-                problems.append("crisp exited with status %s at SIGTERM (expected 0)" % self.proc.returncode)
-        else:
-            problems.append("crisp had already exited (status %s)" % self.proc.returncode)
-        if sig == signal.SIGTERM and os.path.exists(self.sock):
-            problems.append("crisp left its socket %s behind" % self.sock)
-        if os.path.exists(self.sock):
-            try:
-                os.unlink(self.sock)
-            except OSError:
-                pass
-        try:
-            with open(self.log, "rb") as f:
-                text = f.read().decode(errors="replace")
-        except OSError:
-            text = ""
-        m = SANITIZER_RE.search(text)
-        if m:
-            problems.append("sanitizer report in crisp's stderr: %r" % text[m.start():m.start() + 300])
-        self.problems = problems
-        return problems
-
-    def restart(self, sig=signal.SIGTERM):
-        problems = self.stop(sig)
-        self.start()
-        return problems
+        super().__init__("docker-" + kind,
+                         ["--backend", "docker:unix://" + self.engine_sock,
+                          "--pod-infra-image", denv.PAUSE_IMAGE,
+                          "--runtime-handler", "%s=%s" % (ALT_HANDLER, denv.ALT_RUNTIME)],
+                         os.path.join(os.path.dirname(self.engine_sock), "crisp-docker-%s.sock" % kind),
+                         client_name="crisp-" + kind)
 
 
 _crisps = []
@@ -268,10 +129,7 @@ def crisp(denv, engine):
     _crisps.append(c)
     c.start()
     yield c
-    problems = c.stop()
-    if problems:
-        pytest.fail("crisp (docker backend on %s) did not shut down cleanly:\n  %s\n--- %s (tail) ---\n%s"
-                    % (engine.kind, "\n  ".join(problems), c.log, tail(c.log)), pytrace=False)
+    stop_all_checked([c])
 
 
 @pytest.fixture
@@ -288,30 +146,6 @@ def cri(crisp):
 
 # ---------------------------------------------------------------------------
 # pods and containers the way the kubelet makes them
-
-
-def kv(k, v):
-    f = v1.KeyValue.DESCRIPTOR.fields_by_name["value"]
-    if f.type == f.TYPE_BYTES and isinstance(v, str):
-        v = v.encode()
-    return v1.KeyValue(key=k, value=v)
-
-
-def remove_cgroup(parent):
-    if not parent:
-        return
-    base = "/sys/fs/cgroup"
-    try:
-        hierarchies = [os.path.join(base, h) for h in os.listdir(base)]
-    except OSError:
-        return
-    for h in hierarchies + [base]:
-        d = os.path.join(h, parent.strip("/"))
-        for root, _, _ in sorted(os.walk(d, topdown=False), key=lambda t: -len(t[0])):
-            try:
-                os.rmdir(root)
-            except OSError:
-                pass
 
 
 def engine_container_ids(engine):
@@ -440,19 +274,11 @@ class K8s:
         errors = []
         c = self.c
         for cid in reversed(self.ctr_ids):
-            for m, kw in (("StopContainer", {"timeout": 0}), ("RemoveContainer", {})):
-                try:
-                    c.rt(m, container_id=cid, deadline=30, **kw)
-                except grpc.RpcError as e:
-                    if e.code() != grpc.StatusCode.NOT_FOUND:
-                        errors.append("%s %s: %s %s" % (m, cid[:12], e.code(), e.details()))
+            cleanup_call(c, "StopContainer", errors, cid[:12], container_id=cid, timeout=0, deadline=30)
+            cleanup_call(c, "RemoveContainer", errors, cid[:12], container_id=cid, deadline=30)
         for pid in reversed(self.pod_ids):
             for m in ("StopPodSandbox", "RemovePodSandbox"):
-                try:
-                    c.rt(m, pod_sandbox_id=pid, deadline=60)
-                except grpc.RpcError as e:
-                    if e.code() != grpc.StatusCode.NOT_FOUND:
-                        errors.append("%s %s: %s %s" % (m, pid[:12], e.code(), e.details()))
+                cleanup_call(c, m, errors, pid[:12], pod_sandbox_id=pid, deadline=60)
         # what crisp's Stop/Remove left of this test's pods is a leak
         self.leaked = []
         try:
@@ -489,58 +315,7 @@ def k8s(request, cri, engine, denv):
 
 
 def wait_for(pred, timeout=10.0, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
-CRI_LOG_RE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) ?(.*)$")
-
-
-def parse_container_log(text):
-    """Lines of a container log -> [(stream, line)]. Accepts the CRI format the
-    kubelet writes/reads ("<RFC3339Nano> <stream> <P|F> <text>", P = partial)
-    and Docker's json-file lines ({"log": "text\\n", "stream": ..., "time": ...})."""
-    import json
-    out = []
-    partial = {}
-    for raw in text.splitlines():
-        if not raw.strip():
-            continue
-        if raw.lstrip().startswith("{"):
-            try:
-                j = json.loads(raw)
-            except ValueError:
-                raise AssertionError("unparseable json-file log line: %r" % raw)
-            stream, msg = j.get("stream"), j.get("log", "")
-            assert "time" in j, "json-file log line without time: %r" % raw
-            buf = partial.pop(stream, "") + msg
-            if buf.endswith("\n"):
-                out.append((stream, buf[:-1]))
-            else:
-                partial[stream] = buf
-            continue
-        m = CRI_LOG_RE.match(raw)
-        assert m, "log line in neither CRI nor json-file format: %r" % raw
-        _, stream, tag, msg = m.groups()
-        buf = partial.pop(stream, "") + msg
-        if tag == "F":
-            out.append((stream, buf))
-        else:
-            partial[stream] = buf
-    # output that ended without a newline (the container exited) is a line too
-    out.extend(partial.items())
-    return out
-
-
-def read_container_log(path):
-    with open(path, "rb") as f:
-        return parse_container_log(f.read().decode(errors="replace"))
+    return crisptest.wait_for(pred, timeout, interval, what)
 
 
 def code_of(fn, *a, **kw):

@@ -25,19 +25,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "test", "integration"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "test", "lib"))
 
 from crilib import CRIClient, v1  # noqa: E402
+from crisptest import CRISP_BIN, SLEEP_LOOP, WORK, read_env  # noqa: E402
 from enginelib import Engine  # noqa: E402
 
-WORK = os.path.abspath(os.environ.get("CRISP_TEST_WORK", os.path.join(REPO, "test", ".work")))
-CRISP_BIN = os.path.abspath(os.environ.get("CRISP_BIN", os.path.join(REPO, "build", "crisp")))
 OUT = os.path.join(REPO, "test", "unit", "data")
 
 # what the unit tests expect (keep in step with test/unit/docker_fixtures.h)
 POD = dict(name="fixture-pod", namespace="crisp-fixtures", uid="f1x7ure0-0000-4000-8000-000000000001")
 HOSTNET_POD = dict(name="fixture-hostnet", namespace="crisp-fixtures",
                    uid="f1x7ure0-0000-4000-8000-000000000002")
-SLEEP_LOOP = "trap 'exit 0' TERM; while :; do sleep 0.2; done"
 CONTAINERS = {  # name -> command
     "running": ["sh", "-c", SLEEP_LOOP],
     "exited": ["sh", "-c", "echo done; exit 0"],
@@ -45,18 +44,6 @@ CONTAINERS = {  # name -> command
     "oom": ["sh", "-c", "tail /dev/zero"],
 }
 OOM_LIMIT = 16 << 20
-
-
-def read_env(path):
-    import shlex
-    env = {}
-    with open(path) as f:
-        for line in f:
-            if "=" in line and not line.startswith("#"):
-                k, v = line.strip().split("=", 1)
-                parts = shlex.split(v)
-                env[k] = parts[0] if parts else ""
-    return env
 
 
 def start_crisp(env, kind, sock):

@@ -17,74 +17,22 @@
 import hashlib
 import os
 import re
-import shlex
-import signal
 import socket
-import subprocess
-import time
+import sys
 import uuid
 
-import grpc
 import pytest
 
-from crilib import CRIClient, v1, rpc_error  # noqa: F401  (generates the pb2 modules)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from crilib import CRIClient, v1, rpc_error  # noqa: E402,F401  (generates the pb2 modules)
+from crisptest import (  # noqa: E402,F401
+    CGROUP_ROOT, CRISP_BIN, CRISP_WRAPPER, WORK, WRAPPED, CrispProc,
+    cleanup_call, containerd_env_running, kv, read_env, remove_cgroup, run_env_script, tail, wait_for)
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-ENV_DIR = os.path.join(REPO, "test", "env")
-WORK = os.path.abspath(os.environ.get("CRISP_TEST_WORK", os.path.join(REPO, "test", ".work")))
-os.environ["CRISP_TEST_WORK"] = WORK
-CRISP_BIN = os.path.abspath(os.environ.get("CRISP_BIN", os.path.join(REPO, "build", "crisp")))
-CRISP_ARGS = shlex.split(os.environ.get("CRISP_ARGS", "--log-level debug"))
-# a command crisp runs under, e.g. valgrind (test/run's third pass)
-CRISP_WRAPPER = shlex.split(os.environ.get("CRISP_WRAPPER", ""))
-WRAPPED = bool(CRISP_WRAPPER)
 # start-up and SIGTERM-to-exit budgets (valgrind is ~20x slower to start)
 START_TIMEOUT = 90.0 if WRAPPED else 15.0
 STOP_TIMEOUT = 90.0 if WRAPPED else 10.0
-SANITIZER_RE = re.compile(
-    r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer|MemorySanitizer)"
-    r"|UndefinedBehaviorSanitizer|SUMMARY: \w+Sanitizer|runtime error: ")
-# valgrind (memcheck): any error, or definite/indirect leaks, fail the session
-VALGRIND_RE = re.compile(
-    r"==\d+== (ERROR SUMMARY: [1-9]\d* errors"
-    r"|\s*(definitely|indirectly) lost: [1-9][\d,]* bytes)")
-
-# pods get cgroup_parent /<CGROUP_ROOT>/pod<uid> like the kubelet's cgroupfs driver
-# does (sandbox stats need one); the empty dirs are removed after each test
-CGROUP_ROOT = "crisp-test"
-
-CRISP_LOG_TAIL = int(os.environ.get("CRISP_TEST_LOG_TAIL", "60"))
-
-
-def _tail(path, n=CRISP_LOG_TAIL):
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return "(no log at %s)" % path
-    return "\n".join(lines[-n:])
-
-
-def _read_env(path):
-    env = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            k, v = line.split("=", 1)
-            parts = shlex.split(v)
-            env[k] = parts[0] if parts else ""
-    return env
-
-
-def _pid_alive(pidfile, pattern):
-    try:
-        pid = int(open(pidfile).read().strip())
-        cmd = open("/proc/%d/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode()
-        return pattern in cmd
-    except (OSError, ValueError):
-        return False
+_tail = tail  # test_resilience.py's name for it
 
 
 class TestEnv(dict):
@@ -98,15 +46,11 @@ class TestEnv(dict):
 
 @pytest.fixture(scope="session")
 def testenv():
-    ctrd_cfg = os.path.join(os.environ.get("CRISP_TEST_CONTAINERD_DIR", os.path.join(WORK, "containerd")),
-                            "config.toml")
-    already = _pid_alive(os.path.join(WORK, "pids", "containerd.pid"), ctrd_cfg) and \
-        _pid_alive(os.path.join(WORK, "pids", "registry.pid"), os.path.join(WORK, "registry.yml"))
-    r = subprocess.run([os.path.join(ENV_DIR, "up.sh")], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-    if r.returncode != 0:
-        pytest.fail("test/env/up.sh failed:\n" + r.stdout.decode(errors="replace"), pytrace=False)
-    env = TestEnv(_read_env(os.path.join(WORK, "env.sh")))
+    already = containerd_env_running()
+    rc, out = run_env_script("up.sh")
+    if rc != 0:
+        pytest.fail("test/env/up.sh failed:\n" + out, pytrace=False)
+    env = TestEnv(read_env(os.path.join(WORK, "env.sh")))
     # containers need their image present (the kubelet pulls first, too)
     c = CRIClient("unix://" + env.CONTAINERD_SOCK, "setup")
     try:
@@ -115,31 +59,11 @@ def testenv():
         c.close()
     yield env
     if not already and os.environ.get("CRISP_TEST_KEEP_ENV") != "1":
-        subprocess.run([os.path.join(ENV_DIR, "down.sh")], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        run_env_script("down.sh", timeout=120)
 
 
-def _cri_ready(sock, timeout=10.0, proc=None):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return "exited with status %s" % proc.returncode
-        if os.path.exists(sock):
-            c = CRIClient("unix://" + sock, "probe")
-            try:
-                c.rt("Version", deadline=2)
-                return None
-            except grpc.RpcError as e:
-                last = "%s %s" % (e.code(), e.details())
-            finally:
-                c.close()
-        time.sleep(0.05)
-    return "not ready after %.0fs (last error: %s)" % (timeout, last)
-
-
-class Crisp:
-    """A running crisp process in front of a backend socket.
+class Crisp(CrispProc):
+    """A running crisp process in front of a backend socket (a CRI runtime).
 
     listen: crisp's --listen URLs (default: unix://<sock>); sock: the unix
     socket the readiness probe and the tests use; owns_socket: crisp must
@@ -147,37 +71,22 @@ class Crisp:
     launcher: argv put before the wrapper and crisp (systemd-socket-activate);
     keep_old_socket: leave a file already at `sock` for crisp to deal with."""
 
+    start_timeout = START_TIMEOUT
+    stop_timeout = STOP_TIMEOUT
+    probe_deadline = 2
+    wait_log_timeout = 5.0
+    with_client = False
+
     def __init__(self, name, backend_sock, extra_args=(), listen=None, sock=None,
                  owns_socket=True, launcher=(), keep_old_socket=False):
-        self.name = name
+        super().__init__(name, ["--backend", "cri:unix://" + backend_sock],
+                         sock or os.path.join(os.path.dirname(backend_sock), "crisp-%s.sock" % name),
+                         extra_args=extra_args, listen=listen, launcher=launcher, owns_socket=owns_socket,
+                         keep_old_socket=keep_old_socket)
         self.backend_sock = backend_sock
-        sock_dir = os.path.dirname(backend_sock)
-        self.sock = sock or os.path.join(sock_dir, "crisp-%s.sock" % name)
-        self.owns_socket = owns_socket
-        self.keep_old_socket = keep_old_socket
-        tag = re.sub(r"[^A-Za-z0-9]+", "_", os.path.relpath(CRISP_BIN, REPO)).strip("_")
-        self.log = os.path.join(WORK, "logs", "crisp-%s-%s-%s.log" % (name, tag, time.strftime("%Y%m%d-%H%M%S")))
-        listen_args = []
-        for url in (listen if listen is not None else ["unix://" + self.sock]):
-            listen_args += ["--listen", url]
-        self.args = list(launcher) + CRISP_WRAPPER + [CRISP_BIN] + listen_args + \
-            ["--backend", "cri:unix://" + backend_sock] + CRISP_ARGS + list(extra_args)
-        self.proc = None
-        self.problems = []
 
-    def start(self):
-        if not os.path.exists(CRISP_BIN):
-            pytest.fail("crisp binary %s does not exist (build it: make, or set CRISP_BIN)" % CRISP_BIN,
-                        pytrace=False)
-        if self.owns_socket and not self.keep_old_socket and os.path.exists(self.sock):
-            os.unlink(self.sock)
-        os.makedirs(os.path.dirname(self.log), exist_ok=True)
-        logf = open(self.log, "ab")
-        logf.write(("# %s\n" % " ".join(self.args)).encode())
-        logf.flush()
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     cwd=REPO)
-        logf.close()
+    def spawn(self):
+        super().spawn()
         last = os.path.join(WORK, "logs", "crisp-last.log")
         try:
             if os.path.lexists(last):
@@ -185,19 +94,7 @@ class Crisp:
             os.symlink(os.path.basename(self.log), last)
         except OSError:
             pass
-        err = _cri_ready(self.sock, START_TIMEOUT, self.proc)
-        if err:
-            self.stop(check=False)
-            pytest.fail("crisp did not come up: %s\n--- %s (tail) ---\n%s" % (err, self.log, _tail(self.log)),
-                        pytrace=False)
         return self
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self):
-        return self.proc.pid
 
     def rss_kb(self):
         """crisp's VmRSS (kB), from /proc."""
@@ -207,28 +104,10 @@ class Crisp:
                     return int(line.split()[1])
         raise AssertionError("no VmRSS for pid %d" % self.proc.pid)
 
-    def log_mark(self):
-        """A position in crisp's log; log_since(mark) is what came after it."""
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
-
-    def log_since(self, mark):
-        with open(self.log, "rb") as f:
-            f.seek(mark)
-            return f.read().decode(errors="replace")
-
-    def wait_log(self, mark, pattern, timeout=5.0, count=1):
-        """Waits until `pattern` (regex) occurs `count` times after `mark`."""
-        rx = re.compile(pattern)
-        return wait_for(lambda: len(rx.findall(self.log_since(mark))) >= count and self.log_since(mark),
-                        timeout=timeout, what="%dx %r in %s" % (count, pattern, self.log))
-
     def check_serving(self, what=""):
         """crisp is alive and answers Version on a fresh connection."""
         assert self.alive(), "crisp exited (status %s) %s\n--- %s (tail) ---\n%s" % (
-            self.proc.returncode, what, self.log, _tail(self.log))
+            self.proc.returncode, what, self.log, tail(self.log))
         c = CRIClient("unix://" + self.sock, "check")
         try:
             r = c.rt("Version", deadline=30 if WRAPPED else 5)
@@ -238,50 +117,12 @@ class Crisp:
         assert self.alive()
         return r
 
-    def stop(self, check=True, exited=False):
-        """SIGTERM; returns a list of problems (empty = clean exit).
-        exited: the test stopped crisp itself; check how it ended."""
-        problems = []
-        if self.proc is None:
-            return problems
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                problems.append("crisp did not exit within %d s of SIGTERM (killed)" % STOP_TIMEOUT)
-                self.proc.kill()
-                self.proc.wait()
-            rc = self.proc.returncode
-            if rc != 0:
-                problems.append("crisp exited with status %s at SIGTERM (expected 0)" % rc)
-        elif exited:
-            if self.proc.returncode != 0:
-                problems.append("crisp exited with status %s (expected 0)" % self.proc.returncode)
-        else:
-            problems.append("crisp had already exited (status %s) before SIGTERM" % self.proc.returncode)
-        if self.owns_socket and os.path.exists(self.sock):
-            problems.append("crisp left its socket %s behind" % self.sock)
-            try:
-                os.unlink(self.sock)
-            except OSError:
-                pass
-        with open(self.log, "rb") as f:
-            text = f.read().decode(errors="replace")
-        m = SANITIZER_RE.search(text)
-        if m:
-            problems.append("sanitizer report in crisp's stderr: %r" % text[m.start():m.start() + 200])
-        for m in VALGRIND_RE.finditer(text):
-            problems.append("valgrind: %s (see %s)" % (m.group(1).strip(), self.log))
-        self.problems = problems
-        return problems
-
 
 def stop_and_check(c, exited=False):
     problems = c.stop(exited=exited)
     if problems:
         pytest.fail("crisp (%s) did not shut down cleanly:\n  %s\n--- %s (tail) ---\n%s"
-                    % (c.name, "\n  ".join(problems), c.log, _tail(c.log)), pytrace=False)
+                    % (c.name, "\n  ".join(problems), c.log, tail(c.log)), pytrace=False)
 
 
 _crisp_instances = []
@@ -320,11 +161,11 @@ def cri(request, testenv):
         client = request.getfixturevalue("crisp_client")
         if not crisp_proc.alive():
             pytest.fail("crisp is not running (exited with %s)\n--- %s (tail) ---\n%s"
-                        % (crisp_proc.proc.returncode, crisp_proc.log, _tail(crisp_proc.log)), pytrace=False)
+                        % (crisp_proc.proc.returncode, crisp_proc.log, tail(crisp_proc.log)), pytrace=False)
     yield client
     if request.param == "crisp" and not crisp_proc.alive():
         pytest.fail("crisp died during this test (status %s)\n--- %s (tail) ---\n%s"
-                    % (crisp_proc.proc.returncode, crisp_proc.log, _tail(crisp_proc.log)), pytrace=False)
+                    % (crisp_proc.proc.returncode, crisp_proc.log, tail(crisp_proc.log)), pytrace=False)
 
 
 class Both:
@@ -345,32 +186,6 @@ def both(direct_client, crisp_client):
 # ---------------------------------------------------------------------------
 # pods and containers, always cleaned up (through containerd directly, so the
 # cleanup works even when crisp misbehaves)
-
-
-def kv(pb, k, v):
-    """KeyValue: v1's value is bytes (cri-api changed it), v1alpha2's a string."""
-    f = pb.KeyValue.DESCRIPTOR.fields_by_name["value"]
-    if f.type == f.TYPE_BYTES and isinstance(v, str):
-        v = v.encode()
-    return pb.KeyValue(key=k, value=v)
-
-
-def remove_cgroup(parent):
-    """rmdir the (now empty) pod cgroup in every hierarchy; ignore failures."""
-    if not parent:
-        return
-    base = "/sys/fs/cgroup"
-    try:
-        hierarchies = [os.path.join(base, h) for h in os.listdir(base)]
-    except OSError:
-        return
-    for h in hierarchies + [base]:
-        d = os.path.join(h, parent.strip("/"))
-        for root, dirs, _ in sorted(os.walk(d, topdown=False), key=lambda t: -len(t[0])):
-            try:
-                os.rmdir(root)
-            except OSError:
-                pass
 
 
 class Pods:
@@ -418,7 +233,7 @@ class Pods:
             metadata=pb.ContainerMetadata(name=name, attempt=0),
             image=pb.ImageSpec(image=image or self.env.BUSYBOX_IMAGE),
             command=command,
-            envs=[kv(pb, k, v) for k, v in (env or {}).items()],
+            envs=[kv(k, v, pb) for k, v in (env or {}).items()],
             labels=lbl,
             annotations={"crisp-test/container": name},
             log_path="%s_0.log" % name,
@@ -451,22 +266,11 @@ class Pods:
         c = self.cleanup_client
         errors = []
         for cid in reversed(self.ctr_ids):
-            for m in ("StopContainer", "RemoveContainer"):
-                try:
-                    if m == "StopContainer":
-                        c.rt(m, c.pb.StopContainerRequest(container_id=cid, timeout=2))
-                    else:
-                        c.rt(m, container_id=cid)
-                except grpc.RpcError as e:
-                    if e.code() != grpc.StatusCode.NOT_FOUND:
-                        errors.append("%s %s: %s" % (m, cid, e.details()))
+            cleanup_call(c, "StopContainer", errors, cid, container_id=cid, timeout=2)
+            cleanup_call(c, "RemoveContainer", errors, cid, container_id=cid)
         for pid in reversed(self.pod_ids):
             for m in ("StopPodSandbox", "RemovePodSandbox"):
-                try:
-                    c.rt(m, pod_sandbox_id=pid)
-                except grpc.RpcError as e:
-                    if e.code() != grpc.StatusCode.NOT_FOUND:
-                        errors.append("%s %s: %s" % (m, pid, e.details()))
+                cleanup_call(c, m, errors, pid, pod_sandbox_id=pid)
         for cfg in self.configs.values():
             remove_cgroup(cfg.linux.cgroup_parent)
         return errors
@@ -502,7 +306,7 @@ def pytest_runtest_makereport(item, call):
         for c in _crisp_instances:
             if not os.path.exists(c.log):
                 continue
-            rep.sections.append(("crisp log tail (%s)" % c.log, _tail(c.log, 30)))
+            rep.sections.append(("crisp log tail (%s)" % c.log, tail(c.log, 30)))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -531,16 +335,6 @@ def free_unix_path(name):
         os.unlink(p)
     return p
 
-
-def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
-    deadline = time.time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 __all__ = ["wait_for", "free_unix_path", "socket"]

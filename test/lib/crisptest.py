@@ -1,21 +1,24 @@
-"""Helpers shared by crisp's pytest suites (test/mux uses them; the older
-suites have their own copies in their conftest.py, which can move here).
+"""Helpers shared by crisp's pytest suites (test/integration, test/docker,
+test/mux); each suite's conftest.py keeps only its own fixtures.
 
 - paths and knobs: REPO, WORK (CRISP_TEST_WORK), CRISP_BIN, CRISP_ARGS,
   CRISP_WRAPPER (e.g. valgrind) and the start/stop budgets that go with it;
 - CrispProc: one crisp process with any arguments (--backend or --config),
   started and checked ready, stopped with SIGTERM (exit 0, socket removed, no
   sanitizer or valgrind report), killed, restarted, sent SIGHUP; its log
-  read from a mark (log_mark / log_since / wait_log);
-- wait_for, wait_cri_ready, read_env, tail;
+  read from a mark (log_mark / log_since / wait_log). A suite's own crisp
+  (conftest's Crisp, DockerCrisp) is a subclass with its budgets;
+- wait_for, wait_cri_ready, read_env, tail, cleanup_call;
 - the test environments of test/env: env_up / docker_env_up, and engines
   killed and restarted (kill_engine / restart_engine);
-- kubelet-shaped pod and container configs (pod_config, container_config)
-  and remove_cgroup for the pods' cgroup parents.
+- kubelet-shaped pod and container configs (pod_config, container_config),
+  remove_cgroup for the pods' cgroup parents, container logs in the CRI and
+  json-file formats (parse_container_log, read_container_log).
 
 The python modules of crisp's other suites are put on sys.path: crilib
 (test/integration: the python3-grpcio CRI client), enginelib (test/docker:
-the Docker Engine API client), crigo (test/grpcgo: the grpc-go client)."""
+the Docker Engine API client), crigo (test/grpcgo: the grpc-go client).
+A suite's conftest.py puts test/lib on sys.path and imports from here."""
 import os
 import re
 import shlex
@@ -33,6 +36,7 @@ for _d in ("integration", "docker", "grpcgo"):
         sys.path.append(_p)
 
 import grpc  # noqa: E402
+import pytest  # noqa: E402
 
 from crilib import CRIClient, v1  # noqa: E402,F401
 
@@ -88,10 +92,13 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
-def wait_cri_ready(sock, timeout=20.0, proc=None):
+def wait_cri_ready(sock, timeout=20.0, proc=None, probe_deadline=None):
     """None once Version answers on the socket, else why not. Each try may
-    take 10 s: a docker backend asks the engine, and podman's /version runs
-    conmon and the OCI runtime (seconds on a loaded machine)."""
+    take `probe_deadline` s (default 10, 30 under a wrapper): a docker backend
+    asks the engine, and podman's /version runs conmon and the OCI runtime
+    (seconds on a loaded machine)."""
+    if probe_deadline is None:
+        probe_deadline = 30 if WRAPPED else 10
     deadline = time.time() + timeout
     last = None
     while time.time() < deadline:
@@ -100,7 +107,7 @@ def wait_cri_ready(sock, timeout=20.0, proc=None):
         if os.path.exists(sock):
             c = CRIClient("unix://" + sock, "probe")
             try:
-                c.rt("Version", deadline=30 if WRAPPED else 10)
+                c.rt("Version", deadline=probe_deadline)
                 return None
             except grpc.RpcError as e:
                 last = "%s %s" % (e.code(), e.details())
@@ -110,48 +117,97 @@ def wait_cri_ready(sock, timeout=20.0, proc=None):
     return "not ready after %.0fs (last error: %s)" % (timeout, last)
 
 
-class CrispProc:
-    """A crisp process: `args` are crisp's arguments after the binary (the
-    --listen of `sock` is added), CRISP_ARGS follow them; stderr goes to
-    $WORK/logs/crisp-<name>-<binary>-<time>.log."""
+def crisp_log_path(name):
+    """$WORK/logs/crisp-<name>-<binary>-<time>.log"""
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", os.path.relpath(CRISP_BIN, REPO)).strip("_")
+    return os.path.join(WORK, "logs", "crisp-%s-%s-%s.log" % (name, tag, time.strftime("%Y%m%d-%H%M%S")))
 
-    def __init__(self, name, args, sock):
+
+def log_problems(path):
+    """Sanitizer and valgrind reports in a crisp log."""
+    problems = []
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        text = ""
+    m = SANITIZER_RE.search(text)
+    if m:
+        problems.append("sanitizer report in %s: %r" % (path, text[m.start():m.start() + 300]))
+    for m in VALGRIND_RE.finditer(text):
+        problems.append("valgrind: %s (see %s)" % (m.group(1).strip(), path))
+    return problems
+
+
+class CrispProc:
+    """A crisp process: `args` are crisp's arguments after the binary and its
+    --listen (`listen` URLs, default unix://`sock`), CRISP_ARGS follow them,
+    then `extra_args`; `launcher` goes before CRISP_WRAPPER and the binary
+    (prlimit, systemd-socket-activate). stderr goes to
+    $WORK/logs/crisp-<log_name or name>-<binary>-<time>.log. `owns_socket`:
+    crisp must remove `sock` at SIGTERM (not so for a socket systemd passed);
+    `keep_old_socket`: a file already at `sock` is left for crisp to deal with.
+
+    A subclass sets its suite's budgets: start_timeout, stop_timeout,
+    probe_deadline (of each readiness try), wait_log_timeout, and with_client
+    (start() opens `client`, a CRIClient on `sock`)."""
+
+    start_timeout = START_TIMEOUT
+    stop_timeout = STOP_TIMEOUT
+    probe_deadline = None
+    wait_log_timeout = 15.0
+    with_client = True
+
+    def __init__(self, name, args, sock, extra_args=(), listen=None, launcher=(), owns_socket=True,
+                 keep_old_socket=False, log_name=None, client_name=None):
         self.name = name
         self.sock = sock
-        tag = re.sub(r"[^A-Za-z0-9]+", "_", os.path.relpath(CRISP_BIN, REPO)).strip("_")
-        self.log = os.path.join(WORK, "logs", "crisp-%s-%s-%s.log" % (name, tag, time.strftime("%Y%m%d-%H%M%S")))
-        self.argv = CRISP_WRAPPER + [CRISP_BIN, "--listen", "unix://" + sock] + list(args) + CRISP_ARGS
+        self.owns_socket = owns_socket
+        self.keep_old_socket = keep_old_socket
+        self.client_name = client_name or name
+        self.log = crisp_log_path(log_name or name)
+        listen_args = []
+        for url in (listen if listen is not None else ["unix://" + sock]):
+            listen_args += ["--listen", url]
+        self.args = list(launcher) + CRISP_WRAPPER + [CRISP_BIN] + listen_args + list(args) + CRISP_ARGS + \
+            list(extra_args)
         self.proc = None
         self.client = None
         self.problems = []
         self.starts = 0
 
+    @property
+    def argv(self):
+        return self.args
+
     def __repr__(self):
-        return "CrispProc(%s, %s)" % (self.name, self.sock)
+        return "%s(%s, %s)" % (type(self).__name__, self.name, self.sock)
 
     def spawn(self):
         """Starts the process without waiting for it (see start)."""
         if not os.path.exists(CRISP_BIN):
-            raise AssertionError("crisp binary %s does not exist (make, or set CRISP_BIN)" % CRISP_BIN)
-        if os.path.exists(self.sock):
+            pytest.fail("crisp binary %s does not exist (build it: make, or set CRISP_BIN)" % CRISP_BIN,
+                        pytrace=False)
+        if self.owns_socket and not self.keep_old_socket and os.path.exists(self.sock):
             os.unlink(self.sock)
         os.makedirs(os.path.dirname(self.log), exist_ok=True)
         with open(self.log, "ab") as logf:
-            logf.write(("# %s\n" % " ".join(self.argv)).encode())
+            logf.write(("# %s\n" % " ".join(self.args)).encode())
             logf.flush()
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                          cwd=REPO)
         self.starts += 1
         return self
 
     def start(self):
         self.spawn()
-        err = wait_cri_ready(self.sock, START_TIMEOUT, self.proc)
+        err = wait_cri_ready(self.sock, self.start_timeout, self.proc, self.probe_deadline)
         if err:
             self.stop()
-            raise AssertionError("crisp %s did not come up: %s\n--- %s (tail) ---\n%s"
-                                 % (self.name, err, self.log, tail(self.log)))
-        self.client = CRIClient("unix://" + self.sock, self.name)
+            pytest.fail("crisp %s did not come up: %s\n--- %s (tail) ---\n%s"
+                        % (self.name, err, self.log, tail(self.log)), pytrace=False)
+        if self.with_client:
+            self.client = CRIClient("unix://" + self.sock, self.client_name)
         return self
 
     def alive(self):
@@ -165,6 +221,7 @@ class CrispProc:
         self.proc.send_signal(sig)
 
     def log_mark(self):
+        """A position in crisp's log; log_since(mark) is what came after it."""
         try:
             return os.path.getsize(self.log)
         except OSError:
@@ -175,25 +232,20 @@ class CrispProc:
             f.seek(mark)
             return f.read().decode(errors="replace")
 
-    def wait_log(self, mark, pattern, timeout=15.0, count=1):
+    def wait_log(self, mark, pattern, timeout=None, count=1):
         """The log after `mark` once `pattern` (a regex) is in it `count` times."""
         rx = re.compile(pattern)
         return wait_for(lambda: len(rx.findall(self.log_since(mark))) >= count and self.log_since(mark),
-                        timeout=timeout, what="%dx %r in %s" % (count, pattern, self.log))
+                        timeout=timeout or self.wait_log_timeout,
+                        what="%dx %r in %s" % (count, pattern, self.log))
 
     def check_log(self):
         """Sanitizer and valgrind reports in the whole log."""
-        problems = []
-        text = self.log_since(0) if os.path.exists(self.log) else ""
-        m = SANITIZER_RE.search(text)
-        if m:
-            problems.append("sanitizer report in %s: %r" % (self.log, text[m.start():m.start() + 300]))
-        for m in VALGRIND_RE.finditer(text):
-            problems.append("valgrind: %s (see %s)" % (m.group(1).strip(), self.log))
-        return problems
+        return log_problems(self.log)
 
-    def stop(self, sig=signal.SIGTERM):
-        """Stops crisp; returns what went wrong (empty: a clean exit)."""
+    def stop(self, sig=signal.SIGTERM, exited=False):
+        """Stops crisp; returns what went wrong (empty: a clean exit).
+        exited: the test made crisp exit itself; its status must be 0."""
         problems = []
         if self.client is not None:
             self.client.close()
@@ -203,20 +255,23 @@ class CrispProc:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
+                self.proc.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 problems.append("crisp %s did not exit within %.0f s of signal %d (killed)"
-                                % (self.name, STOP_TIMEOUT, sig))
+                                % (self.name, self.stop_timeout, sig))
                 self.proc.kill()
                 self.proc.wait()
             if sig == signal.SIGTERM and self.proc.returncode != 0:
                 problems.append("crisp %s exited with status %s at SIGTERM (expected 0)"
                                 % (self.name, self.proc.returncode))
+        elif exited:
+            if self.proc.returncode != 0:
+                problems.append("crisp %s exited with status %s (expected 0)" % (self.name, self.proc.returncode))
         elif sig == signal.SIGTERM:
             problems.append("crisp %s had already exited (status %s)" % (self.name, self.proc.returncode))
-        if sig == signal.SIGTERM and os.path.exists(self.sock):
-            problems.append("crisp %s left its socket %s behind" % (self.name, self.sock))
-        if os.path.exists(self.sock):
+        if self.owns_socket and os.path.exists(self.sock):
+            if sig == signal.SIGTERM:
+                problems.append("crisp %s left its socket %s behind" % (self.name, self.sock))
             try:
                 os.unlink(self.sock)
             except OSError:
@@ -229,6 +284,28 @@ class CrispProc:
         problems = self.stop(sig)
         self.start()
         return problems
+
+
+def stop_all_checked(procs):
+    """Stops every one of them, then fails if any did not shut down cleanly."""
+    report = []
+    for p in procs:
+        problems = p.stop()
+        if problems:
+            report.append("crisp %s did not shut down cleanly:\n  %s\n--- %s (tail) ---\n%s"
+                          % (p.name, "\n  ".join(problems), p.log, tail(p.log)))
+    if report:
+        pytest.fail("\n".join(report), pytrace=False)
+
+
+def cleanup_call(client, method, errors, what, **kw):
+    """One Stop*/Remove* call of a test's cleanup: NOT_FOUND is fine, any
+    other error is added to `errors` (naming `what`)."""
+    try:
+        client.rt(method, **kw)
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.NOT_FOUND:
+            errors.append("%s %s: %s %s" % (method, what, e.code(), e.details()))
 
 
 # ---------------------------------------------------------------------------
@@ -324,8 +401,10 @@ def restart_engine(kind):
 # pods and containers the way the kubelet makes them
 
 CGROUP_ROOT = "crisp-test"
-# exits at once on SIGTERM (busybox `sleep` as PID 1 ignores it)
-SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+# A long-running container that exits at once on SIGTERM (busybox `sleep` as
+# PID 1 ignores SIGTERM, so every stop would wait out its whole grace period).
+SLEEP_LOOP = "trap 'exit 0' TERM; while :; do sleep 0.2; done"
+SLEEPER = ["sh", "-c", SLEEP_LOOP]
 
 
 def kv(k, v, pb=v1):
@@ -396,19 +475,24 @@ def remove_cgroup(parent):
 CRI_LOG_RE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) ?(.*)$")
 
 
-def read_container_log(path):
-    """[(stream, line)] of a container log in the CRI format or Docker's
-    json-file format (what the docker backend's link shows)."""
+def parse_container_log(text):
+    """Lines of a container log -> [(stream, line)]. Accepts the CRI format the
+    kubelet writes/reads ("<RFC3339Nano> <stream> <P|F> <text>", P = partial)
+    and Docker's json-file lines ({"log": "text\\n", "stream": ..., "time": ...},
+    what the docker backend's link shows)."""
     import json
-    out, partial = [], {}
-    with open(path, "rb") as f:
-        text = f.read().decode(errors="replace")
+    out = []
+    partial = {}
     for raw in text.splitlines():
         if not raw.strip():
             continue
         if raw.lstrip().startswith("{"):
-            j = json.loads(raw)
-            stream, msg, tag = j.get("stream"), j.get("log", ""), None
+            try:
+                j = json.loads(raw)
+            except ValueError:
+                raise AssertionError("unparseable json-file log line: %r" % raw)
+            stream, msg = j.get("stream"), j.get("log", "")
+            assert "time" in j, "json-file log line without time: %r" % raw
             buf = partial.pop(stream, "") + msg
             if buf.endswith("\n"):
                 out.append((stream, buf[:-1]))
@@ -416,13 +500,18 @@ def read_container_log(path):
                 partial[stream] = buf
             continue
         m = CRI_LOG_RE.match(raw)
-        if not m:
-            raise AssertionError("log line in neither CRI nor json-file format: %r" % raw)
+        assert m, "log line in neither CRI nor json-file format: %r" % raw
         _, stream, tag, msg = m.groups()
         buf = partial.pop(stream, "") + msg
         if tag == "F":
             out.append((stream, buf))
         else:
             partial[stream] = buf
+    # output that ended without a newline (the container exited) is a line too
     out.extend(partial.items())
     return out
+
+
+def read_container_log(path):
+    with open(path, "rb") as f:
+        return parse_container_log(f.read().decode(errors="replace"))

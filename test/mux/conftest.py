@@ -40,8 +40,9 @@ import pytest
 os.environ.setdefault("CRISP_TEST_RPC_TIMEOUT", "120")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from crisptest import (  # noqa: E402
-    CRISP_BIN, SLEEPER, WORK, CrispProc, container_config, containerd_env_running, docker_env_up,
-    env_up, pod_config, read_env, remove_cgroup, run_env_script, tail, wait_for)
+    CRISP_BIN, SLEEPER, WORK, CrispProc, cleanup_call, container_config, containerd_env_running,
+    docker_env_up, env_up, pod_config, read_env, remove_cgroup, run_env_script, stop_all_checked, tail,
+    wait_for)
 from crilib import CRIClient, rpc_error, v1  # noqa: E402,F401
 from enginelib import Engine  # noqa: E402
 
@@ -136,20 +137,8 @@ def engines(envs):
 _procs = []
 
 
-def _stop_all_checked(procs):
-    """Stops every one of them, then fails if any did not shut down cleanly."""
-    report = []
-    for p in procs:
-        problems = p.stop()
-        if problems:
-            report.append("crisp %s did not shut down cleanly:\n  %s\n--- %s (tail) ---\n%s"
-                          % (p.name, "\n  ".join(problems), p.log, tail(p.log)))
-    if report:
-        pytest.fail("\n".join(report), pytrace=False)
-
-
 def _stop_checked(p):
-    _stop_all_checked([p])
+    stop_all_checked([p])
 
 
 @atexit.register
@@ -180,7 +169,7 @@ def refs(envs):
         out[kind] = p.client
     yield out
     out["containerd"].close()
-    _stop_all_checked(procs)
+    stop_all_checked(procs)
 
 
 @pytest.fixture(scope="session")
@@ -286,20 +275,13 @@ class Pods:
         errors = []
         for cid, (pid, b, _) in reversed(list(self.ctrs.items())):
             ref = self.refs[b]
-            for m, kw in (("StopContainer", {"timeout": 0}), ("RemoveContainer", {})):
-                try:
-                    ref.rt(m, container_id=cid, deadline=60, **kw)
-                except grpc.RpcError as e:
-                    if e.code() != grpc.StatusCode.NOT_FOUND:
-                        errors.append("%s %s on %s: %s %s" % (m, cid[:12], b, e.code(), e.details()))
+            cleanup_call(ref, "StopContainer", errors, "%s on %s" % (cid[:12], b), container_id=cid, timeout=0,
+                         deadline=60)
+            cleanup_call(ref, "RemoveContainer", errors, "%s on %s" % (cid[:12], b), container_id=cid, deadline=60)
         for pid, (b, cfg) in reversed(list(self.pods.items())):
             ref = self.refs[b]
             for m in ("StopPodSandbox", "RemovePodSandbox"):
-                try:
-                    ref.rt(m, pod_sandbox_id=pid, deadline=90)
-                except grpc.RpcError as e:
-                    if e.code() != grpc.StatusCode.NOT_FOUND:
-                        errors.append("%s %s on %s: %s %s" % (m, pid[:12], b, e.code(), e.details()))
+                cleanup_call(ref, m, errors, "%s on %s" % (pid[:12], b), pod_sandbox_id=pid, deadline=90)
             remove_cgroup(cfg.linux.cgroup_parent)
         return errors
 
