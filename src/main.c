@@ -521,11 +521,111 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
         log_info("sighup_ignored", "why=\"no --config to reload\"");
 }
 
-int main(int argc, char **argv)
+/* SIGTERM and SIGINT (an orderly shutdown), SIGHUP (reload). */
+static struct event *sig_events[3];
+
+static int add_signals(void)
+{
+    static const struct {
+        int sig;
+        event_callback_fn cb;
+    } sigs[] = {{SIGTERM, on_signal}, {SIGINT, on_signal}, {SIGHUP, on_sighup}};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        sig_events[i] = evsignal_new(base, sigs[i].sig, sigs[i].cb, NULL);
+        if (!sig_events[i] || event_add(sig_events[i], NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* On the new loop: the budgets, the gRPC server, the signals and the
+ * streaming server; what they need to be undone is stop_loop's. */
+static int start_loop(void)
 {
     char err[1024];
+    crisp_budget_setup(base, crisp_h2srv_cfg.max_msg);
+    raise_fd_limit();
+    if (crisp_h2srv_start(base) < 0)
+        return -1;
+    /* Signals first: a SIGTERM during start-up still ends in an orderly
+     * shutdown (socket removed), not the default action. */
+    if (add_signals() < 0)
+        return -1;
+    if (crisp_stream_start(base, &opts.stream, err, sizeof(err)) < 0) {
+        log_error("startup_failed", "streaming_listen=%s err=%s", crisp_logq(opts.stream.listen),
+                  crisp_logq(err));
+        return -1;
+    }
+    return 0;
+}
+
+static void stop_loop(void)
+{
+    crisp_h2srv_close_all(); /* the idle sweep */
+    for (size_t i = 0; i < sizeof(sig_events) / sizeof(sig_events[0]); i++)
+        if (sig_events[i])
+            event_free(sig_events[i]);
+    crisp_budget_teardown();
+    event_base_free(base);
+}
+
+static int open_listeners(void)
+{
+    static const struct crisp_listen_cbs grpc_server = {.on_accept = crisp_h2srv_accept,
+                                                        .on_full = evict_for_accept};
+    char err[1024];
+    for (int i = 0; i < opts.nlisten; i++) {
+        if (crisp_listen_open(base, opts.listen[i], &opts.tls, &grpc_server, err, sizeof(err)) < 0) {
+            log_error("startup_failed", "listen=%s err=%s", crisp_logq(opts.listen[i]),
+                      crisp_logq(err));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The listeners, then the loop until a signal ends it (0) or -1 when a
+ * listener does not open; either way the client connections are closed. */
+static int listen_and_run(void)
+{
+    int rc = -1;
+    if (open_listeners() == 0) {
+        log_info("started", "version=%s backend=%s methods=%zu max_message_size=%zu "
+                 "max_connections=%zu idle_timeout_s=%u", CRISP_VERSION,
+                 crisp_logq(single ? single->name : crisp_node_describe()),
+                 crisp_methods_count(), crisp_h2srv_cfg.max_msg, crisp_h2srv_cfg.max_conns,
+                 crisp_h2srv_cfg.idle_timeout_s);
+        event_base_dispatch(base);
+        rc = 0;
+        log_info("stopped", "connections=%zu", crisp_h2srv_conn_count());
+    }
+    crisp_listen_close_all();
+    crisp_h2srv_close_all();
+    if (stop_timer)
+        event_free(stop_timer);
+    return rc;
+}
+
+/* The backends and the observers, then the service; they go in this order
+ * whatever happened. */
+static int serve(void)
+{
+    char err[1024];
+    int rc = -1;
+    if (start_backends(err, sizeof(err)) < 0 || start_observers(err, sizeof(err)) < 0)
+        log_error("startup_failed", "err=%s", crisp_logq(err));
+    else
+        rc = listen_and_run();
+    crisp_stream_stop(); /* its sessions end while their backends live */
+    stop_backends();
+    crisp_metrics_stop();
+    crisp_trace_stop(); /* after the calls: what they queued is written */
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
     int rc = 1;
-    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 
     if (parse_args(argc, argv) < 0)
         return 2;
@@ -535,68 +635,11 @@ int main(int argc, char **argv)
         return 1;
     }
     base = event_base_new();
-    if (!base)
-        goto fail_methods;
-    crisp_budget_setup(base, crisp_h2srv_cfg.max_msg);
-    raise_fd_limit();
-    if (crisp_h2srv_start(base) < 0)
-        goto fail_base;
-    /* Signals first: a SIGTERM during start-up still ends in an orderly
-     * shutdown (socket removed), not the default action. */
-    sigterm = evsignal_new(base, SIGTERM, on_signal, NULL);
-    sigint = evsignal_new(base, SIGINT, on_signal, NULL);
-    sighup = evsignal_new(base, SIGHUP, on_sighup, NULL);
-    if (!sigterm || !sigint || !sighup || event_add(sigterm, NULL) < 0 ||
-        event_add(sigint, NULL) < 0 || event_add(sighup, NULL) < 0)
-        goto fail_base;
-    if (crisp_stream_start(base, &opts.stream, err, sizeof(err)) < 0) {
-        log_error("startup_failed", "streaming_listen=%s err=%s", crisp_logq(opts.stream.listen),
-                  crisp_logq(err));
-        goto fail_base;
+    if (base) {
+        if (start_loop() == 0 && serve() == 0)
+            rc = 0;
+        stop_loop();
     }
-    if (start_backends(err, sizeof(err)) < 0 || start_observers(err, sizeof(err)) < 0) {
-        log_error("startup_failed", "err=%s", crisp_logq(err));
-        goto fail_backends;
-    }
-    static const struct crisp_listen_cbs grpc_server = {.on_accept = crisp_h2srv_accept,
-                                                        .on_full = evict_for_accept};
-    for (int i = 0; i < opts.nlisten; i++) {
-        if (crisp_listen_open(base, opts.listen[i], &opts.tls, &grpc_server, err, sizeof(err)) < 0) {
-            log_error("startup_failed", "listen=%s err=%s", crisp_logq(opts.listen[i]),
-                      crisp_logq(err));
-            goto fail_listen;
-        }
-    }
-    log_info("started", "version=%s backend=%s methods=%zu max_message_size=%zu "
-             "max_connections=%zu idle_timeout_s=%u", CRISP_VERSION,
-             crisp_logq(single ? single->name : crisp_node_describe()),
-             crisp_methods_count(), crisp_h2srv_cfg.max_msg, crisp_h2srv_cfg.max_conns,
-             crisp_h2srv_cfg.idle_timeout_s);
-    event_base_dispatch(base);
-    rc = 0;
-    log_info("stopped", "connections=%zu", crisp_h2srv_conn_count());
-
-fail_listen:
-    crisp_listen_close_all();
-    crisp_h2srv_close_all();
-    if (stop_timer)
-        event_free(stop_timer);
-fail_backends:
-    crisp_stream_stop(); /* its sessions end while their backends live */
-    stop_backends();
-    crisp_metrics_stop();
-    crisp_trace_stop(); /* after the calls: what they queued is written */
-fail_base:
-    crisp_h2srv_close_all(); /* the idle sweep */
-    if (sigterm)
-        event_free(sigterm);
-    if (sigint)
-        event_free(sigint);
-    if (sighup)
-        event_free(sighup);
-    crisp_budget_teardown();
-    event_base_free(base);
-fail_methods:
     crisp_methods_free();
     return rc;
 }
