@@ -1,10 +1,13 @@
 /* main.c - options, the event loop, signals and an orderly shutdown.
  *
  * Layers (see docs/architecture.md): src/io listeners and transport,
- * src/front the gRPC server, src/core calls, methods and the router, and the
- * backends (src/relay, src/docker) reached through their ops. main.c knows
- * no backend kind by name: each kind declares its options
- * (crisp_backend_ops.opts) and they are offered here. */
+ * src/front the gRPC server, src/core calls, methods and the router, the
+ * backends (src/relay, src/docker, and src/mux over them with --config)
+ * reached through their ops, src/stream the streaming server, src/trace
+ * tracing and metrics. main.c knows no backend kind by name: each kind
+ * declares its options (crisp_backend_ops.opts), as tracing and metrics do
+ * (opt.h), and they are offered here. Start-up and shutdown are steps that
+ * each undo their own part: start_loop/stop_loop, serve, listen_and_run. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>

@@ -94,8 +94,9 @@ struct crisp_backend *crisp_backend_at(size_t i);
 extern const struct crisp_backend_ops crisp_backend_cri_ops;
 extern const struct crisp_backend_ops crisp_backend_docker_ops;
 
-/* The router: which backend instance serves a call. One default instance
- * for now; RuntimeClass handlers and IDs choose among several later. */
+/* The router: which backend instance serves a call: the default one, the
+ * --backend instance or, with --config, the mux (src/mux), a backend that
+ * routes each call on to its children by handler and by ID. */
 void crisp_router_set_default(struct crisp_backend *be);
 struct crisp_backend *crisp_router_pick(struct crisp_call *call);
 
