@@ -34,8 +34,9 @@ sys.path.insert(0, os.path.join(REPO, "test", "lib"))
 import crisptest  # noqa: E402
 from crilib import CRIClient, v1, rpc_error  # noqa: E402,F401
 from crisptest import (  # noqa: E402,F401
-    CGROUP_ROOT, CRISP_BIN, ENV_DIR, SANITIZER_RE, SLEEP_LOOP, SLEEPER, WORK, CrispProc, cleanup_call, kv,
-    parse_container_log, read_container_log, read_env, remove_cgroup, run_env_script, stop_all_checked, tail)
+    CGROUP_ROOT, CRISP_BIN, ENV_DIR, SANITIZER_RE, SLEEP_LOOP, SLEEPER, WORK, CrispProc, add_log_tails,
+    cleanup_call, kv, parse_container_log, read_container_log, read_env, remove_cgroup, run_env_script,
+    stop_all_checked, summarize_logs, tail)
 from enginelib import SANDBOX_ID_LABEL, TYPE_LABEL, Engine  # noqa: E402
 
 ENGINES = os.environ.get("CRISP_TEST_DOCKER_ENGINES", "docker podman").split()
@@ -329,15 +330,8 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         kind = getattr(item, "callspec", None) and item.callspec.params.get("engine")
-        for c in _crisps:
-            if kind and c.kind != kind:
-                continue
-            if os.path.exists(c.log):
-                rep.sections.append(("crisp log tail (%s)" % c.log, tail(c.log, 30)))
+        add_log_tails(rep, [c for c in _crisps if not kind or c.kind == kind])
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _crisps:
-        terminalreporter.write_line("crisp binary: %s" % CRISP_BIN)
-        for c in _crisps:
-            terminalreporter.write_line("crisp log (docker backend on %s): %s" % (c.kind, c.log))
+    summarize_logs(terminalreporter, _crisps)

@@ -26,8 +26,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from crilib import CRIClient, v1, rpc_error  # noqa: E402,F401  (generates the pb2 modules)
 from crisptest import (  # noqa: E402,F401
-    CGROUP_ROOT, CRISP_BIN, CRISP_WRAPPER, WORK, WRAPPED, CrispProc,
-    cleanup_call, containerd_env_running, kv, read_env, remove_cgroup, run_env_script, tail, wait_for)
+    CGROUP_ROOT, CRISP_BIN, CRISP_WRAPPER, WORK, WRAPPED, CrispProc, add_log_tails,
+    cleanup_call, containerd_env_running, kv, read_env, remove_cgroup, run_env_script, summarize_logs, tail, wait_for)
 
 # start-up and SIGTERM-to-exit budgets (valgrind is ~20x slower to start)
 START_TIMEOUT = 90.0 if WRAPPED else 15.0
@@ -303,17 +303,11 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed and ("crisp" in item.name or "both" in getattr(item, "fixturenames", ())):
-        for c in _crisp_instances:
-            if not os.path.exists(c.log):
-                continue
-            rep.sections.append(("crisp log tail (%s)" % c.log, tail(c.log, 30)))
+        add_log_tails(rep, _crisp_instances)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _crisp_instances:
-        terminalreporter.write_line("crisp binary: %s" % CRISP_BIN)
-        for c in _crisp_instances:
-            terminalreporter.write_line("crisp log (%s): %s" % (c.name, c.log))
+    summarize_logs(terminalreporter, _crisp_instances)
     if os.environ.get("CRISP_TEST_SHOW_ENV") == "1":
         terminalreporter.write_line("work dir: %s" % WORK)
 

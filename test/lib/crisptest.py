@@ -298,6 +298,24 @@ def stop_all_checked(procs):
         pytest.fail("\n".join(report), pytrace=False)
 
 
+def add_log_tails(rep, procs, n=30):
+    """A failed test's report gets the tail of these crisps' logs (each file once)."""
+    seen = set()
+    for p in procs:
+        if p.log in seen or not os.path.exists(p.log):
+            continue
+        seen.add(p.log)
+        rep.sections.append(("crisp log tail (%s)" % p.log, tail(p.log, n)))
+
+
+def summarize_logs(terminalreporter, procs):
+    """The session's end names the binary and every crisp's log."""
+    if procs:
+        terminalreporter.write_line("crisp binary: %s" % CRISP_BIN)
+        for p in procs:
+            terminalreporter.write_line("crisp log (%s): %s" % (p.name, p.log))
+
+
 def cleanup_call(client, method, errors, what, **kw):
     """One Stop*/Remove* call of a test's cleanup: NOT_FOUND is fine, any
     other error is added to `errors` (naming `what`)."""

@@ -40,9 +40,9 @@ import pytest
 os.environ.setdefault("CRISP_TEST_RPC_TIMEOUT", "120")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from crisptest import (  # noqa: E402
-    CRISP_BIN, SLEEPER, WORK, CrispProc, cleanup_call, container_config, containerd_env_running,
-    docker_env_up, env_up, pod_config, read_env, remove_cgroup, run_env_script, stop_all_checked, tail,
-    wait_for)
+    SLEEPER, WORK, CrispProc, add_log_tails, cleanup_call, container_config, containerd_env_running,
+    docker_env_up, env_up, pod_config, read_env, remove_cgroup, run_env_script, stop_all_checked,
+    summarize_logs, tail, wait_for)
 from crilib import CRIClient, rpc_error, v1  # noqa: E402,F401
 from enginelib import Engine  # noqa: E402
 
@@ -318,20 +318,12 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
-        seen = set()
-        for p in _procs:
-            if p.log in seen or not os.path.exists(p.log):
-                continue
-            seen.add(p.log)
-            if os.path.getmtime(p.log) >= time.time() - 600:
-                rep.sections.append(("crisp log tail (%s)" % p.log, tail(p.log, 30)))
+        add_log_tails(rep, [p for p in _procs
+                            if os.path.exists(p.log) and os.path.getmtime(p.log) >= time.time() - 600])
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _procs:
-        terminalreporter.write_line("crisp binary: %s" % CRISP_BIN)
-        for p in _procs:
-            terminalreporter.write_line("crisp log (%s): %s" % (p.name, p.log))
+    summarize_logs(terminalreporter, _procs)
 
 
 __all__ = ["signal", "wait_for", "rpc_error"]
