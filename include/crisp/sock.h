@@ -156,6 +156,11 @@ size_t crisp_sock_pending(const struct crisp_sock *s);
  * second call is a no-op. */
 int crisp_sock_shutdown_write(struct crisp_sock *s);
 
+/* The most one read takes, 64 KiB unless set (at most CRISP_SOCK_READ_MAX):
+ * a bulk relay (port-forward) moves more per system call and per event. */
+#define CRISP_SOCK_READ_MAX (256 * 1024)
+void crisp_sock_set_read_size(struct crisp_sock *s, size_t n);
+
 /* Back-pressure: stop and restart reading. While paused no on_data runs
  * (on_close still may, for an end read along with the last data). Resume
  * delivers what TLS already decrypted from the loop, never from inside. */

@@ -298,6 +298,7 @@ struct dk_sx {
     unsigned up : 1, in_end : 1, ended : 1, exited : 1, in_full : 1, want_resize : 1;
     /* port-forward */
     struct crisp_sock *pod;
+    struct event *pod_flush;     /* the client's DATA of one loop turn goes out in one write */
     int fd6;
     int32_t port;
     char why4[160];
@@ -716,6 +717,8 @@ static int pod_connect(struct dk_sx *x, int fd, int v6)
                                 .name = v6 ? "[::1]" : "127.0.0.1", .timeout_ms = 10000};
     x->on_v6 = v6;
     x->pod = crisp_sock_open_fd(x->be->evb, fd, &d, POD_OUT_MAX, &pod_cbs, x);
+    if (x->pod)
+        crisp_sock_set_read_size(x->pod, CRISP_SOCK_READ_MAX); /* a read is a DATA frame */
     return x->pod ? 0 : -1;
 }
 
@@ -829,6 +832,13 @@ static const struct crisp_sock_cbs pod_cbs = {
     .on_read_eof = pod_on_read_eof,
 };
 
+static void on_pod_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct dk_sx *x = arg;
+    if (x->pod && x->up)
+        crisp_sock_flush(x->pod);
+}
+
 static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
     pf_finish(arg);
@@ -893,9 +903,14 @@ static void *sx_open(struct crisp_stream_target *t, const struct crisp_stream_re
     crisp_buf_init(&x->pre, SX_PRE_MAX * 8);
     x->timer = evtimer_new(x->be->evb, req->kind == CRISP_STREAM_PORT_FORWARD ? on_grace : on_poll, x);
     x->pid_timer = evtimer_new(x->be->evb, on_pid_timer, x);
-    if (!x->timer || !x->pid_timer) {
+    x->pod_flush = event_new(x->be->evb, -1, 0, on_pod_flush, x);
+    if (!x->timer || !x->pid_timer || !x->pod_flush) {
         if (x->timer)
             event_free(x->timer);
+        if (x->pid_timer)
+            event_free(x->pid_timer);
+        if (x->pod_flush)
+            event_free(x->pod_flush);
         free(x);
         return NULL;
     }
@@ -926,6 +941,13 @@ static int sx_input(void *ctx, const uint8_t *p, size_t n)
     if (x->kind == CRISP_STREAM_PORT_FORWARD) {
         if (crisp_sock_queue(x->pod, p, n) < 0) {
             sx_fail(x, "write to the pod's connection failed");
+            return 0;
+        }
+        /* the frames of one read of the client go out together, from the
+         * loop; a queue past SX_IN_HIGH is written now and, if the kernel
+         * refuses it, waits for on_drain */
+        if (crisp_sock_pending(x->pod) <= SX_IN_HIGH) {
+            event_active(x->pod_flush, EV_TIMEOUT, 0);
             return 0;
         }
         crisp_sock_flush(x->pod);
@@ -1006,6 +1028,7 @@ static void sx_close(void *ctx)
         close(x->fd6);
     event_free(x->timer);
     event_free(x->pid_timer);
+    event_free(x->pod_flush);
     crisp_buf_free(&x->pre);
     free(x);
 }

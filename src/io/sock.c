@@ -26,7 +26,7 @@
 #include "crisp/buf.h"
 #include "crisp/sock.h"
 
-#define SOCK_RBUF (64 * 1024)  /* one read */
+#define SOCK_RBUF (64 * 1024)  /* one read, unless crisp_sock_set_read_size */
 #define SOCK_READ_ROUNDS 4     /* full reads in a row before the loop gets a turn */
 #define SOCK_KEEP_BUF (128 * 1024) /* an emptied output buffer larger than this is freed */
 #define SOCK_UNIX_RETRY_MS 10  /* a unix listener's backlog was full: try again after */
@@ -34,7 +34,7 @@
 
 /* One read buffer for every socket: crisp is single-threaded and a read is
  * handed to its owner before the next one starts. */
-static uint8_t rbuf[SOCK_RBUF];
+static uint8_t rbuf[CRISP_SOCK_READ_MAX];
 
 /* How a connection (or its sending side) ended. */
 struct sock_end {
@@ -54,6 +54,7 @@ struct crisp_sock {
     struct crisp_buf out;    /* queued output; out.data[off..len) unsent */
     size_t off;
     size_t low;              /* on_drain when a blocked queue falls to this */
+    size_t rsize;            /* one read: SOCK_RBUF or crisp_sock_set_read_size */
     unsigned in_cb;          /* nesting of our event handlers */
     char *name;              /* client: the server, for messages */
     struct sockaddr_storage sa; /* client: where to */
@@ -610,10 +611,10 @@ struct sock_read {
 
 static void read_plain(struct crisp_sock *s, struct sock_read *rd)
 {
-    ssize_t r = recv(s->fd, rbuf, SOCK_RBUF, 0);
+    ssize_t r = recv(s->fd, rbuf, s->rsize, 0);
     if (r > 0) {
         rd->n = (size_t)r;
-        rd->more = rd->n == SOCK_RBUF;
+        rd->more = rd->n == s->rsize;
     } else if (r == 0) {
         rd->end = 1;
     } else if (errno == EINTR) {
@@ -627,11 +628,11 @@ static void read_plain(struct crisp_sock *s, struct sock_read *rd)
 
 static void read_tls(struct crisp_sock *s, struct sock_read *rd)
 {
-    while (rd->n < SOCK_RBUF) {
+    while (rd->n < s->rsize) {
         size_t got = 0;
         ERR_clear_error();
         errno = 0;
-        int r = SSL_read_ex(s->ssl, rbuf + rd->n, SOCK_RBUF - rd->n, &got);
+        int r = SSL_read_ex(s->ssl, rbuf + rd->n, s->rsize - rd->n, &got);
         if (r > 0) {
             rd->n += got;
             continue;
@@ -649,7 +650,7 @@ static void read_tls(struct crisp_sock *s, struct sock_read *rd)
         }
         break;
     }
-    rd->more = rd->n == SOCK_RBUF;
+    rd->more = rd->n == s->rsize;
 }
 
 /* The read side ended. An orderly end (FIN, close_notify) is only a
@@ -800,6 +801,7 @@ static struct crisp_sock *sock_alloc(struct event_base *base, int fd, size_t out
     s->cbs = cbs;
     s->ud = ud;
     s->low = out_max / 4;
+    s->rsize = SOCK_RBUF;
     crisp_buf_init(&s->out, out_max);
     s->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read_ev, s);
     s->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write_ev, s);
@@ -1110,6 +1112,11 @@ int crisp_sock_shutdown_write(struct crisp_sock *s)
     if (shut_now(s) == 0)
         update_wev(s);
     return 0;
+}
+
+void crisp_sock_set_read_size(struct crisp_sock *s, size_t n)
+{
+    s->rsize = n < 4096 ? 4096 : n > CRISP_SOCK_READ_MAX ? CRISP_SOCK_READ_MAX : n;
 }
 
 void crisp_sock_pause_read(struct crisp_sock *s)

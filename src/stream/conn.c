@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <wslay/wslay.h>
@@ -20,13 +21,13 @@
 #include "stream/text.h"
 
 #define CONN_OUT_MAX (16u << 20)   /* the socket's queue: SX_OUT_HIGH plus one message */
-#define CONN_IN_MAX (256u * 1024)  /* read while paused, not yet taken */
+#define CONN_IN_MAX (512u * 1024)  /* read while paused, not yet taken: a read or two */
 #define CONNS_MAX 1024             /* client connections at once */
 #define HEAD_MAX (64 * 1024)
 #define HEAD_TIMEOUT_MS 10000      /* to send the request head */
 #define LINGER_MS 5000             /* after our last byte, for the client's close */
 #define WS_MSG_MAX (4u << 20)      /* one WebSocket message in */
-#define SPDY_CHUNK (64 * 1024)     /* one DATA frame out: a whole read of the engine's */
+#define SPDY_CHUNK CRISP_SOCK_READ_MAX /* one DATA frame out: a whole read of the engine's */
 
 enum c_state { C_HEAD = 0, C_OPEN, C_CLOSING };
 
@@ -54,9 +55,22 @@ struct sx_conn {
     struct crisp_buf tmp;            /* a frame or message being built */
     struct event *timer;             /* head, stream creation, idle, linger */
     struct event *kick;              /* input again, from the loop */
+    struct event *flush;             /* DATA queued in this loop turn goes out in one write */
     struct event *reap;              /* deferred session closes and the end */
     unsigned in_paused : 1, out_waiters : 1, dead : 1, created : 1;
+    /* flow counters, in the debug log at the end (stream_conn_flow) */
+    uint64_t bytes_in, bytes_out;    /* on the client's socket, framing included */
+    uint64_t in_pauses, out_stops;   /* a backend could not take input; output past high */
+    uint64_t in_paused_us, out_stopped_us;
+    uint64_t t_in_paused, t_out_stopped;
 };
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static struct crisp_list conns = {&conns, &conns};
 static size_t nconns;
@@ -122,8 +136,10 @@ static int spdy_out(struct sx_conn *c)
         rv = ws_put(c, WSLAY_BINARY_FRAME, c->tmp.data, c->tmp.len);
     else if (crisp_sock_queue(c->sock, c->tmp.data, c->tmp.len) < 0)
         rv = -1;
-    else
+    else {
+        c->bytes_out += c->tmp.len;
         out_flush(c);
+    }
     crisp_buf_reset(&c->tmp);
     return rv;
 }
@@ -148,8 +164,18 @@ static int ws_channel_msg(struct sx_conn *c, uint32_t ch, const uint8_t *p, size
     return rv;
 }
 
-/* DATA frames written straight into the socket's queue (one copy), the
- * frames of one piece out with one write. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct sx_conn *c = arg;
+    if (!c->dead)
+        out_flush(c);
+}
+
+/* DATA frames written straight into the socket's queue (one copy). They go
+ * out at the end of the loop's turn, with whatever the other sessions
+ * queued meanwhile: one write and one wake-up of the client for the
+ * reads of several pod connections (crisp_stream_output flushes at once
+ * when the queue is past SX_OUT_HIGH). */
 static int spdy_send_direct(struct sx_conn *c, uint32_t h, const uint8_t *p, size_t n)
 {
     do {
@@ -158,12 +184,13 @@ static int spdy_send_direct(struct sx_conn *c, uint32_t h, const uint8_t *p, siz
         if (!dst)
             return -1;
         spdy_data_head(dst, h, 0, k);
+        c->bytes_out += 8 + k;
         if (k)
             memcpy(dst + 8, p, k);
         p += k;
         n -= k;
     } while (n);
-    out_flush(c);
+    event_active(c->flush, EV_TIMEOUT, 0);
     return 0;
 }
 
@@ -258,7 +285,14 @@ int crisp_stream_output(struct crisp_stream_sess *s, int chan, const uint8_t *p,
     arm(c, sx_idle_timeout_ms());
     if (!sx_out_full(c))
         return 0;
+    out_flush(c); /* a queue still past SX_OUT_HIGH now is one the kernel refused: on_drain follows */
+    if (!sx_out_full(c))
+        return 0;
     s->out_blocked = 1;
+    if (!c->out_waiters) {
+        c->out_stops++;
+        c->t_out_stopped = now_us();
+    }
     c->out_waiters = 1;
     return 1;
 }
@@ -280,6 +314,7 @@ void crisp_stream_input_ready(struct crisp_stream_sess *s)
     }
     if (c->in_paused) {
         c->in_paused = 0;
+        c->in_paused_us += now_us() - c->t_in_paused;
         event_active(c->kick, EV_TIMEOUT, 0);
     }
 }
@@ -296,6 +331,10 @@ void crisp_stream_exit(struct crisp_stream_sess *s, int code, const char *err)
 
 void sx_pause_input(struct sx_conn *c)
 {
+    if (!c->in_paused) {
+        c->in_pauses++;
+        c->t_in_paused = now_us();
+    }
     c->in_paused = 1;
     crisp_sock_pause_read(c->sock);
     if (c->spdy)
@@ -413,6 +452,7 @@ static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
+    c->bytes_out += len;
     return (ssize_t)len;
 }
 
@@ -688,6 +728,7 @@ static int feed(struct sx_conn *c, const uint8_t *p, size_t n, int from_in)
 static int on_sock_data(void *ud, const uint8_t *p, size_t n)
 {
     struct sx_conn *c = ud;
+    c->bytes_in += n;
     if (c->in.len || c->in_paused) {
         if (crisp_buf_append(&c->in, p, n) < 0) {
             conn_end(c, "input past its cap");
@@ -716,6 +757,7 @@ static int on_sock_drain(void *ud)
     if (!c->out_waiters || crisp_sock_pending(c->sock) > SX_OUT_LOW)
         return 0;
     c->out_waiters = 0;
+    c->out_stopped_us += now_us() - c->t_out_stopped;
     crisp_list_for_each(&c->sessions, it) {
         struct crisp_stream_sess *s = crisp_container_of(it, struct crisp_stream_sess, link);
         if (s->out_blocked && s->ctx && !s->closing) {
@@ -742,6 +784,12 @@ static const struct crisp_sock_cbs conn_sock_cbs = {
 
 static void conn_free(struct sx_conn *c)
 {
+    if (c->bytes_in || c->bytes_out)
+        log_debug("stream_conn_flow", "conn=%s bytes_in=%llu bytes_out=%llu in_pauses=%llu "
+                  "in_paused_ms=%llu out_stops=%llu out_stopped_ms=%llu", c->id,
+                  (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+                  (unsigned long long)c->in_pauses, (unsigned long long)(c->in_paused_us / 1000),
+                  (unsigned long long)c->out_stops, (unsigned long long)(c->out_stopped_us / 1000));
     crisp_list_unlink(&c->link);
     nconns--;
     sx_rc_free(c->rc);
@@ -758,6 +806,8 @@ static void conn_free(struct sx_conn *c)
         event_free(c->timer);
     if (c->kick)
         event_free(c->kick);
+    if (c->flush)
+        event_free(c->flush);
     if (c->reap)
         event_free(c->reap);
     crisp_sock_free(c->sock);
@@ -859,13 +909,15 @@ void sx_conn_accept(struct event_base *base, int fd, SSL_CTX *ssl_ctx, const cha
     c->reqp = h1_reqp_new(HEAD_MAX);
     c->timer = evtimer_new(base, on_timer, c);
     c->kick = event_new(base, -1, 0, on_kick, c);
+    c->flush = event_new(base, -1, 0, on_flush, c);
     c->reap = event_new(base, -1, 0, on_reap, c);
     c->sock = crisp_sock_new(base, fd, ssl, CONN_OUT_MAX, &conn_sock_cbs, c);
-    if (!c->reqp || !c->timer || !c->kick || !c->reap || !c->sock) {
+    if (!c->reqp || !c->timer || !c->kick || !c->flush || !c->reap || !c->sock) {
         log_warn("stream_conn_refused", "listener=%s why=\"out of memory\"", peer);
         conn_free(c); /* no callback of it has run */
         return;
     }
+    crisp_sock_set_read_size(c->sock, CRISP_SOCK_READ_MAX);
     arm(c, HEAD_TIMEOUT_MS);
     log_debug("stream_conn", "conn=%s listener=%s", c->id, peer);
 }
