@@ -28,7 +28,8 @@
 
 #define SOCK_RBUF (64 * 1024)  /* one read, unless crisp_sock_set_read_size */
 #define SOCK_READ_ROUNDS 4     /* full reads in a row before the loop gets a turn */
-#define SOCK_KEEP_BUF (128 * 1024) /* an emptied output buffer larger than this is freed */
+#define SOCK_KEEP_BUF (128 * 1024) /* an emptied output buffer larger than this is freed
+                                    * (a socket reading more at once: twice its read) */
 #define SOCK_UNIX_RETRY_MS 10  /* a unix listener's backlog was full: try again after */
 #define SOCK_WHY 256
 
@@ -377,7 +378,7 @@ static void queue_emptied(struct crisp_sock *s)
 {
     s->out.len = 0;
     s->off = 0;
-    if (s->out.cap > SOCK_KEEP_BUF)
+    if (s->out.cap > SOCK_KEEP_BUF && s->out.cap > 2 * s->rsize)
         crisp_buf_free(&s->out);
 }
 
