@@ -346,4 +346,11 @@ void dk_demux_feed(struct dk_demux *d, const uint8_t *p, size_t n, dk_demux_put 
 void dk_info_text(struct dk_arena *a, ProtobufCMessage *resp, const char *text);
 void dk_info_json(struct dk_arena *a, ProtobufCMessage *resp, const cJSON *json);
 
+/* Whether a container event's Action may change what ListPodSandbox or
+ * ListContainers answer: every action but exec ones (exec_create,
+ * exec_start, exec_die, podman's exec, exec_died), health_status,
+ * attach, detach, resize, top, archive-path, extract-to-dir, export, copy,
+ * commit, mount and unmount; an unknown action does. */
+int dk_event_changes_lists(const char *action);
+
 #endif

@@ -451,6 +451,21 @@ static int event_type(const char *action, Runtime__V1__ContainerEventType *t)
     return -1;
 }
 
+int dk_event_changes_lists(const char *action)
+{
+    static const char *const prefixes[] = {"exec", "health_status"};
+    static const char *const harmless[] = {"attach", "detach",  "resize", "top",   "archive-path",
+                                           "extract-to-dir", "export", "copy",  "commit", "mount",
+                                           "unmount"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(action, prefixes[i], strlen(prefixes[i])) == 0)
+            return 0;
+    for (size_t i = 0; i < sizeof(harmless) / sizeof(harmless[0]); i++)
+        if (strcmp(action, harmless[i]) == 0)
+            return 0;
+    return 1;
+}
+
 static Runtime__V1__ContainerState state_after(Runtime__V1__ContainerEventType t)
 {
     switch (t) {

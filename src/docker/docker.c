@@ -161,6 +161,7 @@ oom:
 
 static void be_free(struct dk_be *be)
 {
+    dk_view_free(be); /* before the pools: its requests are cancelled, not failed */
     dk_stream_free(be);
     if (be->pool)
         h1_pool_free(be->pool);
@@ -304,7 +305,7 @@ static struct crisp_backend *dk_create(struct event_base *evb,
     size_t nl = strlen(url) + 8;
     be->engine = strdup(url);
     be->base.name = malloc(nl);
-    if (!be->engine || !be->base.name) {
+    if (!be->engine || !be->base.name || dk_view_new(be) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

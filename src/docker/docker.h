@@ -45,6 +45,7 @@ struct dk_be {
     int podman;              /* the engine is podman's compatible API */
     struct crisp_list ops;   /* live ops (dk_op.link), for shutdown */
     void *sx;                /* stream.c's streaming target, made on first use */
+    struct dk_view *view;    /* view.c: the lists kept while events say nothing changed */
 };
 
 struct dk_op;
@@ -201,5 +202,27 @@ void dk_exec_kill(struct dk_be *be, const char *exec_id);
  * like a Docker stats answer; NULL when they cannot be read here (a remote
  * engine, another PID namespace). docker_cgroup.c */
 cJSON *dk_cgroup_stats(int pid, int with_network);
+
+/* ---- the view of the node (view.c) ------------------------------------------- */
+
+/* The engine's last whole listings of sandboxes and containers, served
+ * while its event stream says nothing in them changed. Soft state: dropped
+ * by any change, never served while the event stream is down. */
+enum { DK_VIEW_SANDBOXES, DK_VIEW_CONTAINERS, DK_VIEW_KINDS };
+int dk_view_new(struct dk_be *be);
+void dk_view_free(struct dk_be *be);
+/* The listing of kind (a cJSON array, valid until the next change) when the
+ * view holds a current one, else NULL (and the event stream is (re)started
+ * when it is not running). */
+const cJSON *dk_view_get(struct dk_be *be, int kind);
+/* The view's generation: take it before a listing's request, and give it
+ * back with the answer to dk_view_put, which keeps (a copy of) the listing
+ * only when nothing changed in between and the event stream is open. */
+uint64_t dk_view_gen(const struct dk_be *be);
+void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list);
+/* Something may have changed a list: drop the view. */
+void dk_view_touch(struct dk_be *be);
+/* Whether a call of CRI method rpc (enum crisp_rpc) may change a list. */
+int dk_view_changes_lists(int rpc);
 
 #endif

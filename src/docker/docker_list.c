@@ -1,32 +1,82 @@
 /* docker_list.c - ListPodSandbox, ListContainers and their Stream*
- * twins on Docker: one GET /containers/json each (the label selector as the
- * engine's filter), decoded by decode.c, answered whole or in chunks. */
+ * twins on Docker: from the view (view.c) when it holds a current listing,
+ * else one GET /containers/json each (the label selector as the engine's
+ * filter; a whole listing is given to the view); decoded by decode.c,
+ * answered whole or in chunks. */
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "docker.h"
 #include "crisp/grpc.h"
 
+/* What a listing's answer needs to know: the view's generation when it was
+ * asked, and whether it is a whole listing the view may keep. */
+struct list_ask {
+    uint64_t gen;
+    int kind; /* DK_VIEW_*, or -1: filtered by the engine, not kept */
+};
+
 /* GET /containers/json?all=1 with the filters' query value; frees it. */
-static void list_call(struct dk_op *op, char *filters, dk_json_cb cb)
+static void list_call(struct dk_op *op, char *filters, int kind, dk_json_cb cb)
 {
-    if (!filters) {
+    struct list_ask *ask = dk_alloc(&op->mem, sizeof(*ask));
+    if (!filters || !ask) {
+        free(filters);
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    dk_call(op, "GET", NULL, cb, "/containers/json?all=1&filters=%s", filters);
+    ask->gen = dk_view_gen(op->be);
+    ask->kind = kind;
+    dk_callx(op, "GET", NULL, cb, ask, "/containers/json?all=1&filters=%s", filters);
     free(filters);
+}
+
+/* A listing answered: 0, or -1 when the op failed. */
+static int list_answered(struct dk_op *op, int status, cJSON *json, const char *what)
+{
+    const struct list_ask *ask = op->cur_ud;
+    if (status != 200 || !cJSON_IsArray(json)) {
+        dk_fail_http(op, status, json, what);
+        return -1;
+    }
+    if (ask && ask->kind >= 0)
+        dk_view_put(op->be, ask->kind, ask->gen, json);
+    return 0;
+}
+
+/* Whether the CRI labels (a map field's entries) hold every selector. */
+static int labels_match(size_t n, void *labels, size_t nsel, void *sel)
+{
+    struct dk_map_entry **l = labels, **s = sel;
+    for (size_t i = 0; i < nsel; i++) {
+        size_t j = 0;
+        while (j < n && (strcmp(l[j]->key, s[i]->key ? s[i]->key : "") != 0 ||
+                         strcmp(l[j]->value, s[i]->value ? s[i]->value : "") != 0))
+            j++;
+        if (j == n)
+            return 0;
+    }
+    return 1;
+}
+
+static void reply_sandboxes(struct dk_op *op, const cJSON *list, int from_view)
+{
+    const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
+    const Runtime__V1__PodSandboxFilter *f = req->filter;
+    Runtime__V1__PodSandbox **v;
+    size_t n = dk_sandboxes_from_list(&op->mem, list, f, &v), kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!from_view || !f || labels_match(v[i]->n_labels, v[i]->labels, f->n_label_selector,
+                                             f->label_selector))
+            v[kept++] = v[i];
+    dk_op_reply_items(op, (void **)v, kept);
 }
 
 static void on_sandboxes(struct dk_op *op, int status, cJSON *json)
 {
-    const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
-    Runtime__V1__PodSandbox **v;
-    if (status != 200 || !cJSON_IsArray(json)) {
-        dk_fail_http(op, status, json, "listing pod sandboxes");
-        return;
-    }
-    size_t n = dk_sandboxes_from_list(&op->mem, json, req->filter, &v);
-    dk_op_reply_items(op, (void **)v, n);
+    if (list_answered(op, status, json, "listing pod sandboxes") == 0)
+        reply_sandboxes(op, json, 0);
 }
 
 /* ListPodSandbox and StreamPodSandboxes: the requests share their layout. */
@@ -34,21 +84,35 @@ static void dk_list_pods(struct dk_op *op)
 {
     const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
     const Runtime__V1__PodSandboxFilter *f = req->filter;
-    list_call(op, dk_label_filters(DK_TYPE_SANDBOX, NULL, f ? f->n_label_selector : 0,
-                                   f ? (void *)f->label_selector : NULL),
-              on_sandboxes);
+    size_t nsel = f ? f->n_label_selector : 0;
+    const cJSON *view = dk_view_get(op->be, DK_VIEW_SANDBOXES);
+    if (view) {
+        reply_sandboxes(op, view, 1);
+        return;
+    }
+    list_call(op, dk_label_filters(DK_TYPE_SANDBOX, NULL, nsel, f ? (void *)f->label_selector : NULL),
+              nsel ? -1 : DK_VIEW_SANDBOXES, on_sandboxes);
+}
+
+static void reply_containers(struct dk_op *op, const cJSON *list, int from_view)
+{
+    const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
+    const Runtime__V1__ContainerFilter *f = req->filter;
+    const char *pod = f && f->pod_sandbox_id ? f->pod_sandbox_id : "";
+    Runtime__V1__Container **v;
+    size_t n = dk_containers_from_list(&op->mem, list, f, &v), kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!from_view || !f ||
+            ((!*pod || strcmp(v[i]->pod_sandbox_id, pod) == 0) &&
+             labels_match(v[i]->n_labels, v[i]->labels, f->n_label_selector, f->label_selector)))
+            v[kept++] = v[i];
+    dk_op_reply_items(op, (void **)v, kept);
 }
 
 static void on_containers(struct dk_op *op, int status, cJSON *json)
 {
-    const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
-    Runtime__V1__Container **v;
-    if (status != 200 || !cJSON_IsArray(json)) {
-        dk_fail_http(op, status, json, "listing containers");
-        return;
-    }
-    size_t n = dk_containers_from_list(&op->mem, json, req->filter, &v);
-    dk_op_reply_items(op, (void **)v, n);
+    if (list_answered(op, status, json, "listing containers") == 0)
+        reply_containers(op, json, 0);
 }
 
 /* ListContainers and StreamContainers: the requests share their layout. */
@@ -56,9 +120,15 @@ static void dk_list_ctrs(struct dk_op *op)
 {
     const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
     const Runtime__V1__ContainerFilter *f = req->filter;
-    list_call(op, dk_label_filters(DK_TYPE_CONTAINER, f ? f->pod_sandbox_id : NULL,
-                                   f ? f->n_label_selector : 0, f ? (void *)f->label_selector : NULL),
-              on_containers);
+    size_t nsel = f ? f->n_label_selector : 0;
+    const char *pod = f ? f->pod_sandbox_id : NULL;
+    const cJSON *view = dk_view_get(op->be, DK_VIEW_CONTAINERS);
+    if (view) {
+        reply_containers(op, view, 1);
+        return;
+    }
+    list_call(op, dk_label_filters(DK_TYPE_CONTAINER, pod, nsel, f ? (void *)f->label_selector : NULL),
+              nsel || (pod && *pod) ? -1 : DK_VIEW_CONTAINERS, on_containers);
 }
 
 const struct dk_method dk_list_methods[CRISP_RPC_COUNT] = {

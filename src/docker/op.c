@@ -63,6 +63,8 @@ static void op_free(struct dk_op *op)
 {
     assert(op->pending == 0 && crisp_list_empty(&op->subs));
     crisp_list_unlink(&op->link);
+    if (op->call && dk_view_changes_lists(op->call->method->id))
+        dk_view_touch(op->be); /* again at its end: a List after the answer sees it */
     if (op->call) {
         op->call->be_ctx = NULL;
         crisp_call_unref(op->call);
@@ -565,6 +567,8 @@ void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_meth
     crisp_call_ref(call);
     call->be_ctx = op;
     crisp_list_push_front(&be->ops, &op->link);
+    if (dk_view_changes_lists(call->method->id))
+        dk_view_touch(be);
     if (be->api[0])
         run_handler(op);
     else

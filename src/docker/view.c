@@ -1,0 +1,396 @@
+/* view.c - the Docker backend's view of the node: the engine's last listing
+ * of pod sandboxes and of containers, kept in memory while the engine's
+ * event stream says that nothing in them changed, so that the kubelet's
+ * relists (every second) and the List calls around them are answered
+ * without an engine call.
+ *
+ * Soft state, never stale knowingly:
+ *   - a listing is kept only when it was fetched whole (no label selector)
+ *     while the event stream was open, and nothing that may change a list
+ *     happened between its request and its answer (a generation counter);
+ *   - anything that may change a list drops both listings: a container
+ *     event other than exec, health, attach, resize and copy ones
+ *     (dk_event_changes_lists), and every call of this backend that changes
+ *     a pod or a container, when it starts and again when it ends (so a
+ *     List that follows the answer sees the change: read-your-writes);
+ *   - the event stream lost (the engine restarted, the connection cut):
+ *     nothing is served from the view until the stream is open again
+ *     (retried with back-off from 0.5 s to 30 s); calls go to the engine;
+ *   - every 60 s a listing is fetched and compared with the view: a
+ *     difference (a missed or late event) is logged and counted, and the
+ *     fresh listing replaces the view.
+ * A crisp restart starts with an empty view; nothing is written anywhere. */
+#define _GNU_SOURCE /* asprintf */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "docker.h"
+#include "crisp/log.h"
+
+#define LINE_MAX_BYTES (256 * 1024)
+#define RETRY_MIN_MS 500
+#define RETRY_MAX_MS 30000
+#define RECONCILE_S 60
+#define LIST_BODY_MAX (64u << 20)
+
+static const char *const kind_type[DK_VIEW_KINDS] = {
+    [DK_VIEW_SANDBOXES] = DK_TYPE_SANDBOX,
+    [DK_VIEW_CONTAINERS] = DK_TYPE_CONTAINER,
+};
+static const char *const kind_name[DK_VIEW_KINDS] = {
+    [DK_VIEW_SANDBOXES] = "sandboxes",
+    [DK_VIEW_CONTAINERS] = "containers",
+};
+
+struct view_check {
+    struct dk_view *v;
+    int kind;
+    uint64_t gen;
+    struct h1_req *r;
+};
+
+struct dk_view {
+    struct dk_be *be;
+    struct h1_req *events;   /* the event stream's request, while open */
+    int live;                /* its head arrived (200): events flow */
+    uint64_t gen;            /* bumped by anything that may change a list */
+    cJSON *list[DK_VIEW_KINDS];
+    uint64_t list_gen[DK_VIEW_KINDS];
+    struct view_check check[DK_VIEW_KINDS]; /* reconciliation listings */
+    struct event *retry;
+    unsigned retry_ms;
+    struct event *reconcile;
+    char *line;
+    size_t len;
+    int overflow;
+    unsigned long served, missed;
+};
+
+/* ---- the lists ---------------------------------------------------------- */
+
+static void drop_lists(struct dk_view *v)
+{
+    v->gen++;
+    for (int k = 0; k < DK_VIEW_KINDS; k++) {
+        cJSON_Delete(v->list[k]);
+        v->list[k] = NULL;
+    }
+}
+
+void dk_view_touch(struct dk_be *be)
+{
+    if (be->view)
+        drop_lists(be->view);
+}
+
+int dk_view_changes_lists(int rpc)
+{
+    switch (rpc) {
+    case CRISP_RPC_RUN_POD_SANDBOX:
+    case CRISP_RPC_STOP_POD_SANDBOX:
+    case CRISP_RPC_REMOVE_POD_SANDBOX:
+    case CRISP_RPC_CREATE_CONTAINER:
+    case CRISP_RPC_START_CONTAINER:
+    case CRISP_RPC_STOP_CONTAINER:
+    case CRISP_RPC_REMOVE_CONTAINER:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+uint64_t dk_view_gen(const struct dk_be *be)
+{
+    return be->view ? be->view->gen : 0;
+}
+
+static void start_events(struct dk_view *v);
+
+const cJSON *dk_view_get(struct dk_be *be, int kind)
+{
+    struct dk_view *v = be->view;
+    if (!v)
+        return NULL;
+    if (!v->events && !evtimer_pending(v->retry, NULL))
+        start_events(v);
+    if (!v->live || !v->list[kind] || v->list_gen[kind] != v->gen)
+        return NULL;
+    v->served++;
+    return v->list[kind];
+}
+
+void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list)
+{
+    struct dk_view *v = be->view;
+    if (!v || !v->live || gen != v->gen || !cJSON_IsArray(list))
+        return;
+    cJSON *copy = cJSON_Duplicate(list, 1);
+    if (!copy)
+        return; /* memory short: served from the engine */
+    cJSON_Delete(v->list[kind]);
+    v->list[kind] = copy;
+    v->list_gen[kind] = gen;
+}
+
+/* ---- the event stream ----------------------------------------------------- */
+
+static void schedule_retry(struct dk_view *v)
+{
+    struct timeval tv = {v->retry_ms / 1000, (v->retry_ms % 1000) * 1000};
+    evtimer_add(v->retry, &tv);
+    v->retry_ms = v->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : v->retry_ms * 2;
+}
+
+static void event_line(struct dk_view *v, const char *line, size_t n)
+{
+    cJSON *ev = cJSON_ParseWithLength(line, n);
+    const char *type = dk_str(ev, "Type");
+    const char *action = dk_str(ev, "Action");
+    if (!*action)
+        action = dk_str(ev, "status"); /* older engines */
+    /* an event that cannot be read might have changed anything */
+    if (!ev || (strcmp(type, "container") == 0 && dk_event_changes_lists(action)) ||
+        (!*type && !*action))
+        drop_lists(v);
+    cJSON_Delete(ev);
+}
+
+static int events_head(struct h1_req *r, int status, const struct crisp_md *h, void *ud)
+{
+    struct dk_view *v = ud;
+    (void)r;
+    (void)h;
+    if (status != 200)
+        return -1; /* on_done says why */
+    v->live = 1;
+    v->retry_ms = RETRY_MIN_MS;
+    drop_lists(v); /* what was listed before the stream opened may be old */
+    log_info("docker_view", "engine=%s state=live", crisp_logq(v->be->engine));
+    return 0;
+}
+
+static int events_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
+{
+    struct dk_view *v = ud;
+    (void)r;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\n') {
+            if (v->len < LINE_MAX_BYTES)
+                v->line[v->len++] = (char)p[i];
+            else
+                v->overflow = 1;
+            continue;
+        }
+        if (v->overflow)
+            drop_lists(v); /* an event too large to read: assume a change */
+        else if (v->len)
+            event_line(v, v->line, v->len);
+        v->len = 0;
+        v->overflow = 0;
+    }
+    return 0;
+}
+
+static void events_done(struct h1_req *r, int err, const char *errmsg, int status,
+                        const uint8_t *body, size_t body_len, void *ud)
+{
+    struct dk_view *v = ud;
+    (void)r;
+    (void)body;
+    (void)body_len;
+    int was_live = v->live;
+    v->events = NULL;
+    v->live = 0;
+    v->len = 0;
+    v->overflow = 0;
+    drop_lists(v);
+    if (was_live)
+        log_warn("docker_view", "engine=%s state=lost err=%s lists=from_engine", crisp_logq(v->be->engine),
+                 crisp_logq(err ? errmsg : "the engine ended its event stream"));
+    else
+        log_debug("docker_view", "engine=%s state=down status=%d err=%s retry_ms=%u",
+                  crisp_logq(v->be->engine), status, crisp_logq(err ? errmsg : "refused"), v->retry_ms);
+    schedule_retry(v);
+}
+
+static const struct h1_req_cbs events_cbs = {
+    .on_head = events_head, .on_body = events_body, .on_done = events_done};
+
+static void start_events(struct dk_view *v)
+{
+    char target[128];
+    if (!v->be->api[0])
+        return; /* the first call learns the API version */
+    snprintf(target, sizeof(target), "/v%s/events?filters=%%7B%%22type%%22%%3A%%5B%%22container%%22%%5D%%7D",
+             v->be->api);
+    struct h1_req_opts o = {.method = "GET", .target = target};
+    v->events = h1_request(v->be->long_pool, &o, &events_cbs, v);
+    if (!v->events)
+        schedule_retry(v);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *ud)
+{
+    (void)fd;
+    (void)what;
+    struct dk_view *v = ud;
+    if (!v->events)
+        start_events(v);
+}
+
+/* ---- reconciliation ---------------------------------------------------------- */
+
+/* What the CRI answers are made of, one string per entry, sorted: two
+ * listings that give the same CRI lists compare equal. */
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **canonical(const cJSON *list, size_t *n)
+{
+    static const char *const keys[] = {"Id", "Names", "Image", "ImageID", "State", "Created", "Labels"};
+    size_t cap = (size_t)cJSON_GetArraySize(list), i = 0;
+    char **out = calloc(cap ? cap : 1, sizeof(*out));
+    const cJSON *c;
+    if (!out)
+        return NULL;
+    cJSON_ArrayForEach(c, list) {
+        cJSON *o = cJSON_CreateObject();
+        for (size_t k = 0; o && k < sizeof(keys) / sizeof(keys[0]); k++) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, keys[k]);
+            if (f)
+                cJSON_AddItemToObject(o, keys[k], cJSON_Duplicate(f, 1));
+        }
+        out[i] = o ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        if (!out[i++])
+            break;
+    }
+    *n = i;
+    qsort(out, i, sizeof(*out), entry_cmp);
+    return out;
+}
+
+static void canonical_free(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* 1 when the two listings give the same CRI lists, 0 when not, -1 when
+ * memory ran short. */
+static int same_lists(const cJSON *a, const cJSON *b)
+{
+    size_t na = 0, nb = 0;
+    char **ca = canonical(a, &na), **cb = canonical(b, &nb);
+    int same = -1;
+    if (ca && cb && na == (size_t)cJSON_GetArraySize(a) && nb == (size_t)cJSON_GetArraySize(b)) {
+        same = na == nb;
+        for (size_t i = 0; same == 1 && i < na; i++)
+            same = strcmp(ca[i], cb[i]) == 0;
+    }
+    canonical_free(ca, na);
+    canonical_free(cb, nb);
+    return same;
+}
+
+static void check_done(struct h1_req *r, int err, const char *errmsg, int status,
+                       const uint8_t *body, size_t body_len, void *ud)
+{
+    struct view_check *c = ud;
+    struct dk_view *v = c->v;
+    (void)r;
+    (void)errmsg;
+    c->r = NULL;
+    if (err || status != 200 || c->gen != v->gen || !v->list[c->kind])
+        return; /* something changed meanwhile: the view was dropped anyway */
+    cJSON *fresh = cJSON_ParseWithLength((const char *)body, body_len);
+    if (!cJSON_IsArray(fresh)) {
+        cJSON_Delete(fresh);
+        return;
+    }
+    if (same_lists(v->list[c->kind], fresh) == 0) {
+        v->missed++;
+        log_warn("docker_view", "engine=%s state=differed kind=%s missed=%lu "
+                 "msg=\"the engine's listing differed from the view (a missed or late event): replaced\"",
+                 crisp_logq(v->be->engine), kind_name[c->kind], v->missed);
+        cJSON_Delete(v->list[c->kind]);
+        v->list[c->kind] = fresh;
+        return;
+    }
+    cJSON_Delete(fresh);
+}
+
+static const struct h1_req_cbs check_cbs = {.on_done = check_done};
+
+static void on_reconcile(evutil_socket_t fd, short what, void *ud)
+{
+    (void)fd;
+    (void)what;
+    struct dk_view *v = ud;
+    log_debug("docker_view", "engine=%s live=%d served=%lu missed=%lu", crisp_logq(v->be->engine),
+              v->live, v->served, v->missed);
+    for (int k = 0; k < DK_VIEW_KINDS; k++) {
+        struct view_check *c = &v->check[k];
+        if (!v->live || !v->list[k] || c->r)
+            continue;
+        char *filters = dk_label_filters(kind_type[k], NULL, 0, NULL), *target = NULL;
+        if (filters && asprintf(&target, "/v%s/containers/json?all=1&filters=%s", v->be->api,
+                                filters) >= 0) {
+            struct h1_req_opts o = {.method = "GET", .target = target, .body_max = LIST_BODY_MAX};
+            c->gen = v->gen;
+            c->r = h1_request(v->be->pool, &o, &check_cbs, c);
+        }
+        free(target);
+        free(filters);
+    }
+}
+
+/* ---- life ------------------------------------------------------------------------ */
+
+int dk_view_new(struct dk_be *be)
+{
+    struct dk_view *v = calloc(1, sizeof(*v));
+    if (!v)
+        return -1;
+    v->be = be;
+    v->retry_ms = RETRY_MIN_MS;
+    v->line = malloc(LINE_MAX_BYTES);
+    v->retry = evtimer_new(be->evb, on_retry, v);
+    v->reconcile = event_new(be->evb, -1, EV_PERSIST, on_reconcile, v);
+    struct timeval every = {RECONCILE_S, 0};
+    for (int k = 0; k < DK_VIEW_KINDS; k++)
+        v->check[k] = (struct view_check){.v = v, .kind = k};
+    if (!v->line || !v->retry || !v->reconcile || event_add(v->reconcile, &every) < 0) {
+        be->view = v;
+        dk_view_free(be);
+        return -1;
+    }
+    be->view = v;
+    return 0;
+}
+
+void dk_view_free(struct dk_be *be)
+{
+    struct dk_view *v = be->view;
+    if (!v)
+        return;
+    if (v->events)
+        h1_cancel(v->events);
+    for (int k = 0; k < DK_VIEW_KINDS; k++)
+        if (v->check[k].r)
+            h1_cancel(v->check[k].r);
+    if (v->retry)
+        event_free(v->retry);
+    if (v->reconcile)
+        event_free(v->reconcile);
+    drop_lists(v);
+    free(v->line);
+    free(v);
+    be->view = NULL;
+}
