@@ -220,6 +220,11 @@ const cJSON *dk_view_get(struct dk_be *be, int kind);
  * only when nothing changed in between and the event stream is open. */
 uint64_t dk_view_gen(const struct dk_be *be);
 void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list);
+/* The packed unfiltered List answer made from the current listing of kind,
+ * when one was kept (valid until the next change), else NULL; and keeping
+ * one (copied), made from dk_view_get's listing in the same loop turn. */
+const uint8_t *dk_view_packed(struct dk_be *be, int kind, size_t *len);
+void dk_view_keep_packed(struct dk_be *be, int kind, const uint8_t *p, size_t len);
 /* Something may have changed a list: drop the view. */
 void dk_view_touch(struct dk_be *be);
 /* Whether a call of CRI method rpc (enum crisp_rpc) may change a list. */

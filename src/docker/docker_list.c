@@ -60,6 +60,43 @@ static int labels_match(size_t n, void *labels, size_t nsel, void *sel)
     return 1;
 }
 
+/* A unary List answered with bytes already packed (copied). */
+static void reply_packed(struct dk_op *op, const uint8_t *p, size_t len)
+{
+    uint8_t *msg = malloc(len ? len : 1);
+    if (!msg) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    memcpy(msg, p, len);
+    if (op->call && !op->cancelled && crisp_call_send_msg(op->call, msg, len) == 0)
+        crisp_call_finish(op->call, GRPC_OK, NULL);
+    else if (!op->call || op->cancelled)
+        free(msg);
+    dk_op_end(op);
+}
+
+/* The items of a unary List made from the view with no filter: packed once,
+ * kept in the view for the next such call, and sent. */
+static void reply_and_keep(struct dk_op *op, int kind, ProtobufCMessage *resp)
+{
+    size_t len = protobuf_c_message_get_packed_size(resp);
+    uint8_t *buf = op->mem.oom ? NULL : malloc(len ? len : 1);
+    if (!buf) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building the list");
+        return;
+    }
+    protobuf_c_message_pack(resp, buf);
+    dk_view_keep_packed(op->be, kind, buf, len);
+    reply_packed(op, buf, len);
+    free(buf);
+}
+
+static int whole_pods(const Runtime__V1__PodSandboxFilter *f)
+{
+    return !f || (!(f->id && *f->id) && !f->state && !f->n_label_selector);
+}
+
 static void reply_sandboxes(struct dk_op *op, const cJSON *list, int from_view)
 {
     const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
@@ -70,6 +107,13 @@ static void reply_sandboxes(struct dk_op *op, const cJSON *list, int from_view)
         if (!from_view || !f || labels_match(v[i]->n_labels, v[i]->labels, f->n_label_selector,
                                              f->label_selector))
             v[kept++] = v[i];
+    if (from_view && whole_pods(f) && !op->call->method->server_streaming) {
+        Runtime__V1__ListPodSandboxResponse r = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
+        r.n_items = kept;
+        r.items = v;
+        reply_and_keep(op, DK_VIEW_SANDBOXES, &r.base);
+        return;
+    }
     dk_op_reply_items(op, (void **)v, kept);
 }
 
@@ -84,7 +128,14 @@ static void dk_list_pods(struct dk_op *op)
 {
     const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
     const Runtime__V1__PodSandboxFilter *f = req->filter;
-    size_t nsel = f ? f->n_label_selector : 0;
+    size_t nsel = f ? f->n_label_selector : 0, len;
+    const uint8_t *packed = whole_pods(f) && !op->call->method->server_streaming
+                                ? dk_view_packed(op->be, DK_VIEW_SANDBOXES, &len)
+                                : NULL;
+    if (packed) {
+        reply_packed(op, packed, len);
+        return;
+    }
     const cJSON *view = dk_view_get(op->be, DK_VIEW_SANDBOXES);
     if (view) {
         reply_sandboxes(op, view, 1);
@@ -92,6 +143,12 @@ static void dk_list_pods(struct dk_op *op)
     }
     list_call(op, dk_label_filters(DK_TYPE_SANDBOX, NULL, nsel, f ? (void *)f->label_selector : NULL),
               nsel ? -1 : DK_VIEW_SANDBOXES, on_sandboxes);
+}
+
+static int whole_ctrs(const Runtime__V1__ContainerFilter *f)
+{
+    return !f || (!(f->id && *f->id) && !f->state && !(f->pod_sandbox_id && *f->pod_sandbox_id) &&
+                  !f->n_label_selector);
 }
 
 static void reply_containers(struct dk_op *op, const cJSON *list, int from_view)
@@ -106,6 +163,13 @@ static void reply_containers(struct dk_op *op, const cJSON *list, int from_view)
             ((!*pod || strcmp(v[i]->pod_sandbox_id, pod) == 0) &&
              labels_match(v[i]->n_labels, v[i]->labels, f->n_label_selector, f->label_selector)))
             v[kept++] = v[i];
+    if (from_view && whole_ctrs(f) && !op->call->method->server_streaming) {
+        Runtime__V1__ListContainersResponse r = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
+        r.n_containers = kept;
+        r.containers = v;
+        reply_and_keep(op, DK_VIEW_CONTAINERS, &r.base);
+        return;
+    }
     dk_op_reply_items(op, (void **)v, kept);
 }
 
@@ -120,8 +184,15 @@ static void dk_list_ctrs(struct dk_op *op)
 {
     const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
     const Runtime__V1__ContainerFilter *f = req->filter;
-    size_t nsel = f ? f->n_label_selector : 0;
+    size_t nsel = f ? f->n_label_selector : 0, len;
     const char *pod = f ? f->pod_sandbox_id : NULL;
+    const uint8_t *packed = whole_ctrs(f) && !op->call->method->server_streaming
+                                ? dk_view_packed(op->be, DK_VIEW_CONTAINERS, &len)
+                                : NULL;
+    if (packed) {
+        reply_packed(op, packed, len);
+        return;
+    }
     const cJSON *view = dk_view_get(op->be, DK_VIEW_CONTAINERS);
     if (view) {
         reply_containers(op, view, 1);

@@ -59,6 +59,8 @@ struct dk_view {
     uint64_t gen;            /* bumped by anything that may change a list */
     cJSON *list[DK_VIEW_KINDS];
     uint64_t list_gen[DK_VIEW_KINDS];
+    uint8_t *packed[DK_VIEW_KINDS]; /* the unfiltered List answer of list[k] */
+    size_t packed_len[DK_VIEW_KINDS];
     struct view_check check[DK_VIEW_KINDS]; /* reconciliation listings */
     struct event *retry;
     unsigned retry_ms;
@@ -71,13 +73,19 @@ struct dk_view {
 
 /* ---- the lists ---------------------------------------------------------- */
 
+static void drop_list(struct dk_view *v, int k)
+{
+    cJSON_Delete(v->list[k]);
+    v->list[k] = NULL;
+    free(v->packed[k]);
+    v->packed[k] = NULL;
+}
+
 static void drop_lists(struct dk_view *v)
 {
     v->gen++;
-    for (int k = 0; k < DK_VIEW_KINDS; k++) {
-        cJSON_Delete(v->list[k]);
-        v->list[k] = NULL;
-    }
+    for (int k = 0; k < DK_VIEW_KINDS; k++)
+        drop_list(v, k);
 }
 
 void dk_view_touch(struct dk_be *be)
@@ -100,6 +108,30 @@ int dk_view_changes_lists(int rpc)
     default:
         return 0;
     }
+}
+
+const uint8_t *dk_view_packed(struct dk_be *be, int kind, size_t *len)
+{
+    struct dk_view *v = be->view;
+    if (!v || !v->live || !v->list[kind] || v->list_gen[kind] != v->gen || !v->packed[kind])
+        return NULL;
+    v->served++;
+    *len = v->packed_len[kind];
+    return v->packed[kind];
+}
+
+void dk_view_keep_packed(struct dk_be *be, int kind, const uint8_t *p, size_t len)
+{
+    struct dk_view *v = be->view;
+    if (!v || !v->live || !v->list[kind] || v->list_gen[kind] != v->gen)
+        return;
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return;
+    memcpy(copy, p, len);
+    free(v->packed[kind]);
+    v->packed[kind] = copy;
+    v->packed_len[kind] = len;
 }
 
 uint64_t dk_view_gen(const struct dk_be *be)
@@ -130,7 +162,7 @@ void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list)
     cJSON *copy = cJSON_Duplicate(list, 1);
     if (!copy)
         return; /* memory short: served from the engine */
-    cJSON_Delete(v->list[kind]);
+    drop_list(v, kind);
     v->list[kind] = copy;
     v->list_gen[kind] = gen;
 }
@@ -319,7 +351,7 @@ static void check_done(struct h1_req *r, int err, const char *errmsg, int status
         log_warn("docker_view", "engine=%s state=differed kind=%s missed=%lu "
                  "msg=\"the engine's listing differed from the view (a missed or late event): replaced\"",
                  crisp_logq(v->be->engine), kind_name[c->kind], v->missed);
-        cJSON_Delete(v->list[c->kind]);
+        drop_list(v, c->kind);
         v->list[c->kind] = fresh;
         return;
     }
