@@ -173,7 +173,7 @@ int dk_container_name(char out[DK_NAME_MAX + 1], const Runtime__V1__CreateContai
  * container joined to its sandbox (sandbox: the sandbox's inspect answer);
  * NULL and err when the request cannot be expressed. */
 cJSON *dk_sandbox_body(const Runtime__V1__RunPodSandboxRequest *req, const struct dk_config *cfg,
-                       const char *runtime, struct dk_err *err);
+                       const char *runtime, int podman, struct dk_err *err);
 cJSON *dk_container_body(const Runtime__V1__CreateContainerRequest *req, const cJSON *sandbox,
                          const struct dk_config *cfg, int podman, struct dk_err *err);
 /* UpdateContainerResources: Docker's update body, or podman's native one. */
@@ -208,10 +208,16 @@ cJSON *dk_strv(char **v, size_t n);
  * array (key NULL); NULL when memory is short. */
 cJSON *dk_add_strf(cJSON *dst, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Security contexts as the CRI means them: an unset seccomp profile is
+ * unconfined (the engines would apply their default), a profile name the
+ * CRI does not define is refused, a privileged container has none; a
+ * group without a user is refused (containerd's rule); podman gets a
+ * localhost seccomp profile's path and mask=/unmask= options. */
 int dk_sandbox_security(cJSON *cfg, cJSON *hc, const Runtime__V1__LinuxSandboxSecurityContext *sc,
-                        struct dk_err *err);
+                        int podman, struct dk_err *err);
 int dk_container_security(cJSON *cfg, cJSON *hc,
-                          const Runtime__V1__LinuxContainerSecurityContext *sc, struct dk_err *err);
+                          const Runtime__V1__LinuxContainerSecurityContext *sc, int podman,
+                          struct dk_err *err);
 void dk_resources(cJSON *hc, const Runtime__V1__LinuxContainerResources *r, int for_update);
 void dk_libpod_resources(cJSON *body, const Runtime__V1__LinuxContainerResources *r);
 /* Binds "host:container:options", or Mounts entries for paths with ':'. */

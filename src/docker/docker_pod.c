@@ -111,7 +111,7 @@ static void dk_run_pod(struct dk_op *op)
     op->free_state = run_state_free;
     st->create.what = "creating the pod sandbox";
     st->create.made = on_run_created;
-    st->create.body = dk_sandbox_body(req, &op->be->cfg, runtime, &err);
+    st->create.body = dk_sandbox_body(req, &op->be->cfg, runtime, op->be->podman, &err);
     if (!st->create.body || dk_sandbox_name(st->create.name, md, &err) < 0)
         goto fail;
     /* From here on, anything made is removed if the call fails or goes. */

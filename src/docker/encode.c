@@ -306,7 +306,7 @@ static void sandbox_linux(cJSON *hc, const Runtime__V1__LinuxPodSandboxConfig *l
 }
 
 cJSON *dk_sandbox_body(const Runtime__V1__RunPodSandboxRequest *req, const struct dk_config *cfg,
-                       const char *runtime, struct dk_err *err)
+                       const char *runtime, int podman, struct dk_err *err)
 {
     const Runtime__V1__PodSandboxConfig *c = req->config;
     const Runtime__V1__LinuxPodSandboxConfig *lx = c->linux;
@@ -322,7 +322,7 @@ cJSON *dk_sandbox_body(const Runtime__V1__RunPodSandboxRequest *req, const struc
     sandbox_linux(hc, lx);
     if (runtime && *runtime)
         cJSON_AddStringToObject(hc, "Runtime", runtime);
-    if (dk_sandbox_security(body, hc, sc, err) < 0) {
+    if (dk_sandbox_security(body, hc, sc, podman, err) < 0) {
         cJSON_Delete(body);
         return NULL;
     }
@@ -484,7 +484,7 @@ cJSON *dk_container_body(const Runtime__V1__CreateContainerRequest *req, const c
         dk_resources(hc, lx->resources, 0);
     ctr_pod_settings(hc, req->sandbox_config, sandbox);
     ctr_log_config(hc, cfg);
-    if (dk_container_security(body, hc, lx ? lx->security_context : NULL, err) < 0)
+    if (dk_container_security(body, hc, lx ? lx->security_context : NULL, podman, err) < 0)
         goto fail;
     return body;
 fail:

@@ -69,16 +69,19 @@ static const char *legacy_apparmor(const Runtime__V1__LinuxContainerSecurityCont
 /* ---- security ---------------------------------------------------------------- */
 
 /* Docker takes a seccomp profile's content, not its path: read it here
- * (crisp runs on the node, like the kubelet that names the file). */
-static int add_seccomp_file(cJSON *opts, const char *path, struct dk_err *err)
+ * (crisp runs on the node, like the kubelet that names the file). podman's
+ * compatible API reads seccomp=VALUE as a file path: it gets the path. */
+static int add_seccomp_file(cJSON *opts, const char *path, int podman, struct dk_err *err)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return dk_fail(err, GRPC_INVALID_ARGUMENT, "seccomp profile %s: %s", path, strerror(errno));
-    char *content = malloc(SECCOMP_PROFILE_MAX);
+    char *content = podman ? NULL : malloc(SECCOMP_PROFILE_MAX);
     size_t n = content ? fread(content, 1, SECCOMP_PROFILE_MAX - 1, f) : 0;
     int toolong = content && !feof(f);
     fclose(f);
+    if (podman)
+        return dk_add_strf(opts, NULL, "seccomp=%s", path) ? 0 : dk_fail(err, 0, "out of memory");
     if (!content || toolong) {
         free(content);
         return dk_fail(err, content ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED,
@@ -90,43 +93,86 @@ static int add_seccomp_file(cJSON *opts, const char *path, struct dk_err *err)
     return 0;
 }
 
-enum profile { PROFILE_DEFAULT, PROFILE_UNCONFINED, PROFILE_LOCALHOST };
+enum profile { PROFILE_DEFAULT, PROFILE_UNCONFINED, PROFILE_LOCALHOST, PROFILE_INVALID };
 
-/* What a profile asks for: the engine's default, unconfined, or a
- * localhost profile (*ref: its name for apparmor, its file for seccomp). */
-static enum profile profile_of(const Runtime__V1__SecurityProfile *p, const char *legacy,
-                               const char **ref)
+/* A deprecated profile string (seccomp_profile_path, apparmor_profile):
+ * "" is the CRI's unset (empty_is: unconfined for seccomp, the runtime's
+ * default for AppArmor), then the names the CRI defines; anything else is
+ * invalid (containerd: "invalid seccomp profile"). */
+static enum profile legacy_profile(const char *s, enum profile empty_is, const char **ref)
 {
-    if (p && p->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined)
-        return PROFILE_UNCONFINED;
-    if (p && p->profile_type != RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost)
-        return PROFILE_DEFAULT; /* RuntimeDefault: the engine's own */
-    if (p)
-        legacy = p->localhost_ref;
-    else if (!legacy || strcmp(legacy, "runtime/default") == 0 || strcmp(legacy, "docker/default") == 0)
+    if (!s || !*s)
+        return empty_is;
+    if (strcmp(s, "runtime/default") == 0 || strcmp(s, "docker/default") == 0)
         return PROFILE_DEFAULT;
-    else if (strcmp(legacy, "unconfined") == 0)
+    if (strcmp(s, "unconfined") == 0)
         return PROFILE_UNCONFINED;
-    if (!legacy || !*legacy)
-        return PROFILE_DEFAULT;
-    *ref = strncmp(legacy, "localhost/", 10) == 0 ? legacy + 10 : legacy;
+    if (strncmp(s, "localhost/", 10) != 0 || !s[10])
+        return PROFILE_INVALID;
+    *ref = s + 10;
     return PROFILE_LOCALHOST;
 }
 
-static int add_profile_opt(cJSON *opts, const char *kind, const Runtime__V1__SecurityProfile *p,
-                           const char *legacy, struct dk_err *err)
+/* What a profile asks for: the engine's default, unconfined, or a
+ * localhost profile (*ref: its name for AppArmor, its file for seccomp).
+ * The structured field wins over the deprecated string; neither set is
+ * empty_is. */
+static enum profile profile_of(const Runtime__V1__SecurityProfile *p, const char *legacy,
+                               enum profile empty_is, const char **ref)
+{
+    if (!p)
+        return legacy_profile(legacy, empty_is, ref);
+    switch (p->profile_type) {
+    case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined:
+        return PROFILE_UNCONFINED;
+    case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
+        *ref = p->localhost_ref && strncmp(p->localhost_ref, "localhost/", 10) == 0
+                   ? p->localhost_ref + 10 : p->localhost_ref;
+        return *ref && **ref ? PROFILE_LOCALHOST : PROFILE_INVALID;
+    default:
+        return PROFILE_DEFAULT; /* RuntimeDefault: the engine's own */
+    }
+}
+
+/* The container's (or pod's) seccomp: unset is unconfined in the CRI,
+ * where the engines would apply their default; a privileged container
+ * has none (the engines drop it themselves), whatever is asked. */
+static int add_seccomp(cJSON *opts, const Runtime__V1__SecurityProfile *p, const char *legacy,
+                       int privileged, int podman, struct dk_err *err)
 {
     const char *ref = NULL;
-    switch (profile_of(p, legacy, &ref)) {
+    enum profile kind = profile_of(p, legacy, PROFILE_UNCONFINED, &ref);
+    if (privileged && kind != PROFILE_INVALID)
+        return 0; /* containerd refuses an invalid name all the same */
+    switch (kind) {
     case PROFILE_UNCONFINED:
-        dk_add_strf(opts, NULL, "%s=unconfined", kind);
+        return dk_add_strf(opts, NULL, "seccomp=unconfined") ? 0 : dk_fail(err, 0, "out of memory");
+    case PROFILE_LOCALHOST:
+        return add_seccomp_file(opts, ref, podman, err);
+    case PROFILE_INVALID:
+        return dk_fail(err, GRPC_INVALID_ARGUMENT,
+                       "invalid seccomp profile \"%s\" (want runtime/default, docker/default, "
+                       "unconfined or localhost/<path>)", p ? (p->localhost_ref ? p->localhost_ref : "")
+                                                           : legacy);
+    default:
+        return 0;
+    }
+}
+
+static int add_apparmor(cJSON *opts, const Runtime__V1__SecurityProfile *p, const char *legacy,
+                        struct dk_err *err)
+{
+    const char *ref = NULL;
+    switch (profile_of(p, legacy, PROFILE_DEFAULT, &ref)) {
+    case PROFILE_UNCONFINED:
+        dk_add_strf(opts, NULL, "apparmor=unconfined");
         return 0;
     case PROFILE_LOCALHOST:
-        if (strcmp(kind, "apparmor") == 0) {
-            dk_add_strf(opts, NULL, "apparmor=%s", ref);
-            return 0;
-        }
-        return add_seccomp_file(opts, ref, err);
+        dk_add_strf(opts, NULL, "apparmor=%s", ref);
+        return 0;
+    case PROFILE_INVALID:
+        return dk_fail(err, GRPC_INVALID_ARGUMENT, "invalid apparmor profile \"%s\"",
+                       p ? (p->localhost_ref ? p->localhost_ref : "") : legacy);
     default:
         return 0;
     }
@@ -144,17 +190,25 @@ static void add_selinux(cJSON *opts, const Runtime__V1__SELinuxOption *o)
     }
 }
 
-static void add_user(cJSON *cfg, const Runtime__V1__Int64Value *uid,
-                     const Runtime__V1__Int64Value *gid, const char *username)
+/* The user as uid or name, with the group; a group without a user is
+ * refused, as containerd does (the engine would run the process as root,
+ * only its group changed). */
+static int add_user(cJSON *cfg, const Runtime__V1__Int64Value *uid,
+                    const Runtime__V1__Int64Value *gid, const char *username, struct dk_err *err)
 {
+    int named = username && *username;
+    if (!named && !uid && gid)
+        return dk_fail(err, GRPC_INVALID_ARGUMENT, "user group \"%lld\" is specified without user",
+                       (long long)gid->value);
+    if (!named && !uid)
+        return 0;
     char id[24] = "", group[24] = "";
-    if (!(username && *username) && !uid)
-        return;
-    if (!(username && *username))
+    if (!named)
         snprintf(id, sizeof(id), "%lld", (long long)uid->value);
     if (gid)
         snprintf(group, sizeof(group), ":%lld", (long long)gid->value);
-    dk_add_strf(cfg, "User", "%s%s", *id ? id : username, group);
+    return dk_add_strf(cfg, "User", "%s%s", *id ? id : username, group) ? 0
+                                                                       : dk_fail(err, 0, "out of memory");
 }
 
 static void add_groups(cJSON *hc, size_t n, const int64_t *groups)
@@ -175,17 +229,17 @@ static void add_privileges(cJSON *hc, int privileged, int readonly_rootfs)
 }
 
 int dk_sandbox_security(cJSON *cfg, cJSON *hc, const Runtime__V1__LinuxSandboxSecurityContext *sc,
-                        struct dk_err *err)
+                        int podman, struct dk_err *err)
 {
-    if (!sc)
-        return 0;
     cJSON *opts = cJSON_AddArrayToObject(hc, "SecurityOpt");
+    if (!sc) /* the CRI's defaults: seccomp unconfined */
+        return add_seccomp(opts, NULL, NULL, 0, podman, err);
     add_privileges(hc, sc->privileged, sc->readonly_rootfs);
-    add_user(cfg, sc->run_as_user, sc->run_as_group, NULL);
     add_groups(hc, sc->n_supplemental_groups, sc->supplemental_groups);
     add_selinux(opts, sc->selinux_options);
-    if (add_profile_opt(opts, "seccomp", sc->seccomp, legacy_seccomp_sb(sc), err) < 0 ||
-        add_profile_opt(opts, "apparmor", sc->apparmor, NULL, err) < 0)
+    if (add_user(cfg, sc->run_as_user, sc->run_as_group, NULL, err) < 0 ||
+        add_seccomp(opts, sc->seccomp, legacy_seccomp_sb(sc), sc->privileged, podman, err) < 0 ||
+        add_apparmor(opts, sc->apparmor, NULL, err) < 0)
         return -1;
     return 0;
 }
@@ -198,31 +252,100 @@ static void add_capabilities(cJSON *hc, const Runtime__V1__Capability *caps)
         cJSON_AddItemToObject(hc, "CapDrop", dk_strv(caps->drop_capabilities, caps->n_drop_capabilities));
 }
 
-/* Only when given: an empty list would unmask everything. */
-static void add_path_masks(cJSON *hc, const Runtime__V1__LinuxContainerSecurityContext *sc)
+/* podman 4.3's own masked and read-only paths (its OCI config of a
+ * default container). */
+static const char *const podman_masked[] = {
+    "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/fs/selinux",
+    "/sys/dev/block", NULL};
+static const char *const podman_readonly[] = {
+    "/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL};
+
+static int in_list(const char *const *list, size_t n, const char *path)
 {
+    for (size_t i = 0; list && (n == (size_t)-1 ? list[i] != NULL : i < n); i++)
+        if (strcmp(list[i], path) == 0)
+            return 1;
+    return 0;
+}
+
+/* Appends path to a "mask=" or "unmask=" list (':'-separated); -1 when it
+ * cannot be written as one (a ':' in it) or memory is short. */
+static int join_path(char **list, const char *path)
+{
+    char *s = NULL;
+    if (strchr(path, ':') || asprintf(&s, "%s%s%s", *list ? *list : "", *list ? ":" : "", path) < 0)
+        return -1;
+    free(*list);
+    *list = s;
+    return 0;
+}
+
+/* podman's compatible create ignores MaskedPaths and ReadonlyPaths; it
+ * honours "mask=" and "unmask=" options over its own defaults: for a list
+ * the CRI gives, podman's defaults it does not hold are unmasked, the CRI's masked paths
+ * masked, and a CRI read-only path podman does not make read-only is
+ * masked (podman has no option for read-only paths: stricter, not
+ * looser). */
+static int podman_masks(cJSON *opts, const Runtime__V1__LinuxContainerSecurityContext *sc,
+                        struct dk_err *err)
+{
+    char *mask = NULL, *unmask = NULL;
+    int bad = 0;
+    for (size_t i = 0; sc->n_masked_paths && podman_masked[i]; i++)
+        if (!in_list((const char *const *)sc->masked_paths, sc->n_masked_paths, podman_masked[i]))
+            bad |= join_path(&unmask, podman_masked[i]);
+    for (size_t i = 0; sc->n_readonly_paths && podman_readonly[i]; i++)
+        if (!in_list((const char *const *)sc->readonly_paths, sc->n_readonly_paths, podman_readonly[i]))
+            bad |= join_path(&unmask, podman_readonly[i]);
+    for (size_t i = 0; i < sc->n_masked_paths; i++)
+        bad |= join_path(&mask, sc->masked_paths[i]);
+    for (size_t i = 0; i < sc->n_readonly_paths; i++)
+        if (!in_list(podman_readonly, (size_t)-1, sc->readonly_paths[i]))
+            bad |= join_path(&mask, sc->readonly_paths[i]);
+    if (!bad && unmask)
+        bad |= !dk_add_strf(opts, NULL, "unmask=%s", unmask);
+    if (!bad && mask)
+        bad |= !dk_add_strf(opts, NULL, "mask=%s", mask);
+    free(mask);
+    free(unmask);
+    return bad ? dk_fail(err, GRPC_INVALID_ARGUMENT,
+                         "masked or read-only paths cannot go to podman (a path holds ':')") : 0;
+}
+
+/* A list is applied when given; an empty one is the engine's defaults,
+ * as containerd reads it (the CRI cannot tell empty from unset). */
+static int add_path_masks(cJSON *hc, cJSON *opts, const Runtime__V1__LinuxContainerSecurityContext *sc,
+                          int podman, struct dk_err *err)
+{
+    if (sc->privileged)
+        return 0; /* the engines unmask everything for privileged containers */
+    if (podman)
+        return podman_masks(opts, sc, err);
     if (sc->n_masked_paths)
         cJSON_AddItemToObject(hc, "MaskedPaths", dk_strv(sc->masked_paths, sc->n_masked_paths));
     if (sc->n_readonly_paths)
         cJSON_AddItemToObject(hc, "ReadonlyPaths", dk_strv(sc->readonly_paths, sc->n_readonly_paths));
+    return 0;
 }
 
 int dk_container_security(cJSON *cfg, cJSON *hc,
-                          const Runtime__V1__LinuxContainerSecurityContext *sc, struct dk_err *err)
+                          const Runtime__V1__LinuxContainerSecurityContext *sc, int podman,
+                          struct dk_err *err)
 {
-    if (!sc)
-        return 0;
     cJSON *opts = cJSON_AddArrayToObject(hc, "SecurityOpt");
+    if (!sc) /* the CRI's defaults: seccomp unconfined */
+        return add_seccomp(opts, NULL, NULL, 0, podman, err);
     add_privileges(hc, sc->privileged, sc->readonly_rootfs);
     if (sc->no_new_privs)
         cJSON_AddItemToArray(opts, cJSON_CreateString("no-new-privileges"));
     add_capabilities(hc, sc->capabilities);
-    add_user(cfg, sc->run_as_user, sc->run_as_group, sc->run_as_username);
     add_groups(hc, sc->n_supplemental_groups, sc->supplemental_groups);
     add_selinux(opts, sc->selinux_options);
-    add_path_masks(hc, sc);
-    if (add_profile_opt(opts, "seccomp", sc->seccomp, legacy_seccomp(sc), err) < 0 ||
-        add_profile_opt(opts, "apparmor", sc->apparmor, legacy_apparmor(sc), err) < 0)
+    if (add_path_masks(hc, opts, sc, podman, err) < 0 ||
+        add_user(cfg, sc->run_as_user, sc->run_as_group, sc->run_as_username, err) < 0 ||
+        add_seccomp(opts, sc->seccomp, legacy_seccomp(sc), sc->privileged, podman, err) < 0 ||
+        add_apparmor(opts, sc->apparmor, legacy_apparmor(sc), err) < 0)
         return -1;
     return 0;
 }

@@ -243,7 +243,7 @@ static void test_sandbox_body(void)
     char name[DK_NAME_MAX + 1];
     CHECK(dk_check_pod_metadata(req->config->metadata, &err) == 0);
     CHECK(dk_sandbox_name(name, req->config->metadata, &err) == 0 && strcmp(name, "k8s_POD_web_default_uid-1_1") == 0);
-    cJSON *b = dk_sandbox_body(req, &cfg, "", &err);
+    cJSON *b = dk_sandbox_body(req, &cfg, "", 0, &err);
     CHECK(b && strcmp(at(b, "Image", NULL), cfg.infra_image) == 0 && strcmp(at(b, "Hostname", NULL), "web-0") == 0);
     CHECK(strcmp(at(b, "Labels", "app", NULL), "web") == 0);
     CHECK(strcmp(at(b, "Labels", DK_LABEL_TYPE, NULL), DK_TYPE_SANDBOX) == 0);
@@ -258,7 +258,7 @@ static void test_sandbox_body(void)
     cJSON_Delete(b);
     /* host namespaces: no DNS or ports, the modes recorded */
     ns->network = ns->pid = ns->ipc = RUNTIME__V1__NAMESPACE_MODE__NODE;
-    b = dk_sandbox_body(req, &cfg, "crisp-alt", &err);
+    b = dk_sandbox_body(req, &cfg, "crisp-alt", 0, &err);
     CHECK(strcmp(at(b, "HostConfig", "NetworkMode", NULL), "host") == 0 && strcmp(at(b, "HostConfig", "PidMode", NULL), "host") == 0);
     CHECK(strcmp(at(b, "HostConfig", "IpcMode", NULL), "host") == 0 && !dk_obj(b, "ExposedPorts"));
     CHECK(strcmp(at(b, "Labels", DK_LABEL_NSMODES, NULL), "2,2,2") == 0);
@@ -338,6 +338,87 @@ static void test_container_body(void)
     cJSON_Delete(sb);
 }
 
+/* One container security context -> SecurityOpt (and cfg's User). */
+static cJSON *sec(const Runtime__V1__LinuxContainerSecurityContext *sc, int podman, struct dk_err *err,
+                  cJSON **cfgj)
+{
+    cJSON *hc = cJSON_CreateObject();
+    *cfgj = cJSON_CreateObject();
+    if (dk_container_security(*cfgj, hc, sc, podman, err) < 0) {
+        cJSON_Delete(hc);
+        cJSON_Delete(*cfgj);
+        return NULL;
+    }
+    return hc;
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+/* The CRI's meanings: unset seccomp is unconfined, names it does not
+ * define are refused, privileged has none, a group needs a user; podman
+ * gets paths and mask options. */
+static void test_security_cri_rules(void)
+{
+    Runtime__V1__LinuxContainerSecurityContext sc = RUNTIME__V1__LINUX_CONTAINER_SECURITY_CONTEXT__INIT;
+    Runtime__V1__Int64Value gid = RUNTIME__V1__INT64_VALUE__INIT;
+    struct dk_err err = {0};
+    cJSON *cfgj, *hc = sec(&sc, 0, &err, &cfgj);
+    CHECK(hc && has_string(dk_obj(hc, "SecurityOpt"), "seccomp=unconfined"));
+    cJSON_Delete(hc), cJSON_Delete(cfgj);
+    hc = cJSON_CreateObject(), cfgj = cJSON_CreateObject();
+    CHECK(dk_container_security(cfgj, hc, NULL, 0, &err) == 0 && has_string(dk_obj(hc, "SecurityOpt"), "seccomp=unconfined"));
+    cJSON_Delete(hc), cJSON_Delete(cfgj);
+    const char *ok[] = {"runtime/default", "docker/default"}, *bad[] = {"/etc/x.json", "default", "localhost/"};
+    for (size_t i = 0; i < 2; i++) {
+        sc.seccomp_profile_path = (char *)ok[i];
+        hc = sec(&sc, 0, &err, &cfgj);
+        CHECK(hc && cJSON_GetArraySize(dk_obj(hc, "SecurityOpt")) == 0); /* the engine's default */
+        cJSON_Delete(hc), cJSON_Delete(cfgj);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        sc.seccomp_profile_path = (char *)bad[i];
+        CHECK(!sec(&sc, 0, &err, &cfgj) && err.code == GRPC_INVALID_ARGUMENT && strstr(err.msg, "seccomp"));
+    }
+    sc.privileged = 1; /* an invalid name is refused all the same (containerd) */
+    CHECK(!sec(&sc, 0, &err, &cfgj) && err.code == GRPC_INVALID_ARGUMENT);
+    sc.seccomp_profile_path = "runtime/default"; /* else no profile at all */
+    hc = sec(&sc, 0, &err, &cfgj);
+    CHECK(hc && cJSON_GetArraySize(dk_obj(hc, "SecurityOpt")) == 0 && dk_bool(hc, "Privileged"));
+    cJSON_Delete(hc), cJSON_Delete(cfgj);
+    sc.privileged = 0;
+    sc.seccomp_profile_path = "localhost//etc/hostname";
+    hc = sec(&sc, 1, &err, &cfgj); /* podman reads a path */
+    CHECK(hc && has_string(dk_obj(hc, "SecurityOpt"), "seccomp=/etc/hostname"));
+    cJSON_Delete(hc), cJSON_Delete(cfgj);
+    sc.seccomp_profile_path = NULL;
+    gid.value = 1002, sc.run_as_group = &gid;
+    CHECK(!sec(&sc, 0, &err, &cfgj) && err.code == GRPC_INVALID_ARGUMENT && strstr(err.msg, "1002"));
+    sc.run_as_username = "nobody";
+    hc = sec(&sc, 0, &err, &cfgj);
+    CHECK(hc && strcmp(dk_str(cfgj, "User"), "nobody:1002") == 0);
+    cJSON_Delete(hc), cJSON_Delete(cfgj);
+    /* podman: masks as options over its own defaults */
+    char *masked[] = {"/proc/kcore", "/etc/secret"}, *ro[] = {"/proc/sys", "/data"};
+    sc.n_masked_paths = 2, sc.masked_paths = masked, sc.n_readonly_paths = 2, sc.readonly_paths = ro;
+    hc = sec(&sc, 1, &err, &cfgj);
+    const cJSON *o = dk_obj(hc, "SecurityOpt"), *it;
+    const char *mask = "", *unmask = "";
+    cJSON_ArrayForEach(it, o) {
+        if (strncmp(it->valuestring, "mask=", 5) == 0)
+            mask = it->valuestring;
+        if (strncmp(it->valuestring, "unmask=", 7) == 0)
+            unmask = it->valuestring;
+    }
+    CHECK(strcmp(mask, "mask=/proc/kcore:/etc/secret:/data") == 0);
+    CHECK(strstr(unmask, "/proc/acpi") && !strstr(unmask, "/proc/kcore") && strstr(unmask, "/proc/bus") &&
+          !strstr(unmask, "/proc/sys:") && !dk_obj(hc, "MaskedPaths"));
+    cJSON_Delete(hc), cJSON_Delete(cfgj);
+    hc = sec(&sc, 0, &err, &cfgj); /* Docker: the lists */
+    CHECK(has_string(dk_obj(hc, "MaskedPaths"), "/etc/secret") && has_string(dk_obj(hc, "ReadonlyPaths"), "/data"));
+    cJSON_Delete(hc), cJSON_Delete(cfgj);
+}
+#pragma GCC diagnostic pop
+
 static void test_security(void)
 {
     Runtime__V1__LinuxContainerSecurityContext sc = RUNTIME__V1__LINUX_CONTAINER_SECURITY_CONTEXT__INIT;
@@ -359,7 +440,7 @@ static void test_security(void)
     sc.n_supplemental_groups = 2, sc.supplemental_groups = groups, sc.seccomp = &seccomp, sc.apparmor = &apparmor;
     cJSON *cfgj = cJSON_CreateObject(), *hc = cJSON_CreateObject();
     struct dk_err err = {0};
-    CHECK(dk_container_security(cfgj, hc, &sc, &err) == 0);
+    CHECK(dk_container_security(cfgj, hc, &sc, 0, &err) == 0);
     CHECK(strcmp(dk_str(cfgj, "User"), "1000:2000") == 0);
     CHECK(has_string(dk_obj(hc, "CapAdd"), "NET_ADMIN") && has_string(dk_obj(hc, "GroupAdd"), "6"));
     const cJSON *opts = dk_obj(hc, "SecurityOpt");
@@ -374,16 +455,17 @@ static void test_security(void)
     cJSON_Delete(hc);
     unlink(path);
     cfgj = cJSON_CreateObject(), hc = cJSON_CreateObject();
-    CHECK(dk_container_security(cfgj, hc, &sc, &err) < 0 && err.code == GRPC_INVALID_ARGUMENT &&
+    CHECK(dk_container_security(cfgj, hc, &sc, 0, &err) < 0 && err.code == GRPC_INVALID_ARGUMENT &&
           strstr(err.msg, path)); /* the profile is gone */
     seccomp.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined;
     apparmor.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault;
     cJSON_Delete(hc);
     hc = cJSON_CreateObject();
-    CHECK(dk_container_security(cfgj, hc, &sc, &err) == 0);
+    CHECK(dk_container_security(cfgj, hc, &sc, 0, &err) == 0);
     CHECK(has_string(dk_obj(hc, "SecurityOpt"), "seccomp=unconfined") && cJSON_GetArraySize(dk_obj(hc, "SecurityOpt")) == 2);
     cJSON_Delete(cfgj);
     cJSON_Delete(hc);
+    test_security_cri_rules();
 }
 
 static void test_mounts(void)

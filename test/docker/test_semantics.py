@@ -1,0 +1,186 @@
+"""The CRI semantics containerd honours (issue 8 items 2-8, issue 9 items
+5-9, and what the grpc-go suite found): each test runs the same requests against
+containerd's CRI (the reference: test/env/up.sh's private containerd) and
+against crisp in front of the engine, and compares what comes out.
+
+`ref` is a K8s helper on containerd (cleaned up the same way); `k8s` the one
+on crisp (per engine)."""
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+
+from conftest import (ENV_DIR, SLEEPER, WORK, CRIClient, K8s, code_of, kill_engine, read_container_log,
+                      read_env, restart_engine, v1, wait_for)
+
+MIB = 1024 * 1024
+
+
+class _NoEngine:
+    kind = "containerd"
+
+    def ping(self):
+        return False
+
+
+@pytest.fixture(scope="session")
+def ctrd(denv):
+    """containerd with its CRI plugin (up.sh: idempotent, shares the registry)."""
+    r = subprocess.run([os.path.join(ENV_DIR, "up.sh")], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert r.returncode == 0, r.stdout.decode(errors="replace")
+    env = read_env(os.path.join(WORK, "env.sh"))
+    c = CRIClient("unix://" + env["CONTAINERD_SOCK"], "containerd")
+    c.img("PullImage", image=v1.ImageSpec(image=denv.BUSYBOX_IMAGE))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def ref(request, ctrd, denv):
+    k = K8s(ctrd, _NoEngine(), denv, request.node.name + "-ref")
+    yield k
+    k.cleanup()
+
+
+def both(ref, k8s):
+    """(name, helper) for the reference and crisp."""
+    return [("containerd", ref), ("crisp-" + k8s.engine.kind, k8s)]
+
+
+def sec_config(k, pod, name, command, sc, start=True, **kw):
+    cfg = k.container_config(name, command, **kw)
+    cfg.linux.security_context.CopyFrom(sc)
+    os.makedirs(os.path.dirname(os.path.join(k.configs[pod].log_directory, cfg.log_path)), exist_ok=True)
+    cid = k.c.rt("CreateContainer", pod_sandbox_id=pod, config=cfg, sandbox_config=k.configs[pod]).container_id
+    k.ctr_ids.append(cid)
+    k.ctr_configs[cid] = (pod, cfg)
+    if start:
+        k.c.rt("StartContainer", container_id=cid)
+    return cid
+
+
+# ---- issue 8 item 2: RunAsGroup needs a user --------------------------------------------------
+
+
+def test_group_without_user_refused(ref, k8s):
+    outcomes = {}
+    for name, k in both(ref, k8s):
+        pod = k.run_pod()
+        sc = v1.LinuxContainerSecurityContext(run_as_group=v1.Int64Value(value=1002))
+        code, msg = code_of(sec_config, k, pod, "grp", ["id"], sc)
+        outcomes[name] = (code, msg)
+        assert "without user" in msg, (name, code, msg)
+        sc.run_as_username = "nobody"  # a name and a group: allowed
+        cid = sec_config(k, pod, "grp2", ["sh", "-c", "id -g; sleep 30"], sc)
+        out = k.c.rt("ExecSync", container_id=cid, cmd=["id", "-g"], timeout=10).stdout
+        assert out.strip() == b"1002", (name, out)
+    print(outcomes)
+
+
+# ---- issue 8 item 3 (and 6): seccomp --------------------------------------------------------
+
+
+def seccomp_mode(k, cid):
+    out = k.c.rt("ExecSync", container_id=cid, cmd=["grep", "Seccomp:", "/proc/self/status"], timeout=10).stdout
+    return out.split()[1].decode()
+
+
+DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW",
+              "syscalls": [{"names": ["mkdir", "mkdirat", "sethostname"], "action": "SCMP_ACT_ERRNO"}]}
+
+
+def test_seccomp_profiles(ref, k8s):
+    prof = os.path.join(WORK, "seccomp-deny-mkdir.json")
+    with open(prof, "w") as f:
+        json.dump(DENY_MKDIR, f)
+    P = v1.SecurityProfile
+    cases = [
+        ("unset", v1.LinuxContainerSecurityContext(), "0"),
+        ("runtime-default", v1.LinuxContainerSecurityContext(seccomp=P(profile_type=P.RuntimeDefault)), "2"),
+        ("unconfined", v1.LinuxContainerSecurityContext(seccomp=P(profile_type=P.Unconfined)), "0"),
+        ("localhost", v1.LinuxContainerSecurityContext(seccomp=P(profile_type=P.Localhost, localhost_ref=prof)), "2"),
+        ("legacy-localhost", v1.LinuxContainerSecurityContext(seccomp_profile_path="localhost/" + prof), "2"),
+        ("legacy-default", v1.LinuxContainerSecurityContext(seccomp_profile_path="docker/default"), "2"),
+    ]
+    for name, k in both(ref, k8s):
+        pod = k.run_pod()
+        for i, (what, sc, want) in enumerate(cases):
+            cid = sec_config(k, pod, "s%d" % i, SLEEPER, sc)
+            assert seccomp_mode(k, cid) == want, (name, what)
+            if what.endswith("localhost"):
+                r = k.c.rt("ExecSync", container_id=cid, cmd=["mkdir", "/tmp/x"], timeout=10)
+                assert r.exit_code != 0, (name, what, r)
+        # a name the CRI does not define: refused (not read as a file)
+        code, msg = code_of(sec_config, k, pod, "bad", SLEEPER,
+                            v1.LinuxContainerSecurityContext(seccomp_profile_path=prof))
+        assert code != grpc.StatusCode.OK and "seccomp" in msg.lower(), (name, code, msg)
+
+
+def sandbox_pid(k, pod):
+    """The sandbox's (pause) process on the node."""
+    if k.engine.kind == "containerd":
+        return json.loads(k.c.rt("PodSandboxStatus", pod_sandbox_id=pod, verbose=True).info["info"])["pid"]
+    return k.engine.inspect(pod)["State"]["Pid"]
+
+
+def ctr_pid(k, cid):
+    """A container's process on the node (exec into a privileged container
+    fails on these machines: runc asks for CAP_SYS_RESOURCE)."""
+    if k.engine.kind == "containerd":
+        return json.loads(k.c.rt("ContainerStatus", container_id=cid, verbose=True).info["info"])["pid"]
+    return k.engine.inspect(cid)["State"]["Pid"]
+
+
+def host_seccomp_mode(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return re.search(r"^Seccomp:\s*(\d)", f.read(), re.M).group(1)
+
+
+def test_seccomp_pod_and_privileged(ref, k8s):
+    """The pod's own profile (the sandbox's): unset is unconfined, a name
+    the CRI does not define refused; a privileged container has none, an
+    invalid name is refused all the same (containerd's order)."""
+    P = v1.SecurityProfile
+    for name, k in both(ref, k8s):
+        pod = k.run_pod()
+        assert host_seccomp_mode(sandbox_pid(k, pod)) == "0", name
+        cfg = k.pod_config(name="bad-seccomp")
+        cfg.linux.security_context.seccomp_profile_path = "not-a-profile"
+        code, msg = code_of(k.c.rt, "RunPodSandbox", config=cfg)
+        assert code != grpc.StatusCode.OK and "profile" in msg.lower(), (name, code, msg)
+        cfg = k.pod_config(name="priv-seccomp")
+        cfg.linux.security_context.privileged = True
+        cfg.linux.security_context.seccomp.profile_type = P.RuntimeDefault
+        pod = k.run_pod(config=cfg)
+        assert host_seccomp_mode(sandbox_pid(k, pod)) == "0", name
+        sc = v1.LinuxContainerSecurityContext(privileged=True, seccomp=P(profile_type=P.RuntimeDefault))
+        cid = sec_config(k, pod, "priv", SLEEPER, sc)
+        assert host_seccomp_mode(ctr_pid(k, cid)) == "0", name
+        sc = v1.LinuxContainerSecurityContext(privileged=True, seccomp_profile_path="not-a-profile")
+        code, msg = code_of(sec_config, k, pod, "privbad", SLEEPER, sc)
+        assert code != grpc.StatusCode.OK and "profile" in msg.lower(), (name, code, msg)
+
+
+# ---- issue 8 item 6: masked and read-only paths -----------------------------------------------
+
+
+def test_masked_and_readonly_paths(ref, k8s):
+    sc = v1.LinuxContainerSecurityContext(masked_paths=["/etc/group", "/proc/kcore"],
+                                          readonly_paths=["/proc/sys", "/proc/bus"])
+    for name, k in both(ref, k8s):
+        pod = k.run_pod()
+        cid = sec_config(k, pod, "masked", SLEEPER, sc)
+        grp = k.c.rt("ExecSync", container_id=cid, cmd=["cat", "/etc/group"], timeout=10)
+        assert grp.stdout == b"", (name, grp)
+        w = k.c.rt("ExecSync", container_id=cid, cmd=["sh", "-c", "echo x > /proc/sys/kernel/domainname"],
+                   timeout=10)
+        assert w.exit_code != 0, (name, w)
+        ok = k.c.rt("ExecSync", container_id=cid, cmd=["cat", "/etc/passwd"], timeout=10)
+        assert b"root" in ok.stdout, (name, ok)
