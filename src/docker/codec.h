@@ -76,6 +76,11 @@ int dk_entry_running(const cJSON *entry);
 /* the pod's namespace modes ("network,pid,ipc" as CRI NamespaceMode
  * numbers): podman's inspect does not report IPC host mode */
 #define DK_LABEL_NSMODES "io.crisp.namespace-modes"
+/* the CRI label and annotation keys the kubelet set (JSON {"l":[...],
+ * "a":[...]}), and the prefix of a CRI label whose key is one of the
+ * backend's own (meta.c) */
+#define DK_LABEL_KEYS "io.crisp.cri-keys"
+#define DK_LABEL_ESCAPED "io.crisp.label."
 #define DK_NAME_PREFIX "k8s"
 #define DK_SANDBOX_NAME "POD"
 
@@ -116,12 +121,21 @@ struct dk_map {
 };
 struct dk_map dk_map_of(const ProtobufCMessage *msg, const char *name);
 /* Docker labels -> the `labels` and `annotations` maps of a CRI message
- * (every CRI message with metadata has both): the labels that are not
- * crisp's or cri-dockerd's own, and the annotation.<key> labels as <key>. */
+ * (every CRI message with metadata has both): the keys io.crisp.cri-keys
+ * lists (not the image's labels), or for objects made by others every
+ * label that is not crisp's or cri-dockerd's own, and the
+ * annotation.<key> labels as <key>. */
 void dk_cri_labels(struct dk_arena *a, ProtobufCMessage *msg, const cJSON *labels);
 /* The `labels` and `annotations` maps of a CRI config -> Docker labels
- * (annotations with the prefix added); -1 when memory is short. */
+ * (annotations with the prefix added, a label key that is one of the
+ * backend's own escaped, the keys listed); -1 when memory is short. */
 int dk_docker_labels(cJSON *dst, const ProtobufCMessage *config);
+/* The Docker label key of a CRI label key (malloc'd; NULL: no memory). */
+char *dk_docker_label_key(const char *cri_key);
+/* Whether an object's Docker labels hold every CRI label of a selector
+ * (nsel dk_map_entry), exactly: the engine's label filter splits
+ * "key=value" at the first '=' and sees the image's labels too. */
+int dk_labels_match(const cJSON *labels, size_t nsel, void *sel);
 /* Adds the creation-time label; reads it back (fallback when absent). */
 void dk_label_created(cJSON *labels);
 int64_t dk_created_ns(const cJSON *labels, int64_t fallback);
@@ -187,6 +201,10 @@ cJSON *dk_exec_body(char **cmd, size_t n);
  * filters={"reference":[ref]}. */
 char *dk_label_filters(const char *type, const char *sandbox_id, size_t nsel, void *sel);
 char *dk_image_filter(const char *ref);
+/* Whether an image reference can go into a request path: no empty, "."
+ * or ".." segment (no reference has one; the engines' HTTP routers
+ * answer such a path with a redirect, HTTP 301). */
+int dk_image_ref_pathsafe(const char *ref);
 /* POST /images/create?fromImage=NAME&tag=TAG for ref ("name", "name:tag",
  * "name@digest"); malloc'd. */
 char *dk_pull_target(const char *ref);

@@ -112,7 +112,8 @@ static Runtime__V1__PodSandbox *sandbox_entry(struct dk_arena *a, const cJSON *c
     const char *id = dk_str(c, "Id");
     const cJSON *labels = dk_obj(c, "Labels");
     Runtime__V1__PodSandboxState state = sandbox_state(dk_str_is(c, "State", "running"));
-    if (f && (!id_matches(id, f->id) || (f->state && f->state->state != state)))
+    if (f && (!id_matches(id, f->id) || (f->state && f->state->state != state) ||
+              !dk_labels_match(labels, f->n_label_selector, f->label_selector)))
         return NULL;
     Runtime__V1__PodSandboxMetadata *md = sandbox_name_metadata(a, dk_entry_name(c));
     Runtime__V1__PodSandbox *p = md ? dk_msg(a, &runtime__v1__pod_sandbox__descriptor) : NULL;
@@ -235,7 +236,8 @@ static Runtime__V1__Container *container_entry(struct dk_arena *a, const cJSON *
     const char *id = dk_str(c, "Id");
     const cJSON *labels = dk_obj(c, "Labels");
     Runtime__V1__ContainerState state = dk_container_state(dk_str(c, "State"));
-    if (f && (!id_matches(id, f->id) || (f->state && f->state->state != state)))
+    if (f && (!id_matches(id, f->id) || (f->state && f->state->state != state) ||
+              !dk_labels_match(labels, f->n_label_selector, f->label_selector)))
         return NULL;
     Runtime__V1__ContainerMetadata *md = ctr_name_metadata(a, dk_entry_name(c));
     Runtime__V1__Container *x = md ? dk_msg(a, &runtime__v1__container__descriptor) : NULL;

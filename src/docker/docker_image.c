@@ -59,7 +59,9 @@ static void on_image_status(struct dk_op *op, int status, cJSON *json)
         dk_fail_http(op, status, json, "inspecting the image");
         return;
     }
-    r.image = dk_image(&op->mem, json, req->image->image);
+    /* the same Image whatever reference found it (ID, short ID, tag,
+     * digest), as containerd answers: no spec echoing the request */
+    r.image = dk_image(&op->mem, json, NULL);
     if (req->verbose)
         dk_info_json(&op->mem, &r.base, json);
     dk_op_reply(op, &r.base);
@@ -73,11 +75,21 @@ static int check_spec(struct dk_op *op, const Runtime__V1__ImageSpec *spec)
     return -1;
 }
 
+/* GET /images/{ref}/json, or an absent image's answer (404) at once for a
+ * reference no image can have: it would not reach the engine as a path. */
+static void image_inspect(struct dk_op *op, const char *ref, dk_json_cb cb)
+{
+    if (dk_image_ref_pathsafe(ref))
+        dk_call(op, "GET", NULL, cb, "/images/%s/json", dk_esc(op, ref));
+    else
+        cb(op, 404, NULL);
+}
+
 static void dk_image_status(struct dk_op *op)
 {
     const Runtime__V1__ImageStatusRequest *req = (const void *)op->req;
     if (check_spec(op, req->image) == 0)
-        dk_call(op, "GET", NULL, on_image_status, "/images/%s/json", dk_esc(op, req->image->image));
+        image_inspect(op, req->image->image, on_image_status);
 }
 
 /* ---- pull -------------------------------------------------------------------------- */
@@ -271,8 +283,7 @@ static void dk_remove_image(struct dk_op *op)
 {
     const Runtime__V1__RemoveImageRequest *req = (const void *)op->req;
     if (check_spec(op, req->image) == 0)
-        dk_call(op, "GET", NULL, on_remove_image_inspect, "/images/%s/json",
-                dk_esc(op, req->image->image));
+        image_inspect(op, req->image->image, on_remove_image_inspect);
 }
 
 /* ---- ImageFsInfo ------------------------------------------------------------------------ */

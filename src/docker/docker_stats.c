@@ -35,6 +35,8 @@ struct stats_state {
     const char *want_sb;  /* ST_POD: the sandbox's ID; ST_POD_LIST: an ID prefix (the request's) */
     const char *want_ctr; /* ST_CONTAINER_LIST: an ID prefix (the request's) */
     const Runtime__V1__PodSandboxStatsFilter *pod_filter;
+    size_t nsel;          /* ST_CONTAINER_LIST: the label selector, matched exactly */
+    void *sel;
 };
 
 static void stats_state_free(void *p)
@@ -133,7 +135,7 @@ static void stats_select(struct dk_op *op)
         cJSON_ArrayForEach(e, st->ctrs) {
             if (!dk_entry_running(e))
                 continue;
-            if (!id_matches(e, st->want_ctr))
+            if (!id_matches(e, st->want_ctr) || !dk_labels_match(dk_entry_labels(e), st->nsel, st->sel))
                 continue;
             if (st->kind == ST_POD && !dk_str_is(dk_entry_labels(e), DK_LABEL_SANDBOX_ID, st->want_sb))
                 continue;
@@ -257,6 +259,10 @@ static void on_stats_sandboxes(struct dk_op *op, int status, cJSON *json)
     cJSON_ArrayForEach(e, json) {
         if (st->kind == ST_POD ? !dk_str_is(e, "Id", st->want_sb) : !id_matches(e, st->want_sb))
             continue;
+        if (st->kind == ST_POD_LIST && st->pod_filter &&
+            !dk_labels_match(dk_entry_labels(e), st->pod_filter->n_label_selector,
+                             st->pod_filter->label_selector))
+            continue;
         cJSON_AddItemToArray(st->sbs, cJSON_Duplicate(e, 1));
     }
     stats_select(op);
@@ -312,6 +318,8 @@ static void dk_list_container_stats(struct dk_op *op)
     if (!st)
         return;
     st->want_ctr = f ? f->id : NULL;
+    st->nsel = f ? f->n_label_selector : 0;
+    st->sel = f ? (void *)f->label_selector : NULL;
     list_for_stats(op, f ? f->pod_sandbox_id : NULL, f ? f->n_label_selector : 0,
                    f ? (void *)f->label_selector : NULL);
 }

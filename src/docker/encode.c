@@ -68,17 +68,31 @@ static char *filters_query(cJSON *filters)
     return q;
 }
 
+/* One selector entry as the engine's "key=value" filter; 0 when the key
+ * cannot be one (a '=' in it: the engine splits at the first; the
+ * decoder's exact match filters instead), -1 when memory is short. */
+static int add_selector(cJSON *labels, const struct dk_map_entry *e)
+{
+    const char *k = e->key ? e->key : "";
+    if (strchr(k, '='))
+        return 0;
+    char *dk = dk_docker_label_key(k);
+    cJSON *item = dk ? dk_add_strf(labels, NULL, "%s=%s", dk, e->value ? e->value : "") : NULL;
+    free(dk);
+    return item ? 0 : -1;
+}
+
 char *dk_label_filters(const char *type, const char *sandbox_id, size_t nsel, void *sel)
 {
     cJSON *f = cJSON_CreateObject();
     cJSON *labels = cJSON_AddArrayToObject(f, "label");
     struct dk_map_entry **v = sel;
-    dk_add_strf(labels, NULL, "%s=%s", DK_LABEL_TYPE, type);
+    int bad = !dk_add_strf(labels, NULL, "%s=%s", DK_LABEL_TYPE, type);
     if (sandbox_id && *sandbox_id)
-        dk_add_strf(labels, NULL, "%s=%s", DK_LABEL_SANDBOX_ID, sandbox_id);
+        bad |= !dk_add_strf(labels, NULL, "%s=%s", DK_LABEL_SANDBOX_ID, sandbox_id);
     for (size_t i = 0; i < nsel; i++)
-        dk_add_strf(labels, NULL, "%s=%s", v[i]->key ? v[i]->key : "", v[i]->value ? v[i]->value : "");
-    if (cJSON_GetArraySize(labels) != (int)nsel + 1 + (sandbox_id && *sandbox_id)) {
+        bad |= add_selector(labels, v[i]) < 0;
+    if (bad) {
         cJSON_Delete(f); /* a selector missing would widen the list */
         return NULL;
     }
@@ -91,6 +105,18 @@ char *dk_image_filter(const char *ref)
     cJSON *refs = cJSON_AddArrayToObject(f, "reference");
     cJSON_AddItemToArray(refs, cJSON_CreateString(ref));
     return filters_query(f);
+}
+
+int dk_image_ref_pathsafe(const char *ref)
+{
+    for (const char *seg = ref;; seg++) {
+        size_t n = strcspn(seg, "/");
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return 0;
+        seg += n;
+        if (!*seg)
+            return 1;
+    }
 }
 
 /* "name:tag", "name@digest" or "name" (tag latest); a ':' in the registry's

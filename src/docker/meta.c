@@ -3,6 +3,7 @@
  * k8s_<container>_<pod>_<ns>_<uid>_<attempt> (an extra _<random> suffix is
  * allowed, as cri-dockerd adds on a name conflict), CRI labels stored as
  * Docker labels, annotations as annotation.<key> labels. */
+#define _GNU_SOURCE /* asprintf */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,9 +57,19 @@ void dk_rename(char name[DK_NAME_MAX + 1], unsigned suffix)
     snprintf(name + l, DK_NAME_MAX + 1 - l, "_%08x", suffix);
 }
 
-/* ---- labels ------------------------------------------------------------------ */
+/* ---- labels ------------------------------------------------------------------
+ *
+ * A CRI label K is the Docker label K, an annotation K the label
+ * annotation.K (cri-dockerd's scheme), except a label whose key is one of
+ * the backend's own (cri-dockerd's three, io.crisp.*, annotation.*): that
+ * one is stored as io.crisp.label.K, so that no pod can pass for another
+ * type, sandbox or handler. io.crisp.cri-keys lists the keys the kubelet
+ * set: the engine merges the image's own labels into the container's, and
+ * those are not the pod's (an image could add a preStop annotation).
+ * Objects without it (cri-dockerd's) are read as cri-dockerd reads them. */
 
 static const size_t prefix_len = sizeof(DK_ANNOTATION_PREFIX) - 1;
+static const size_t escaped_len = sizeof(DK_LABEL_ESCAPED) - 1;
 
 static int is_annotation(const char *key)
 {
@@ -73,14 +84,71 @@ static int is_internal(const char *key)
            is_annotation(key);
 }
 
-/* The CRI key a Docker label stands for in the labels (or annotations) map;
- * NULL when it belongs to the other map or to neither. */
+/* A key podman would split (it keeps labels as "key=value" strings) or
+ * that holds the escape itself. */
+static int needs_esc(const char *key)
+{
+    return strchr(key, '=') || strchr(key, '%');
+}
+
+/* key with '=' and '%' as %3D and %25 (malloc'd). */
+static char *esc_key(const char *key)
+{
+    size_t n = strlen(key) + 1;
+    for (const char *p = key; *p; p++)
+        n += *p == '=' || *p == '%' ? 2 : 0;
+    char *out = malloc(n), *o = out;
+    for (const char *p = key; out && *p; p++) {
+        if (*p == '=' || *p == '%')
+            o += sprintf(o, "%%%02X", (unsigned char)*p);
+        else
+            *o++ = *p;
+    }
+    if (out)
+        *o = 0;
+    return out;
+}
+
+char *dk_docker_label_key(const char *cri_key)
+{
+    char *k = NULL, *e = needs_esc(cri_key) ? esc_key(cri_key) : NULL;
+    if (needs_esc(cri_key) && !e)
+        return NULL;
+    int rv = asprintf(&k, "%s%s", is_internal(cri_key) || e ? DK_LABEL_ESCAPED : "", e ? e : cri_key);
+    free(e);
+    return rv < 0 ? NULL : k;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* An escaped key's CRI key: percent-decoded in place when it holds '%'. */
+static const char *unescape_key(struct dk_arena *a, const char *k)
+{
+    if (!strchr(k, '%'))
+        return k;
+    char *out = dk_alloc(a, strlen(k) + 1), *o = out;
+    for (const char *p = k; out && *p; p++) {
+        int h = *p == '%' ? hexval(p[1]) : -1, l = h >= 0 ? hexval(p[2]) : -1;
+        *o++ = l >= 0 ? (char)(h * 16 + l) : *p;
+        p += l >= 0 ? 2 : 0;
+    }
+    return out ? out : k;
+}
+
+/* The CRI key a Docker label stands for in the labels (or annotations)
+ * map, reading every label (an object without io.crisp.cri-keys); NULL
+ * when it belongs to the other map or to neither. */
 static const char *cri_key(const cJSON *label, int annotations)
 {
     if (!label->string || !cJSON_IsString(label))
         return NULL;
     if (annotations)
         return is_annotation(label->string) ? label->string + prefix_len : NULL;
+    if (strncmp(label->string, DK_LABEL_ESCAPED, escaped_len) == 0)
+        return label->string + escaped_len; /* (unescaped by the caller) */
     return is_internal(label->string) ? NULL : label->string;
 }
 
@@ -95,21 +163,65 @@ struct dk_map dk_map_of(const ProtobufCMessage *msg, const char *name)
     return m;
 }
 
+/* The Docker label holding CRI key k of a map; NULL when absent. */
+static const cJSON *label_for(const cJSON *labels, const char *k, int annotations)
+{
+    char *dk = NULL;
+    if (annotations ? asprintf(&dk, "%s%s", DK_ANNOTATION_PREFIX, k) < 0
+                    : !(dk = dk_docker_label_key(k)))
+        return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(labels, dk);
+    free(dk);
+    return cJSON_IsString(v) ? v : NULL;
+}
+
+/* The keys the kubelet set (io.crisp.cri-keys), one map's; NULL when the
+ * object has no such label (cri-dockerd's), or it is not crisp's JSON. */
+static cJSON *listed_keys(const cJSON *labels, int annotations)
+{
+    const char *v = dk_str(labels, DK_LABEL_KEYS);
+    cJSON *j = *v ? cJSON_Parse(v) : NULL;
+    cJSON *keys = cJSON_DetachItemFromObjectCaseSensitive(j, annotations ? "a" : "l");
+    cJSON_Delete(j);
+    if (cJSON_IsArray(keys))
+        return keys;
+    cJSON_Delete(keys);
+    return NULL;
+}
+
+static void map_put(struct dk_arena *a, struct dk_map_entry **v, size_t *i, size_t cap,
+                    const char *key, const cJSON *value)
+{
+    if (!v || !key || !value || *i >= cap)
+        return;
+    v[*i]->key = dk_strdup(a, key);
+    v[(*i)++]->value = dk_strdup(a, value->valuestring);
+}
+
 static void map_from_labels(struct dk_arena *a, ProtobufCMessage *msg, const cJSON *labels,
                             int annotations)
 {
     struct dk_map m = dk_map_of(msg, annotations ? "annotations" : "labels");
+    cJSON *keys = listed_keys(labels, annotations);
     size_t n = 0, i = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, labels) n += cri_key(it, annotations) != NULL;
+    if (keys || dk_obj(labels, DK_LABEL_KEYS))
+        n = (size_t)cJSON_GetArraySize(keys);
+    else
+        cJSON_ArrayForEach(it, labels) n += cri_key(it, annotations) != NULL;
     struct dk_map_entry **v = n ? (struct dk_map_entry **)dk_msgs(a, m.entry_desc, n) : NULL;
-    cJSON_ArrayForEach(it, labels) {
-        const char *key = cri_key(it, annotations);
-        if (!key || !v)
-            continue;
-        v[i]->key = dk_strdup(a, key);
-        v[i++]->value = dk_strdup(a, it->valuestring);
+    if (keys || dk_obj(labels, DK_LABEL_KEYS)) {
+        cJSON_ArrayForEach(it, keys) {
+            if (cJSON_IsString(it))
+                map_put(a, v, &i, n, it->valuestring, label_for(labels, it->valuestring, annotations));
+        }
+    } else {
+        cJSON_ArrayForEach(it, labels) {
+            const char *k = cri_key(it, annotations);
+            map_put(a, v, &i, n, k && !annotations && k != it->string ? unescape_key(a, k) : k, it);
+        }
     }
+    cJSON_Delete(keys);
     *m.n = i;
     *m.entries = v;
 }
@@ -120,26 +232,43 @@ void dk_cri_labels(struct dk_arena *a, ProtobufCMessage *msg, const cJSON *label
     map_from_labels(a, msg, labels, 1);
 }
 
-static int set_label(cJSON *dst, const char *prefix, const char *key, const char *value)
+int dk_labels_match(const cJSON *labels, size_t nsel, void *sel)
 {
-    size_t pl = strlen(prefix), kl = strlen(key);
-    char *k = malloc(pl + kl + 1);
-    if (!k)
-        return -1;
-    memcpy(k, prefix, pl);
-    memcpy(k + pl, key, kl + 1);
-    cJSON_DeleteItemFromObjectCaseSensitive(dst, k);
-    int ok = cJSON_AddStringToObject(dst, k, value ? value : "") != NULL;
-    free(k);
-    return ok ? 0 : -1;
+    struct dk_map_entry **v = sel;
+    cJSON *keys = nsel ? listed_keys(labels, 0) : NULL;
+    int ok = 1;
+    for (size_t i = 0; ok && i < nsel; i++) {
+        const char *k = v[i]->key ? v[i]->key : "", *want = v[i]->value ? v[i]->value : "";
+        const cJSON *got = label_for(labels, k, 0), *it;
+        int listed = !keys && !is_internal(k);
+        cJSON_ArrayForEach(it, keys) listed |= cJSON_IsString(it) && strcmp(it->valuestring, k) == 0;
+        ok = listed && got && strcmp(got->valuestring, want) == 0;
+    }
+    cJSON_Delete(keys);
+    return ok;
 }
 
-static int labels_from_map(cJSON *dst, const ProtobufCMessage *msg, int annotations)
+static int set_label(cJSON *dst, const char *key, const char *value)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(dst, key);
+    return cJSON_AddStringToObject(dst, key, value ? value : "") != NULL ? 0 : -1;
+}
+
+/* One map's entries as labels, their keys in keys. */
+static int labels_from_map(cJSON *dst, cJSON *keys, const ProtobufCMessage *msg, int annotations)
 {
     struct dk_map m = dk_map_of(msg, annotations ? "annotations" : "labels");
     for (size_t i = 0; i < *m.n; i++) {
         const struct dk_map_entry *e = (*m.entries)[i];
-        if (e->key && set_label(dst, annotations ? DK_ANNOTATION_PREFIX : "", e->key, e->value) < 0)
+        char *k = NULL;
+        if (!e->key)
+            continue;
+        if (annotations ? asprintf(&k, "%s%s", DK_ANNOTATION_PREFIX, e->key) < 0
+                        : !(k = dk_docker_label_key(e->key)))
+            return -1;
+        int rv = set_label(dst, k, e->value);
+        free(k);
+        if (rv < 0 || !cJSON_AddItemToArray(keys, cJSON_CreateString(e->key)))
             return -1;
     }
     return 0;
@@ -147,7 +276,16 @@ static int labels_from_map(cJSON *dst, const ProtobufCMessage *msg, int annotati
 
 int dk_docker_labels(cJSON *dst, const ProtobufCMessage *config)
 {
-    return labels_from_map(dst, config, 0) < 0 || labels_from_map(dst, config, 1) < 0 ? -1 : 0;
+    cJSON *keys = cJSON_CreateObject();
+    cJSON *l = cJSON_AddArrayToObject(keys, "l"), *an = cJSON_AddArrayToObject(keys, "a");
+    char *json = NULL;
+    int rv = -1;
+    if (l && an && labels_from_map(dst, l, config, 0) == 0 && labels_from_map(dst, an, config, 1) == 0 &&
+        (json = cJSON_PrintUnformatted(keys)))
+        rv = set_label(dst, DK_LABEL_KEYS, json);
+    free(json);
+    cJSON_Delete(keys);
+    return rv;
 }
 
 /* Docker's list answer gives creation times in whole seconds, its inspect

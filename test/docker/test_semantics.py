@@ -184,3 +184,70 @@ def test_masked_and_readonly_paths(ref, k8s):
         assert w.exit_code != 0, (name, w)
         ok = k.c.rt("ExecSync", container_id=cid, cmd=["cat", "/etc/passwd"], timeout=10)
         assert b"root" in ok.stdout, (name, ok)
+
+
+# ---- issue 8 item 4: ImageStatus is the image, however it is named ----------------------------
+
+
+def test_image_status_any_reference(ref, k8s, denv):
+    for name, k in both(ref, k8s):
+        c = k.c
+        img = c.img("ImageStatus", image=v1.ImageSpec(image=denv.BUSYBOX_IMAGE)).image
+        assert img.id, name
+        refs = [img.id, img.id.split(":")[-1], img.id.split(":")[-1][:12]] + list(img.repo_digests)
+        for r in refs:
+            got = c.img("ImageStatus", image=v1.ImageSpec(image=r)).image
+            assert got == img, (name, r, got, img)
+        # no image: an empty answer; a name with '..' is no image either
+        for r in ("localhost/none/../x:1", denv.BUSYBOX_IMAGE.rsplit(":", 1)[0] + "/../x:1"):
+            assert not c.img("ImageStatus", image=v1.ImageSpec(image=r)).HasField("image"), (name, r)
+            c.img("RemoveImage", image=v1.ImageSpec(image=r))  # idempotent: OK
+
+
+# ---- issue 9 item 5: labels are the pod's ------------------------------------------------------
+
+
+def labelled_image(engine, denv):
+    """busybox with labels of its own (the engine's commit)."""
+    body = {"Image": denv.BUSYBOX_IMAGE, "Cmd": ["true"],
+            "Labels": {}}
+    cid = engine.post("/containers/create", body)["Id"]
+    img = engine.post("/commit", {"Labels": {"annotation.io.kubernetes.container.preStopHandler": "injected",
+                                       "image-only": "1"}, "Cmd": ["true"]},
+                container=cid, repo="crisp-test/labelled", tag="1")["Id"]
+    engine.remove(cid, force=True)
+    return img
+
+
+def test_labels_are_the_pods(ref, k8s, engine, denv):
+    img = labelled_image(engine, denv)
+    own = {"io.crisp.runtime-handler": "evil", "io.kubernetes.docker.type": "x", "annotation.k": "v", "app": "a"}
+    for name, k in both(ref, k8s):
+        pod = k.run_pod(labels=own)
+        ps_ = k.pod_status(pod)
+        cfg = k.configs[pod]
+        assert dict(ps_.labels) == dict(cfg.labels), (name, ps_.labels)
+        assert dict(ps_.annotations) == dict(cfg.annotations), (name, ps_.annotations)
+        assert ps_.runtime_handler == "", (name, ps_.runtime_handler)
+        listed = k.c.rt("ListPodSandbox", filter=v1.PodSandboxFilter(label_selector=own)).items
+        assert [p.id for p in listed] == [pod], name
+        cid = k.create(pod, "main", SLEEPER, image=img if name != "containerd" else None)
+        st = k.status(cid)
+        want = k.ctr_configs[cid][1]
+        assert dict(st.labels) == dict(want.labels) and dict(st.annotations) == dict(want.annotations), \
+            (name, st.labels, st.annotations)
+        for c in k.c.rt("ListContainers", filter=v1.ContainerFilter(pod_sandbox_id=pod)).containers:
+            assert "image-only" not in c.labels and "io.kubernetes.container.preStopHandler" not in c.annotations
+
+
+# ---- issue 9 item 9: '=' in a selector key -------------------------------------------------------
+
+
+def test_selector_key_with_equals(ref, k8s):
+    for name, k in both(ref, k8s):
+        a = k.run_pod(labels={"x=y": "z"})
+        b = k.run_pod(labels={"x": "y=z"})
+        got = [p.id for p in k.c.rt("ListPodSandbox", filter=v1.PodSandboxFilter(label_selector={"x=y": "z"})).items]
+        assert got == [a], (name, got, a, b)
+        got = [p.id for p in k.c.rt("ListPodSandbox", filter=v1.PodSandboxFilter(label_selector={"x": "y=z"})).items]
+        assert got == [b], (name, got, a, b)
