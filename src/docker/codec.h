@@ -339,6 +339,7 @@ struct dk_stats_ctx {
     struct dk_arena *a;
     struct dk_cpu_cache *cpu; /* NULL: no usage_nano_cores */
     int64_t now_ns;           /* a sample's time when its answer has none */
+    const char *fs_root;      /* the writable layers' filesystem (the engine's root) */
 };
 /* A container or sandbox to report on: its list entry or inspect answer
  * (SizeRw from size=1), and its stats in Docker's shape (NULL: none). */

@@ -156,6 +156,8 @@ Runtime__V1__ContainerStats *dk_container_stats(struct dk_stats_ctx *c, const cJ
     }
     fs->used_bytes = u64(a, dk_int(entry, "SizeRw"));
     fs->fs_id = dk_msg(a, &runtime__v1__filesystem_identifier__descriptor);
+    if (fs->fs_id)
+        fs->fs_id->mountpoint = dk_strdup(a, c->fs_root);
     cs->writable_layer = fs;
     return cs;
 }

@@ -163,11 +163,13 @@ static void be_free(struct dk_be *be)
 {
     dk_view_free(be); /* before the pools: its requests are cancelled, not failed */
     dk_stream_free(be);
+    dk_version_free(be);
     if (be->pool)
         h1_pool_free(be->pool);
     if (be->long_pool)
         h1_pool_free(be->long_pool);
     config_free(&be->cfg);
+    free(be->storage_root);
     free(be->engine);
     free(be->base.name);
     free(be);
@@ -298,6 +300,7 @@ static struct crisp_backend *dk_create(struct event_base *evb,
     }
     be->evb = evb;
     crisp_list_init(&be->ops);
+    crisp_list_init(&be->ver_wait);
     be->base.ops = &crisp_backend_docker_ops;
     if (config_from_spec(&be->cfg, spec, err, errlen) < 0 ||
         open_pools(be, &addr, err, errlen) < 0)

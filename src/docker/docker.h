@@ -43,9 +43,15 @@ struct dk_be {
     char *engine;            /* "unix:///var/run/docker.sock", for messages */
     char api[16];            /* negotiated "1.41", "" until known */
     int podman;              /* the engine is podman's compatible API */
+    cJSON *version;          /* GET /version's answer, kept (op.c) */
+    int64_t version_at;      /* when (CLOCK_MONOTONIC s) */
+    int version_stale;       /* the engine's connection failed since: ask again */
+    struct h1_req *version_req; /* GET /version in flight */
+    struct crisp_list ver_wait; /* ops waiting for it */
     struct crisp_list ops;   /* live ops (dk_op.link), for shutdown */
     void *sx;                /* stream.c's streaming target, made on first use */
     struct dk_view *view;    /* view.c: the lists kept while events say nothing changed */
+    char *storage_root;        /* the engine's root (GET /info), once learnt */
 };
 
 struct dk_op;
@@ -152,6 +158,17 @@ void dk_fail_http(struct dk_op *op, int status, cJSON *json, const char *what);
  * short) it answers "" and the op's next request fails the op instead of
  * being sent (INVALID_ARGUMENT, RESOURCE_EXHAUSTED): never cut. */
 const char *dk_esc(struct dk_op *op, const char *s);
+
+/* The engine's GET /version answer, learnt once and kept (refreshed after
+ * 5 minutes or once the engine's connection failed): cb gets it (the op
+ * failed instead when the engine cannot be asked). */
+typedef void (*dk_version_cb)(struct dk_op *op, const cJSON *version);
+void dk_engine_version(struct dk_op *op, dk_version_cb cb);
+/* The engine's connection failed: its version is asked again. */
+void dk_engine_lost(struct dk_be *be);
+/* Asks the engine's version in the background unless it is being asked. */
+void dk_version_refresh(struct dk_be *be);
+void dk_version_free(struct dk_be *be);
 
 /* ---- the op's life (op.c), for docker.c's ops struct ------------------------ */
 

@@ -8,12 +8,10 @@
 
 /* ---- Version -------------------------------------------------------------- */
 
-static void on_version(struct dk_op *op, int status, cJSON *json)
+/* From the engine's version as learnt once (podman's GET /version takes
+ * seconds: a burst of Version calls must not each ask it). */
+static void on_version(struct dk_op *op, const cJSON *json)
 {
-    if (status != 200) {
-        dk_fail_http(op, status, json, "docker version");
-        return;
-    }
     Runtime__V1__VersionResponse r = RUNTIME__V1__VERSION_RESPONSE__INIT;
     dk_version_response(&op->mem, json, &r);
     dk_op_reply(op, &r.base);
@@ -21,7 +19,7 @@ static void on_version(struct dk_op *op, int status, cJSON *json)
 
 static void dk_version(struct dk_op *op)
 {
-    dk_call(op, "GET", NULL, on_version, "/version");
+    dk_engine_version(op, on_version);
 }
 
 /* ---- Status ----------------------------------------------------------------- */
@@ -52,6 +50,8 @@ static void on_status_info(struct h1_req *h, int err, const char *errmsg, int st
     (void)len;
     struct dk_op *op = ud;
     struct status_state *st = op->state;
+    if (err)
+        dk_engine_lost(op->be);
     if (err || status != 200) {
         st->engine_ok = 0;
         snprintf(st->reason, sizeof(st->reason), "DockerDaemonNotReady");
@@ -65,7 +65,8 @@ static void on_status_info(struct h1_req *h, int err, const char *errmsg, int st
         return;
     }
     st->engine_ok = 1;
-    status_reply(op, (const char *)body);
+    status_reply(op, len && ((const Runtime__V1__StatusRequest *)op->req)->verbose ? (const char *)body
+                                                                                 : NULL);
 }
 
 static const struct h1_req_cbs status_cbs = {.on_done = on_status_info};
@@ -79,8 +80,12 @@ static void dk_status(struct dk_op *op)
     }
     op->state = st;
     /* An engine that is down is a status, not an error: the kubelet marks
-     * the node NotReady with this reason. */
-    struct h1_req_opts o = {.method = "GET", .target = "/info", .timeout_ms = 10000};
+     * the node NotReady with this reason. Liveness is GET /_ping (instant
+     * on both engines; podman's /info forks conmon and the OCI runtime, a
+     * second or more each); /info only for a verbose answer. */
+    const Runtime__V1__StatusRequest *req = (const void *)op->req;
+    struct h1_req_opts o = {.method = "GET", .target = req->verbose ? "/info" : "/_ping",
+                            .timeout_ms = 10000};
     dk_call_opts(op, &o, &status_cbs);
 }
 

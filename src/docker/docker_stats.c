@@ -51,6 +51,7 @@ static void stats_state_free(void *p)
 }
 
 static void stats_build(struct dk_op *op);
+static void stats_build_with(struct dk_op *op, const char *fs_root);
 
 static void on_one_stats(struct dk_op *op, int status, cJSON *json)
 {
@@ -194,12 +195,33 @@ static void build_list(struct dk_op *op, struct dk_stats_ctx *c)
     dk_op_reply_items(op, v, n);
 }
 
+static void on_stats_root(struct dk_op *op, int status, cJSON *json)
+{
+    const char *root = status == 200 ? dk_storage_root(json) : "";
+    if (*root && !op->be->storage_root)
+        op->be->storage_root = strdup(root);
+    stats_build_with(op, op->be->storage_root ? op->be->storage_root : ""); /* asked again next time */
+}
+
+/* The writable layers' filesystem is the engine's storage root (GET
+ * /info, asked once: podman's takes a second), as ImageFsInfo reports it:
+ * the kubelet looks its capacity up by that mountpoint. */
 static void stats_build(struct dk_op *op)
+{
+    if (!op->be->storage_root) {
+        dk_call(op, "GET", NULL, on_stats_root, "/info");
+        return;
+    }
+    stats_build_with(op, op->be->storage_root);
+}
+
+static void stats_build_with(struct dk_op *op, const char *fs_root)
 {
     struct stats_state *st = op->state;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    struct dk_stats_ctx c = {&op->mem, &cpu_cache, (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec};
+    struct dk_stats_ctx c = {&op->mem, &cpu_cache, (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec,
+                             fs_root};
     if (st->kind == ST_CONTAINER)
         build_container(op, &c);
     else if (st->kind == ST_POD)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "docker.h"
 #include "crisp/grpc.h"
@@ -21,6 +22,9 @@
 struct op_priv {
     struct dk_op op;
     const struct dk_method *method;
+    struct crisp_list ver_link;              /* in be->ver_wait */
+    void (*after_version)(struct dk_op *op); /* what waits for it, else the handler */
+    dk_version_cb version_cb;                /* dk_engine_version's */
 };
 
 static struct op_priv *priv(struct dk_op *op)
@@ -62,6 +66,8 @@ static void cancel_subs(struct dk_op *op);
 static void op_free(struct dk_op *op)
 {
     assert(op->pending == 0 && crisp_list_empty(&op->subs));
+    if (crisp_list_is_linked(&priv(op)->ver_link))
+        crisp_list_unlink(&priv(op)->ver_link);
     crisp_list_unlink(&op->link);
     if (op->call && dk_view_changes_lists(op->call->method->id))
         dk_view_touch(op->be); /* again at its end: a List after the answer sees it */
@@ -319,6 +325,7 @@ static void on_json_done(struct h1_req *r, int err, const char *errmsg, int stat
     void *cb_ud = sub->ud;
     struct dk_op *op = sub_done(sub);
     if (err) {
+        dk_engine_lost(op->be);
         dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", op->be->engine,
                    errmsg ? errmsg : h1_strerror(err));
         return;
@@ -469,84 +476,175 @@ void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_c
     issue(op, sub, o, cbs->on_body ? &wrap_stream_cbs : &wrap_cbs);
 }
 
-/* ---- API version --------------------------------------------------------- */
+/* ---- the engine's version: learnt once, shared ------------------------------------------
+ *
+ * GET /version forks conmon and the OCI runtime on podman (1-3 s each,
+ * serialized): it is asked once, by whichever op needs it first, and the
+ * answer kept for every later op (the API version spoken, podman or not,
+ * the Version RPC's answer). It is asked again after VERSION_TTL_S, or
+ * once the engine's connection failed (dk_engine_lost: a restarted engine
+ * may be another version). Ops waiting for it are linked in be->ver_wait. */
+
+#define VERSION_TTL_S 300
 
 static void run_handler(struct dk_op *op);
 
-/* Takes the API version from GET /version's answer: 0 when the handler may
- * run, -1 when the op ended. */
-static int use_api(struct dk_op *op, int status, const cJSON *json, int unversioned)
+static int64_t mono_s(void)
 {
-    struct dk_be *be = op->be;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+/* Kept and asked within VERSION_TTL_S; else it is asked again (in the
+ * background while it may still be used: version_usable). */
+static int version_fresh(const struct dk_be *be)
+{
+    return be->version && !be->version_stale && mono_s() - be->version_at < VERSION_TTL_S;
+}
+
+/* A kept answer serves until the engine's connection fails: then the
+ * engine may have been restarted (another version), or be down. */
+static int version_usable(const struct dk_be *be)
+{
+    return be->version && !be->version_stale;
+}
+
+void dk_engine_lost(struct dk_be *be)
+{
+    be->version_stale = 1;
+}
+
+/* Takes the API version and the engine's kind from an answer of GET
+ * /version: 0, or -1 (no ApiVersion) / -2 (older than DK_API_MIN) with
+ * err set. */
+static int version_apply(struct dk_be *be, int status, cJSON *json, char *err, size_t errlen)
+{
     struct dk_engine_api api;
     int rv = status == 200 ? dk_engine_api(json, &api) : -1;
-    if (rv == -1 && unversioned)
-        return 0; /* Status reports the engine's state itself */
-    if (rv == -1) {
-        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: GET /version answered HTTP %d",
-                   be->engine, status);
-        return -1;
-    }
-    if (rv == -2) {
-        dk_op_fail(op, GRPC_FAILED_PRECONDITION,
-                   "docker engine %s speaks API %s; crisp needs %s or newer", be->engine, api.max,
-                   DK_API_MIN);
-        return -1;
-    }
-    if (api.podman)
-        be->podman = 1;
-    if (strcmp(be->api, api.use) != 0) {
+    if (rv == -1)
+        snprintf(err, errlen, "docker engine %s: GET /version answered HTTP %d", be->engine, status);
+    else if (rv == -2)
+        snprintf(err, errlen, "docker engine %s speaks API %s; crisp needs %s or newer", be->engine,
+                 api.max, DK_API_MIN);
+    if (rv < 0)
+        return rv;
+    be->podman = api.podman;
+    if (strcmp(be->api, api.use) != 0 || !be->version) {
         snprintf(be->api, sizeof(be->api), "%s", api.use);
         log_info("docker_api", "engine=%s version=%s api=%s podman=%d", be->engine,
                  crisp_logq(dk_str(json, "Version")), be->api, be->podman);
     }
+    cJSON_Delete(be->version);
+    be->version = json;
+    be->version_at = mono_s();
+    be->version_stale = 0;
     return 0;
 }
 
-static void on_version_negotiated(struct h1_req *r, int err, const char *errmsg, int status,
-                                  const uint8_t *body, size_t len, void *ud)
+/* Every op waiting for the version goes on (or fails with why). */
+static void version_wake(struct dk_be *be, int code, const char *why)
 {
-    (void)r;
-    struct dk_op *op = sub_done(ud);
-    int unversioned = priv(op)->method->unversioned;
-    if (err && unversioned) {
-        run_handler(op); /* Status reports the engine down itself */
-        return;
+    struct crisp_list *it;
+    while ((it = crisp_list_first(&be->ver_wait))) {
+        struct op_priv *p = crisp_container_of(it, struct op_priv, ver_link);
+        crisp_list_unlink(it);
+        if (code == GRPC_OK || p->method->unversioned)
+            run_handler(&p->op); /* Status reports the engine down itself */
+        else
+            dk_op_fail(&p->op, code, "%s", why);
     }
-    if (err) {
-        dk_op_fail(op, GRPC_UNAVAILABLE, "docker engine %s: %s", op->be->engine,
-                   errmsg ? errmsg : h1_strerror(err));
-        return;
-    }
-    cJSON *json = cJSON_ParseWithLength((const char *)body, len);
-    int rv = use_api(op, status, json, unversioned);
-    cJSON_Delete(json);
-    if (rv == 0 && !dk_op_stopped(op))
-        run_handler(op);
 }
 
-static const struct h1_req_cbs version_cbs = {.on_done = on_version_negotiated};
+static void on_version(struct h1_req *r, int err, const char *errmsg, int status,
+                       const uint8_t *body, size_t len, void *ud)
+{
+    (void)r;
+    struct dk_be *be = ud;
+    char why[512];
+    int code = GRPC_OK;
+    be->version_req = NULL;
+    cJSON *json = err ? NULL : cJSON_ParseWithLength((const char *)body, len);
+    int rv = err ? -1 : version_apply(be, status, json, why, sizeof(why));
+    if (err) {
+        snprintf(why, sizeof(why), "docker engine %s: %s", be->engine, errmsg ? errmsg : h1_strerror(err));
+        code = GRPC_UNAVAILABLE;
+        be->version_stale = 1;
+    } else if (rv < 0) {
+        cJSON_Delete(json);
+        code = rv == -2 ? GRPC_FAILED_PRECONDITION : GRPC_UNAVAILABLE;
+    }
+    version_wake(be, code, why);
+}
+
+static const struct h1_req_cbs version_cbs = {.on_done = on_version};
+
+/* Asks GET /version unless it is being asked (unversioned: the engine
+ * answers it whatever it speaks); -1 when memory is short. */
+static int version_fetch(struct dk_be *be)
+{
+    if (be->version_req)
+        return 0;
+    struct h1_req_opts o = {.method = "GET", .target = "/version", .timeout_ms = 60000};
+    be->version_req = h1_request(be->pool, &o, &version_cbs, be);
+    return be->version_req ? 0 : -1;
+}
+
+void dk_version_refresh(struct dk_be *be)
+{
+    version_fetch(be);
+}
+
+/* The op goes on once the version is known (run_handler), or fails. */
+static void version_wait(struct dk_op *op)
+{
+    struct op_priv *p = priv(op);
+    assert(!crisp_list_is_linked(&p->ver_link));
+    if (version_fetch(op->be) < 0) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    crisp_list_push_back(&op->be->ver_wait, &p->ver_link);
+}
+
+/* Version's own answer: the kept one while it is fresh. */
+static void engine_version_step(struct dk_op *op)
+{
+    dk_version_cb cb = priv(op)->version_cb;
+    cb(op, op->be->version);
+}
+
+void dk_engine_version(struct dk_op *op, dk_version_cb cb)
+{
+    priv(op)->version_cb = cb;
+    if (version_usable(op->be)) { /* past its TTL it is being asked again meanwhile */
+        cb(op, op->be->version);
+        return;
+    }
+    priv(op)->after_version = engine_version_step;
+    version_wait(op);
+}
+
+void dk_version_free(struct dk_be *be)
+{
+    if (be->version_req)
+        h1_cancel(be->version_req);
+    be->version_req = NULL;
+    cJSON_Delete(be->version);
+    be->version = NULL;
+}
 
 /* ---- dispatch ------------------------------------------------------------ */
 
 static void run_handler(struct dk_op *op)
 {
-    priv(op)->method->fn(op);
-}
-
-/* The unversioned path: the engine answers it whatever it speaks. */
-static void negotiate_api(struct dk_op *op)
-{
-    struct h1_req_opts o = {.method = "GET", .target = "/version"};
-    struct dk_sub *sub = sub_new(op);
-    if (sub)
-        sub->r = h1_request(op->be->pool, &o, &version_cbs, sub);
-    if (!sub || !sub->r) {
-        free(sub);
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    sub_link(sub);
+    struct op_priv *p = priv(op);
+    void (*after)(struct dk_op *) = p->after_version;
+    p->after_version = NULL;
+    if (after)
+        after(op);
+    else
+        p->method->fn(op);
 }
 
 void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_method *m)
@@ -569,10 +667,12 @@ void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_meth
     crisp_list_push_front(&be->ops, &op->link);
     if (dk_view_changes_lists(call->method->id))
         dk_view_touch(be);
-    if (be->api[0])
+    if (!version_fresh(be) && (be->api[0] || m->unversioned))
+        version_fetch(be); /* refreshed in the background: nobody waits */
+    if (be->api[0] || m->unversioned)
         run_handler(op);
     else
-        negotiate_api(op);
+        version_wait(op);
 }
 
 void dk_op_cancel(struct crisp_call *call)

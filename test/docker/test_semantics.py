@@ -251,3 +251,50 @@ def test_selector_key_with_equals(ref, k8s):
         assert got == [a], (name, got, a, b)
         got = [p.id for p in k.c.rt("ListPodSandbox", filter=v1.PodSandboxFilter(label_selector={"x": "y=z"})).items]
         assert got == [b], (name, got, a, b)
+
+
+# ---- issue 8 item 7, grpc-go (a): Version and Status stay fast ---------------------------------
+
+
+def test_version_status_burst(ref, k8s):
+    """Version is answered from the engine's version learnt once (podman's
+    GET /version takes seconds): each call within crictl's 2 s timeout, and
+    a burst of Version and Status calls stays fast."""
+    for name, k in both(ref, k8s):
+        k.c.rt("Version", deadline=30)  # learnt (the crisp fixture asked already)
+        for _ in range(10):
+            assert k.c.rt("Version", deadline=2).runtime_api_version == "v1", name
+        errors, t0 = [], time.time()
+
+        def call(m):
+            try:
+                r = k.c.rt(m, deadline=10)
+                if m == "Status":
+                    assert all(c.status for c in r.status.conditions), r
+            except Exception as e:  # noqa: BLE001
+                errors.append("%s: %s" % (m, e))
+        ts = [threading.Thread(target=call, args=("Version" if i % 2 else "Status",)) for i in range(40)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors, (name, errors[:3])
+        print("%s: 40 Version/Status calls in %.2f s" % (name, time.time() - t0))
+        assert time.time() - t0 < 8, name
+
+
+# ---- issue 8 item 8: the writable layer's filesystem -------------------------------------------
+
+
+def test_stats_writable_layer_mountpoint(ref, k8s):
+    for name, k in both(ref, k8s):
+        pod = k.run_pod()
+        cid = k.create(pod, "main", SLEEPER)
+        fs = k.c.img("ImageFsInfo")
+        mounts = set(f.fs_id.mountpoint for f in list(fs.image_filesystems) + list(fs.container_filesystems))
+        s = k.c.rt("ContainerStats", container_id=cid).stats
+        assert s.writable_layer.fs_id.mountpoint, (name, s.writable_layer)
+        if name != "containerd":
+            assert s.writable_layer.fs_id.mountpoint in mounts, (name, s.writable_layer, mounts)
+        for s in k.c.rt("ListContainerStats").stats:
+            assert s.writable_layer.fs_id.mountpoint, (name, s)

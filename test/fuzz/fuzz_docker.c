@@ -56,7 +56,7 @@ static void singles(struct dk_arena *a, const cJSON *j)
     if (dk_event_from_json(j, &ev) == 0)
         pack(&ev.resp);
     struct dk_cpu_cache *cpu = calloc(1, sizeof(*cpu));
-    struct dk_stats_ctx sc = {a, cpu, 1};
+    struct dk_stats_ctx sc = {a, cpu, 1, "/var/lib/docker"};
     pack(dk_container_stats(&sc, j, j));
     struct dk_stats_item it = {j, (cJSON *)j, 1};
     pack(dk_pod_stats(&sc, &it, &it, 1));

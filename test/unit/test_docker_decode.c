@@ -416,7 +416,7 @@ static void test_container_stats(const char *eng)
     struct dk_arena a = {0};
     static struct dk_cpu_cache cache;
     cJSON *stats = fx_json(eng, "container_stats.json"), *ins = fx_json(eng, "container_running_inspect_size.json");
-    struct dk_stats_ctx c = {&a, &cache, 42};
+    struct dk_stats_ctx c = {&a, &cache, 42, "/var/lib/engine"};
     Runtime__V1__ContainerStats *cs = dk_container_stats(&c, ins, stats);
     const cJSON *ms = dk_obj(stats, "memory_stats");
     int64_t usage = dk_int(ms, "usage"), inactive = dk_int(dk_obj(ms, "stats"), "total_inactive_file");
@@ -432,6 +432,8 @@ static void test_container_stats(const char *eng)
     CHECK(cs->memory->working_set_bytes->value == (uint64_t)(usage - inactive));
     CHECK(strcmp(eng, "podman") != 0 || inactive == 0);
     CHECK(cs->writable_layer->used_bytes->value == (uint64_t)dk_int(ins, "SizeRw"));
+    /* the kubelet looks the layer's filesystem up by this mountpoint (issue 8) */
+    CHECK(strcmp(cs->writable_layer->fs_id->mountpoint, "/var/lib/engine") == 0);
     Runtime__V1__ContainerStats *none = dk_container_stats(&c, ins, NULL);
     CHECK(none && !none->cpu && !none->memory && none->writable_layer->timestamp == 0);
     CHECK(!a.oom);
@@ -445,7 +447,7 @@ static void test_pod_stats(const char *eng)
     struct dk_arena a = {0};
     cJSON *stats = fx_json(eng, "container_stats.json"), *sbs = fx_json(eng, "sandboxes_list.json");
     cJSON *ctrs = fx_json(eng, "containers_list_size.json"), *sb = fx_json(eng, "sandbox_inspect.json");
-    struct dk_stats_ctx c = {&a, NULL, 42};
+    struct dk_stats_ctx c = {&a, NULL, 42, "/var/lib/engine"};
     struct dk_stats_item items[3] = {{NULL, stats, 1}, {cJSON_GetArrayItem(ctrs, 0), stats, 0}, {NULL, NULL, 1}};
     const cJSON *e;
     cJSON_ArrayForEach(e, sbs) {
