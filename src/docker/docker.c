@@ -163,6 +163,7 @@ static void be_free(struct dk_be *be)
 {
     dk_view_free(be); /* before the pools: its requests are cancelled, not failed */
     dk_stream_free(be);
+    dk_reap_free_all(be);
     dk_version_free(be);
     if (be->pool)
         h1_pool_free(be->pool);
@@ -300,10 +301,11 @@ static struct crisp_backend *dk_create(struct event_base *evb,
     }
     be->evb = evb;
     crisp_list_init(&be->ops);
+    crisp_list_init(&be->reaps);
     crisp_list_init(&be->ver_wait);
     be->base.ops = &crisp_backend_docker_ops;
     if (config_from_spec(&be->cfg, spec, err, errlen) < 0 ||
-        open_pools(be, &addr, err, errlen) < 0)
+        open_pools(be, &addr, err, errlen) < 0 || dk_reap_init(be) < 0)
         goto fail;
     size_t nl = strlen(url) + 8;
     be->engine = strdup(url);

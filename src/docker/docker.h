@@ -51,6 +51,9 @@ struct dk_be {
     struct crisp_list ops;   /* live ops (dk_op.link), for shutdown */
     void *sx;                /* stream.c's streaming target, made on first use */
     struct dk_view *view;    /* view.c: the lists kept while events say nothing changed */
+    struct crisp_list reaps; /* removals of what failed calls made (docker_create.c) */
+    struct event *sweep;     /* looks for sandboxes made and never started */
+    struct h1_req *sweep_req;
     char *storage_root;        /* the engine's root (GET /info), once learnt */
 };
 
@@ -78,6 +81,8 @@ struct dk_op {
     void *cur_ud;                /* the ud of the dk_callx being answered */
     void *aux;                   /* a shared step's own (a pull inside RunPodSandbox) */
     dk_free_fn free_aux;
+    char undo_id[80];            /* a container the op made: removed (dk_reap) if
+                                  * the op ends before it answered OK */
 };
 
 /* A CRI method handler: starts the op's first engine request. */
@@ -201,12 +206,23 @@ void dk_pull(struct dk_op *op, const char *ref, const char *registry_auth, dk_pu
 struct dk_create {
     char name[DK_NAME_MAX + 1];
     cJSON *body;        /* kept for a retry under another name */
+    int sandbox;        /* a sandbox: a never-started one holding the name is removed */
+    int reclaimed;      /* ... once */
     int renamed;
     char id[80];        /* the engine's (64 hex digits) */
     const char *what;   /* "creating the container", for messages */
     void (*made)(struct dk_op *op);
 };
 void dk_create_named(struct dk_op *op, struct dk_create *c);
+/* Removes container id in the background, retrying (1 s doubling to 30 s,
+ * for half an hour) while the engine is away: what an op made and could
+ * not remove. dk_reap_free_all drops the removals still waiting (at
+ * shutdown, logged). docker_create.c */
+void dk_reap(struct dk_be *be, const char *id);
+void dk_reap_free_all(struct dk_be *be);
+/* Starts the sweep: every 30 s, sandboxes crisp made over a minute ago that
+ * never started (a create whose answer the engine lost) are reaped. */
+int dk_reap_init(struct dk_be *be);
 
 /* Exec, Attach, PortForward sessions (stream.c): the streaming target goes
  * (its sessions end) before the instance; an exec's process is killed on

@@ -30,6 +30,7 @@ static void on_ctr_created(struct dk_op *op)
     struct dk_create *st = op->state;
     Runtime__V1__CreateContainerResponse r = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
     r.container_id = st->id;
+    op->undo_id[0] = 0; /* answered: the kubelet owns it */
     dk_op_reply(op, &r.base);
 }
 

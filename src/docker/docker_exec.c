@@ -11,6 +11,10 @@
 #include "crisp/grpc.h"
 
 #define EXEC_OUTPUT_MAX (16u << 20) /* the kubelet's message cap */
+/* A longer ExecSync timeout is no timeout to speak of: the loop's clock
+ * plus 2^63-1 s would overflow (and fire at once); containerd runs the
+ * command. */
+#define EXEC_TIMEOUT_MAX (100LL * 365 * 24 * 3600)
 
 struct exec_state {
     struct dk_be *be;
@@ -159,7 +163,7 @@ static void on_exec_created(struct dk_op *op, int status, cJSON *json)
     snprintf(st->exec_id, sizeof(st->exec_id), "%s", dk_str(json, "Id"));
     if (req->timeout > 0) {
         st->timer = evtimer_new(op->be->evb, exec_timeout, op);
-        struct timeval tv = {(time_t)req->timeout, 0};
+        struct timeval tv = {(time_t)(req->timeout < EXEC_TIMEOUT_MAX ? req->timeout : EXEC_TIMEOUT_MAX), 0};
         if (!st->timer || evtimer_add(st->timer, &tv) < 0) {
             dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "cannot arm the exec timer");
             return;

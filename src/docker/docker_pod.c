@@ -30,6 +30,8 @@ static void on_run_rollback(struct dk_op *op, int status, cJSON *json)
     (void)json;
     if (status != 204 && status != 404)
         log_warn("docker_rollback_failed", "container=%s status=%d", st->create.id, status);
+    else
+        op->undo_id[0] = 0;
     dk_op_fail(op, dk_code_for_status(st->start_status), "starting the pod sandbox: %s",
                st->start_err);
 }
@@ -56,6 +58,7 @@ static void on_run_started(struct dk_op *op, int status, cJSON *json)
     }
     Runtime__V1__RunPodSandboxResponse r = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
     r.pod_sandbox_id = st->create.id;
+    op->undo_id[0] = 0; /* answered: the kubelet owns it */
     dk_op_reply(op, &r.base);
 }
 
@@ -110,6 +113,7 @@ static void dk_run_pod(struct dk_op *op)
     op->state = st;
     op->free_state = run_state_free;
     st->create.what = "creating the pod sandbox";
+    st->create.sandbox = 1;
     st->create.made = on_run_created;
     st->create.body = dk_sandbox_body(req, &op->be->cfg, runtime, op->be->podman, &err);
     if (!st->create.body || dk_sandbox_name(st->create.name, md, &err) < 0)

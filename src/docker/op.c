@@ -68,6 +68,8 @@ static void op_free(struct dk_op *op)
     assert(op->pending == 0 && crisp_list_empty(&op->subs));
     if (crisp_list_is_linked(&priv(op)->ver_link))
         crisp_list_unlink(&priv(op)->ver_link);
+    if (op->undo_id[0])
+        dk_reap(op->be, op->undo_id); /* made, not answered OK, not removed */
     crisp_list_unlink(&op->link);
     if (op->call && dk_view_changes_lists(op->call->method->id))
         dk_view_touch(op->be); /* again at its end: a List after the answer sees it */

@@ -298,3 +298,83 @@ def test_stats_writable_layer_mountpoint(ref, k8s):
             assert s.writable_layer.fs_id.mountpoint in mounts, (name, s.writable_layer, mounts)
         for s in k.c.rt("ListContainerStats").stats:
             assert s.writable_layer.fs_id.mountpoint, (name, s)
+
+
+# ---- issue 9 item 8: an ExecSync timeout of 2^63-1 ------------------------------------------------
+
+
+def test_exec_huge_timeout(ref, k8s):
+    for name, k in both(ref, k8s):
+        pod = k.run_pod()
+        cid = k.create(pod, "main", SLEEPER)
+        r = k.c.rt("ExecSync", container_id=cid, cmd=["echo", "ran"], timeout=2 ** 63 - 1, deadline=30)
+        assert r.stdout == b"ran\n" and r.exit_code == 0, (name, r)
+
+
+# ---- issue 9 items 6, 7: half-made sandboxes ----------------------------------------------------------
+
+
+def test_half_made_sandbox_name_taken(k8s, engine, denv):
+    """A sandbox that never started holds the name (a RunPodSandbox that
+    failed half-way, its removal lost): the next RunPodSandbox of that pod
+    takes the name back, under a fresh crisp too."""
+    cfg = k8s.pod_config()
+    md = cfg.metadata
+    name = "k8s_POD_%s_%s_%s_%d" % (md.name, md.namespace, md.uid, md.attempt)
+    left = engine.post("/containers/create", {"Image": denv.PAUSE_IMAGE,
+                                              "Labels": {"io.kubernetes.docker.type": "podsandbox"}},
+                       name=name)["Id"]
+    pod = k8s.run_pod(config=cfg)
+    assert pod != left
+    assert engine.request("GET", "/containers/%s/json" % left)[0] == 404
+    assert engine.inspect(pod)["Name"].lstrip("/") == name
+
+
+def test_rename_suffix_after_crisp_restart(k8s, crisp):
+    """A sandbox name held by a started sandbox: the new one is renamed with
+    a random suffix; a freshly started crisp picks another one (random()
+    unseeded picked the same, "name ... is already in use")."""
+    cfg = k8s.pod_config()
+    ids = [k8s.run_pod(config=cfg), k8s.run_pod(config=cfg)]
+    crisp.restart()
+    k8s.c = crisp.client
+    ids.append(k8s.run_pod(config=cfg))
+    assert len(set(ids)) == 3, ids
+
+
+def test_engine_restart_during_run_pod(k8s, engine, denv):
+    """The engine killed while 12 RunPodSandbox run (once it has made some):
+    once it is back, the calls that failed leave no sandbox behind. What
+    crisp knew the ID of it removes itself (retried until the engine
+    answers); a sandbox whose create answer was lost holds the pod's name,
+    and the kubelet's retry of that pod takes it back."""
+    cfgs = [k8s.pod_config(name="halfmade-%d" % i) for i in range(12)]
+    results = {}
+
+    def run(i):
+        try:
+            results[i] = ("ok", k8s.run_pod(config=cfgs[i]))
+        except grpc.RpcError as e:
+            results[i] = (e.code(), e.details())
+
+    def made():
+        return [c for c in engine.containers(all=True, labels={"io.kubernetes.docker.type": "podsandbox"})
+                if "halfmade" in c["Names"][0]]
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(12)]
+    for t in ts:
+        t.start()
+    wait_for(lambda: made(), timeout=60, interval=0.02, what="a sandbox made")
+    kill_engine(denv, engine.kind)
+    for t in ts:
+        t.join()
+    restart_engine(denv, engine.kind)
+    failed = [i for i in range(12) if results[i][0] != "ok"]
+    print("failed:", len(failed), set(str(results[i][0]) for i in failed))
+    for i in failed:  # the kubelet retries the pod
+        results[i] = ("ok", k8s.run_pod(config=cfgs[i]))
+    ok = set(r[1] for r in results.values())
+
+    def leftovers():
+        return [(c["Id"][:12], c["State"]) for c in made() if c["Id"] not in ok]
+    wait_for(lambda: not leftovers(), timeout=60, interval=0.5,
+             what="half-made sandboxes removed: %s" % leftovers())
