@@ -367,6 +367,58 @@ struct dk_demux {
 typedef void (*dk_demux_put)(void *ud, int stream, const uint8_t *p, size_t n);
 void dk_demux_feed(struct dk_demux *d, const uint8_t *p, size_t n, dk_demux_put put, void *ud);
 
+/* ---- container logs (logfmt.c) ------------------------------------------------------------ */
+
+#define DK_LOG_LINE_MAX 16384 /* text per CRI log line (containerd's default) */
+#define DK_LOG_TS_MAX 64
+
+/* The engine's log stream (timestamps=1) -> CRI log lines appended to
+ * *out. A resume skips what a log holds already: lines older than its
+ * last time, and the first n lines of that very time (the engines return
+ * those again: `since` counts from the time itself, podman's in whole
+ * seconds). */
+struct crisp_buf;
+struct dk_logconv {
+    int tty;                       /* a raw stream: messages end at '\n' */
+    struct crisp_buf *out;
+    uint8_t hdr[8];                /* a frame header being read */
+    size_t hdr_len, frame_left;
+    int stream;                    /* 1 stdout, 2 stderr */
+    int in_ts;                     /* reading a message's time */
+    int end_pending;               /* a message ended, its line not out yet */
+    char ts[DK_LOG_TS_MAX];
+    size_t ts_len;
+    char line[DK_LOG_LINE_MAX];
+    size_t len;
+    char skip_ts[DK_LOG_TS_MAX];   /* the resume point ("": none) */
+    size_t skip_n;
+    int64_t skip_ns;
+    char stream_last[2][DK_LOG_TS_MAX]; /* each stream's last time (stdout, stderr) */
+    uint64_t replays;              /* lines the engine gave again, dropped */
+    char last_ts[DK_LOG_TS_MAX];   /* the last line written: a resume point */
+    size_t last_n;                 /* lines of that time written */
+    uint64_t lines;
+};
+void dk_logconv_init(struct dk_logconv *c, int tty, struct crisp_buf *out);
+void dk_logconv_resume(struct dk_logconv *c, const char *ts, size_t n);
+/* Feeds stream bytes: how many were taken (fewer when *out is full:
+ * flush it and feed the rest; while end_pending, feed again, with n 0 if
+ * nothing is left, to put out the line that did not fit). */
+size_t dk_logconv_feed(struct dk_logconv *c, const uint8_t *p, size_t n);
+/* The stream ended: a TTY's last line without its newline; -1 when *out
+ * is full. */
+int dk_logconv_finish(struct dk_logconv *c);
+/* The tail of a CRI log file (its last n bytes): the time of its last
+ * whole line (ts[0] 0 on entry; else the lines of the given time are
+ * counted) and how many whole lines at its end have that time; -1 when it
+ * ends in no CRI line. *complete: the bytes up to the last newline (a line
+ * after it was cut by a crash); *to_start: every line back to buf's start
+ * has that time (read further back, or count on in the file before). */
+int dk_log_tail(const char *buf, size_t n, char ts[DK_LOG_TS_MAX], size_t *count, size_t *complete,
+                int *to_start);
+/* A log time as the engines' `since` ("sec.nanosec"); -1 when it is none. */
+int dk_log_since(const char *ts, char *out, size_t cap);
+
 /* A verbose answer's info map: {"info": text}, or the JSON printed. */
 void dk_info_text(struct dk_arena *a, ProtobufCMessage *resp, const char *text);
 void dk_info_json(struct dk_arena *a, ProtobufCMessage *resp, const cJSON *json);

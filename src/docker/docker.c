@@ -165,10 +165,14 @@ static void be_free(struct dk_be *be)
     dk_stream_free(be);
     dk_reap_free_all(be);
     dk_version_free(be);
+    if (be->log_pool)
+        dk_logs_free(be);
     if (be->pool)
         h1_pool_free(be->pool);
     if (be->long_pool)
         h1_pool_free(be->long_pool);
+    if (be->log_pool)
+        h1_pool_free(be->log_pool);
     config_free(&be->cfg);
     free(be->storage_root);
     free(be->engine);
@@ -273,8 +277,11 @@ static int open_pools(struct dk_be *be, const struct crisp_addr *addr, char *err
     po.max_conns = 256;
     po.max_idle = 4;
     be->long_pool = be->pool ? h1_pool_new(be->evb, &po, err, errlen) : NULL;
+    po.max_conns = 4096; /* a follower per running container's log */
+    po.max_idle = 2;
+    be->log_pool = be->long_pool ? h1_pool_new(be->evb, &po, err, errlen) : NULL;
     SSL_CTX_free(tls); /* the pools hold their own references */
-    return be->pool && be->long_pool ? 0 : -1;
+    return be->pool && be->long_pool && be->log_pool ? 0 : -1;
 }
 
 static struct crisp_backend *dk_create(struct event_base *evb,
@@ -304,8 +311,9 @@ static struct crisp_backend *dk_create(struct event_base *evb,
     crisp_list_init(&be->reaps);
     crisp_list_init(&be->ver_wait);
     be->base.ops = &crisp_backend_docker_ops;
+    crisp_list_init(&be->logfs);
     if (config_from_spec(&be->cfg, spec, err, errlen) < 0 ||
-        open_pools(be, &addr, err, errlen) < 0 || dk_reap_init(be) < 0)
+        open_pools(be, &addr, err, errlen) < 0 || dk_logs_init(be) < 0 || dk_reap_init(be) < 0)
         goto fail;
     size_t nl = strlen(url) + 8;
     be->engine = strdup(url);

@@ -54,6 +54,11 @@ struct dk_be {
     struct crisp_list reaps; /* removals of what failed calls made (docker_create.c) */
     struct event *sweep;     /* looks for sandboxes made and never started */
     struct h1_req *sweep_req;
+    struct h1_pool *log_pool;  /* one connection per container log followed */
+    struct crisp_list logfs;   /* the followers (docker_logs.c) */
+    struct event *log_scan;    /* finds containers to follow */
+    struct h1_req *log_scan_req;
+    int log_scanned_all;       /* the first scan (exited containers too) was done */
     char *storage_root;        /* the engine's root (GET /info), once learnt */
 };
 
@@ -223,6 +228,22 @@ void dk_reap_free_all(struct dk_be *be);
 /* Starts the sweep: every 30 s, sandboxes crisp made over a minute ago that
  * never started (a create whose answer the engine lost) are reaped. */
 int dk_reap_init(struct dk_be *be);
+
+/* Container logs (docker_logs.c): crisp writes log_path in the CRI's
+ * format from the engine's log stream. dk_log_open: log_path opened for
+ * appending (its folder made; a link there replaced), locked; -1 (err) when
+ * it cannot be, -2 when another process holds it. dk_log_follow: the
+ * container just started is followed from its first line into fd (taken).
+ * dk_log_reopen: a new file at log_path (the kubelet renamed the old one);
+ * -1 and err when it cannot be opened. dk_log_forget: the container was
+ * removed. dk_logs_init starts the scans that follow every container with
+ * a log path from where its log stops (crisp restarted, the engine back). */
+int dk_log_open(const char *path, int *fd, char *err, size_t errlen);
+void dk_log_follow(struct dk_be *be, const char *id, const char *path, int fd, int tty);
+int dk_log_reopen(struct dk_be *be, const char *id, const char *path, char *err, size_t errlen);
+void dk_log_forget(struct dk_be *be, const char *id);
+int dk_logs_init(struct dk_be *be);
+void dk_logs_free(struct dk_be *be);
 
 /* Exec, Attach, PortForward sessions (stream.c): the streaming target goes
  * (its sessions end) before the instance; an exec's process is killed on

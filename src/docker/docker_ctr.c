@@ -75,58 +75,72 @@ static void dk_create_container(struct dk_op *op)
 
 /* ---- StartContainer ------------------------------------------------------------------ */
 
-/* The kubelet reads log_path; Docker writes its json-file log elsewhere.
- * A symlink joins them (as cri-dockerd does), remade at every start. */
-static int link_log(const char *log_path, const char *docker_log, char *err, size_t errlen)
-{
-    if (!*log_path || !*docker_log)
-        return 0;
-    struct stat st;
-    if (lstat(log_path, &st) == 0) {
-        if (!S_ISLNK(st.st_mode)) {
-            snprintf(err, errlen, "%s exists and is not a symlink", log_path);
-            return -1;
-        }
-        unlink(log_path);
-    }
-    if (symlink(docker_log, log_path) < 0) {
-        snprintf(err, errlen, "cannot link %s to %s: %s", log_path, docker_log, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
+/* The kubelet reads log_path; crisp writes it from the engine's log stream
+ * (docker_logs.c). It is opened before the start, as containerd opens its
+ * loggers: a log that cannot be written fails the call with nothing
+ * started. */
+struct start_state {
+    int fd;       /* log_path, open; -1: none */
+    int tty;
+    char *path;   /* in the op's arena */
+    char *id;     /* the engine's full ID (the request may name it otherwise) */
+};
 
-static void on_start_inspect(struct dk_op *op, int status, cJSON *json)
+static void start_state_free(void *p)
 {
-    if (status != 200) {
-        dk_fail_http(op, status, json, "inspecting the started container");
-        return;
-    }
-    char err[600];
-    const char *lp = dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_LOGPATH);
-    if (link_log(lp, dk_str(json, "LogPath"), err, sizeof(err)) < 0) {
-        dk_op_fail(op, GRPC_INTERNAL, "container started, but its log is not readable: %s", err);
-        return;
-    }
-    Runtime__V1__StartContainerResponse r = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
-    dk_op_reply(op, &r.base);
+    struct start_state *st = p;
+    if (st->fd >= 0)
+        close(st->fd);
+    free(st);
 }
 
 static void on_started(struct dk_op *op, int status, cJSON *json)
 {
-    const Runtime__V1__StartContainerRequest *req = (const void *)op->req;
+    struct start_state *st = op->state;
     if (status != 204 && status != 304) {
         dk_fail_http(op, status, json, "starting the container");
         return;
     }
-    dk_call(op, "GET", NULL, on_start_inspect, "/containers/%s/json", dk_esc(op, req->container_id));
+    if (st->fd >= 0)
+        dk_log_follow(op->be, st->id, st->path, st->fd, st->tty);
+    st->fd = -1; /* the follower's */
+    Runtime__V1__StartContainerResponse r = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
+    dk_op_reply(op, &r.base);
+}
+
+static void on_start_inspect(struct dk_op *op, int status, cJSON *json)
+{
+    const Runtime__V1__StartContainerRequest *req = (const void *)op->req;
+    if (dk_inspect_ok(op, status, json, DK_TYPE_CONTAINER, req->container_id) < 0)
+        return;
+    struct start_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    st->fd = -1;
+    op->state = st;
+    op->free_state = start_state_free;
+    char err[600];
+    const char *lp = dk_str(dk_entry_labels(json), DK_LABEL_LOGPATH);
+    st->tty = dk_bool(dk_obj(json, "Config"), "Tty");
+    st->path = dk_strdup(&op->mem, lp);
+    st->id = dk_strdup(&op->mem, dk_str(json, "Id"));
+    int rv = *lp ? dk_log_open(lp, &st->fd, err, sizeof(err)) : 0;
+    if (rv == -1) {
+        dk_op_fail(op, GRPC_UNKNOWN, "failed to create container loggers: %s", err);
+        return;
+    }
+    if (rv == -2) /* another process follows this log (a second crisp): its business */
+        log_warn("container_log_elsewhere", "container=%s why=%s", req->container_id, crisp_logq(err));
+    dk_call(op, "POST", NULL, on_started, "/containers/%s/start", dk_esc(op, req->container_id));
 }
 
 static void dk_start_container(struct dk_op *op)
 {
     const Runtime__V1__StartContainerRequest *req = (const void *)op->req;
     if (check_id(op, req->container_id) == 0)
-        dk_call(op, "POST", NULL, on_started, "/containers/%s/start", dk_esc(op, req->container_id));
+        dk_call(op, "GET", NULL, on_start_inspect, "/containers/%s/json", dk_esc(op, req->container_id));
 }
 
 /* ---- StopContainer / RemoveContainer ---------------------------------------------------- */
@@ -161,6 +175,7 @@ static void on_removed(struct dk_op *op, int status, cJSON *json)
         return;
     }
     struct stat sb;
+    /* a link an older crisp made; a log file is the kubelet's to remove */
     if (log_path && *log_path && lstat(log_path, &sb) == 0 && S_ISLNK(sb.st_mode))
         unlink(log_path);
     Runtime__V1__RemoveContainerResponse r = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
@@ -179,6 +194,7 @@ static void on_remove_inspect(struct dk_op *op, int status, cJSON *json)
         return;
     }
     op->state = dk_strdup(&op->mem, dk_str(dk_entry_labels(json), DK_LABEL_LOGPATH));
+    dk_log_forget(op->be, dk_str(json, "Id"));
     dk_call(op, "DELETE", NULL, on_removed, "/containers/%s?force=1&v=1", dk_esc(op, req->container_id));
 }
 
@@ -237,10 +253,9 @@ static void dk_update_resources(struct dk_op *op)
         dk_call(op, "POST", body, on_updated, "/containers/%s/update", dk_esc(op, req->container_id));
 }
 
-/* Docker's json-file driver cannot reopen its file; it rotates it itself
- * (crisp creates containers with max-size/max-file below the kubelet's
- * rotation threshold). What the kubelet needs after renaming log_path is a
- * log at log_path again: the symlink is remade. */
+/* The kubelet renamed log_path to rotate it: crisp's follower of the
+ * container's log opens a new file there, and the renamed one does not
+ * grow (docker_logs.c). */
 static void on_reopen_inspect(struct dk_op *op, int status, cJSON *json)
 {
     const Runtime__V1__ReopenContainerLogRequest *req = (const void *)op->req;
@@ -251,9 +266,9 @@ static void on_reopen_inspect(struct dk_op *op, int status, cJSON *json)
         return;
     }
     char err[600];
-    const char *lp = dk_str(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_LOGPATH);
-    if (link_log(lp, dk_str(json, "LogPath"), err, sizeof(err)) < 0) {
-        dk_op_fail(op, GRPC_INTERNAL, "reopening the log: %s", err);
+    const char *lp = dk_str(dk_entry_labels(json), DK_LABEL_LOGPATH);
+    if (*lp && dk_log_reopen(op->be, dk_str(json, "Id"), lp, err, sizeof(err)) < 0) {
+        dk_op_fail(op, GRPC_UNKNOWN, "reopening the log: %s", err);
         return;
     }
     Runtime__V1__ReopenContainerLogResponse r = RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT;
