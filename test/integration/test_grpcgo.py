@@ -685,7 +685,10 @@ def test_go_crisp_restart(started, tmpdir_short, direct_pods, direct_client):
         w = g.wire()["wire"]
         conn = w["conns"][0]
         assert [(x["dir"], x["code"]) for x in conn["goaways"]] == [("in", "NO_ERROR")], conn_summary(w)
-        assert conn["closed"].startswith("server"), conn_summary(w)
+        # the connection is gone once the call finished: crisp closes it, or
+        # grpc-go does first (it may close a connection that got GOAWAY as
+        # soon as its last stream ends: a race both ways, both correct)
+        assert conn["closed"].startswith(("server", "client")), conn_summary(w)
         r = g.call("Version", {}, timeout=5)
         assert r.code == "UNAVAILABLE", r
         c.start()
