@@ -143,6 +143,13 @@ int64_t crisp_call_remaining_us(const struct crisp_call *call);
  * more than the call may (call->dec.refused then). */
 ProtobufCMessage *crisp_call_request(struct crisp_call *call);
 
+/* Whether a string field of the request holds a NUL byte, which its
+ * decoded form (a C string) would cut there: 1, with the field's path
+ * ("config.labels.value") in path; 0 when none does (or the bytes are not
+ * the method's message: decoding says so). For backends that read decoded
+ * strings; the relay passes the bytes on whole (src/core/pbcheck.c). */
+int crisp_call_request_nul(const struct crisp_call *call, char *path, size_t cap);
+
 /* Hands the received call to its backend (chosen by the router). Any
  * failure finishes the call with a status. */
 void crisp_call_dispatch(struct crisp_call *call);

@@ -652,6 +652,13 @@ static void run_handler(struct dk_op *op)
 void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_method *m)
 {
     assert(m && m->fn && !call->be_ctx);
+    char path[160];
+    if (crisp_call_request_nul(call, path, sizeof(path))) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s holds a NUL byte, which the Docker backend cannot pass on whole (refused rather than cut)", path);
+        crisp_call_finish(call, GRPC_INVALID_ARGUMENT, msg);
+        return;
+    }
     struct op_priv *p = calloc(1, sizeof(*p));
     if (!p) {
         crisp_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");

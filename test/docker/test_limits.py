@@ -120,6 +120,24 @@ def test_env_value_with_nul_refused(k8s, engine):
     assert set(c["Id"] for c in engine.containers(all=True)) == before
 
 
+def test_nul_in_any_string_refused(k8s, engine):
+    """A NUL byte in any string of a request (protobuf-c's C strings would cut
+    it there: a label "a\\0b" became "a") is refused with the field's path,
+    and nothing is made."""
+    before = set(c["Id"] for c in engine.containers(all=True))
+    cfg = k8s.pod_config(labels={"nul": "before\0after"})
+    code, details = code_of(k8s.c.rt, "RunPodSandbox", config=cfg)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "config.labels.value" in details \
+        and "NUL" in details, (code, details)
+    cfg = k8s.pod_config()
+    cfg.metadata.name = "nul\0name"
+    code, details = code_of(k8s.c.rt, "RunPodSandbox", config=cfg)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "config.metadata.name" in details, (code, details)
+    code, details = code_of(k8s.c.img, "ImageStatus", image=v1.ImageSpec(image="busybox\0:1"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "image.image" in details, (code, details)
+    assert set(c["Id"] for c in engine.containers(all=True)) == before
+
+
 def test_mount_paths_with_colons(k8s, engine):
     """A ':' in a mount's path cannot go in a bind's "host:container:ro"
     (the engines answered "invalid volume specification"): such mounts work
