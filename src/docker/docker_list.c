@@ -123,24 +123,34 @@ static void on_sandboxes(struct dk_op *op, int status, cJSON *json)
         reply_sandboxes(op, json, 0);
 }
 
+/* Answers from the view when it holds the list: the kept packed answer of
+ * an unfiltered unary List (whole), else the kept listing through reply.
+ * 1 when it answered. */
+static int answered_from_view(struct dk_op *op, int kind, int whole,
+                              void (*reply)(struct dk_op *, const cJSON *, int))
+{
+    size_t len;
+    const uint8_t *packed = whole && !op->call->method->server_streaming
+                                ? dk_view_packed(op->be, kind, &len)
+                                : NULL;
+    if (packed) {
+        reply_packed(op, packed, len);
+        return 1;
+    }
+    const cJSON *view = dk_view_get(op->be, kind);
+    if (view)
+        reply(op, view, 1);
+    return view != NULL;
+}
+
 /* ListPodSandbox and StreamPodSandboxes: the requests share their layout. */
 static void dk_list_pods(struct dk_op *op)
 {
     const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
     const Runtime__V1__PodSandboxFilter *f = req->filter;
-    size_t nsel = f ? f->n_label_selector : 0, len;
-    const uint8_t *packed = whole_pods(f) && !op->call->method->server_streaming
-                                ? dk_view_packed(op->be, DK_VIEW_SANDBOXES, &len)
-                                : NULL;
-    if (packed) {
-        reply_packed(op, packed, len);
+    size_t nsel = f ? f->n_label_selector : 0;
+    if (answered_from_view(op, DK_VIEW_SANDBOXES, whole_pods(f), reply_sandboxes))
         return;
-    }
-    const cJSON *view = dk_view_get(op->be, DK_VIEW_SANDBOXES);
-    if (view) {
-        reply_sandboxes(op, view, 1);
-        return;
-    }
     list_call(op, dk_label_filters(DK_TYPE_SANDBOX, NULL, nsel, f ? (void *)f->label_selector : NULL),
               nsel ? -1 : DK_VIEW_SANDBOXES, on_sandboxes);
 }
@@ -184,20 +194,10 @@ static void dk_list_ctrs(struct dk_op *op)
 {
     const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
     const Runtime__V1__ContainerFilter *f = req->filter;
-    size_t nsel = f ? f->n_label_selector : 0, len;
+    size_t nsel = f ? f->n_label_selector : 0;
     const char *pod = f ? f->pod_sandbox_id : NULL;
-    const uint8_t *packed = whole_ctrs(f) && !op->call->method->server_streaming
-                                ? dk_view_packed(op->be, DK_VIEW_CONTAINERS, &len)
-                                : NULL;
-    if (packed) {
-        reply_packed(op, packed, len);
+    if (answered_from_view(op, DK_VIEW_CONTAINERS, whole_ctrs(f), reply_containers))
         return;
-    }
-    const cJSON *view = dk_view_get(op->be, DK_VIEW_CONTAINERS);
-    if (view) {
-        reply_containers(op, view, 1);
-        return;
-    }
     list_call(op, dk_label_filters(DK_TYPE_CONTAINER, pod, nsel, f ? (void *)f->label_selector : NULL),
               nsel || (pod && *pod) ? -1 : DK_VIEW_CONTAINERS, on_containers);
 }
