@@ -158,6 +158,7 @@ struct dk_config {
     const char *log_max_files; /* json-file max-file */
     struct dk_handler_map *handlers; /* --runtime-handler NAME=RUNTIME */
     size_t nhandlers;
+    int sizes_every_s;         /* --writable-layer-every */
 };
 
 /* Why an encoder refused a request: a gRPC code and a sentence. */
@@ -317,6 +318,32 @@ struct dk_event {
  * one the CRI has (create, start, die, destroy/remove). */
 int dk_event_from_json(const cJSON *ev, struct dk_event *out);
 
+/* ---- facts about containers, by ID (facts.c) ------------------------------------------ */
+
+/* What the view knows of a container beyond the engine's listing. An ID
+ * longer than 64 bytes or empty has no entry; at most DK_FACTS_MAX entries
+ * (dk_fact_add answers NULL past it, as on out-of-memory: not kept). */
+#define DK_FACTS_BUCKETS 1024
+#define DK_FACTS_MAX 65536
+struct dk_fact {
+    char id[65];
+    int pid;            /* its process, 0: not known */
+    uint64_t pid_start; /* that process's start time (/proc/PID/stat), against a reused PID */
+    int64_t size_rw;    /* its writable layer's size (bytes) */
+    int64_t size_ns;    /* when that was measured; -1: not measured */
+    struct dk_fact *next;
+};
+struct dk_facts {
+    struct dk_fact *bucket[DK_FACTS_BUCKETS];
+    size_t n;
+};
+struct dk_fact *dk_fact_get(struct dk_facts *t, const char *id);
+/* The entry of id, made when there is none (PID 0, size not measured). */
+struct dk_fact *dk_fact_add(struct dk_facts *t, const char *id);
+void dk_fact_del(struct dk_facts *t, const char *id);
+void dk_facts_forget_pids(struct dk_facts *t);
+void dk_facts_clear(struct dk_facts *t);
+
 /* ---- stats -> CRI (decode_stats.c) ----------------------------------------------------- */
 
 /* The previous CPU sample of each container (by ID prefix), for
@@ -341,15 +368,22 @@ struct dk_stats_ctx {
     int64_t now_ns;           /* a sample's time when its answer has none */
     const char *fs_root;      /* the writable layers' filesystem (the engine's root) */
 };
-/* A container or sandbox to report on: its list entry or inspect answer
- * (SizeRw from size=1), and its stats in Docker's shape (NULL: none). */
+/* A container or sandbox to report on: its list entry or inspect answer,
+ * its stats in Docker's shape (NULL: none), and its writable layer's size:
+ * size_ns 0: size_rw was measured with the stats (SizeRw of a size=1
+ * answer, see dk_stats_item_sized); > 0: when size_rw was measured (the
+ * view's background refresh); < 0: not measured yet, reported as 0 bytes
+ * at time 0 (as containerd does before its first snapshot usage sync). */
 struct dk_stats_item {
     const cJSON *entry;
     cJSON *stats;
     int sandbox;
+    int64_t size_rw;
+    int64_t size_ns;
 };
-Runtime__V1__ContainerStats *dk_container_stats(struct dk_stats_ctx *c, const cJSON *entry,
-                                                const cJSON *stats);
+/* An item whose size is the entry's own SizeRw (a size=1 answer). */
+struct dk_stats_item dk_stats_item_sized(const cJSON *entry, cJSON *stats, int sandbox);
+Runtime__V1__ContainerStats *dk_container_stats(struct dk_stats_ctx *c, const struct dk_stats_item *it);
 /* A pod's stats: its sandbox's and its containers' among items, summed,
  * with each container's own. */
 Runtime__V1__PodSandboxStats *dk_pod_stats(struct dk_stats_ctx *c, const struct dk_stats_item *sb,

@@ -140,9 +140,14 @@ static Runtime__V1__ContainerAttributes *ctr_attributes(struct dk_arena *a, cons
     return at;
 }
 
-Runtime__V1__ContainerStats *dk_container_stats(struct dk_stats_ctx *c, const cJSON *entry,
-                                                const cJSON *stats)
+struct dk_stats_item dk_stats_item_sized(const cJSON *entry, cJSON *stats, int sandbox)
 {
+    return (struct dk_stats_item){entry, stats, sandbox, dk_int(entry, "SizeRw"), 0};
+}
+
+Runtime__V1__ContainerStats *dk_container_stats(struct dk_stats_ctx *c, const struct dk_stats_item *it)
+{
+    const cJSON *entry = it->entry, *stats = it->stats;
     struct dk_arena *a = c->a;
     Runtime__V1__ContainerStats *cs = dk_msg(a, &runtime__v1__container_stats__descriptor);
     Runtime__V1__FilesystemUsage *fs = dk_msg(a, &runtime__v1__filesystem_usage__descriptor);
@@ -154,7 +159,9 @@ Runtime__V1__ContainerStats *dk_container_stats(struct dk_stats_ctx *c, const cJ
         cs->memory = mem_usage(c, stats);
         fs->timestamp = read_ns(c, stats);
     }
-    fs->used_bytes = u64(a, dk_int(entry, "SizeRw"));
+    if (it->size_ns != 0)
+        fs->timestamp = it->size_ns > 0 ? it->size_ns : 0;
+    fs->used_bytes = u64(a, it->size_ns < 0 ? 0 : it->size_rw);
     fs->fs_id = dk_msg(a, &runtime__v1__filesystem_identifier__descriptor);
     if (fs->fs_id)
         fs->fs_id->mountpoint = dk_strdup(a, c->fs_root);
@@ -259,7 +266,7 @@ Runtime__V1__PodSandboxStats *dk_pod_stats(struct dk_stats_ctx *c, const struct 
             continue;
         add_usage(c, &sum, it);
         if (it != sb)
-            cv[nc++] = dk_container_stats(c, it->entry, it->stats);
+            cv[nc++] = dk_container_stats(c, it);
     }
     ps->linux = pod_linux(c, &sum, sb);
     if (ps->linux) {

@@ -72,9 +72,11 @@ static void dk_drained(struct crisp_backend *base, struct crisp_call *call)
  * log it cannot reopen */
 #define LOG_MAX_SIZE "10m"
 #define LOG_MAX_FILES "5"
+/* cadvisor's period for the same disk walk under dockershim */
+#define DEFAULT_SIZES_EVERY "60"
 
 /* The docker backend's own options. */
-enum { OPT_INFRA_IMAGE, OPT_RUNTIME_HANDLER };
+enum { OPT_INFRA_IMAGE, OPT_RUNTIME_HANDLER, OPT_SIZES_EVERY };
 static const struct crisp_backend_opt dk_opts[] = {
     [OPT_INFRA_IMAGE] = {.name = "pod-infra-image", .arg = "IMAGE",
                          .help = "the pod sandbox image (default\n" DEFAULT_INFRA_IMAGE
@@ -83,6 +85,12 @@ static const struct crisp_backend_opt dk_opts[] = {
                              .help = "RuntimeClass handler NAME runs pods with the\n"
                                      "engine's runtime RUNTIME (repeatable; \"\" = the\n"
                                      "default handler)"},
+    [OPT_SIZES_EVERY] = {.name = "writable-layer-every", .arg = "SECONDS",
+                         .help = "stats report the writable layers' sizes\n"
+                                 "measured (the engine's size=1 listing, a disk\n"
+                                 "walk) in the background at most every SECONDS\n"
+                                 "(default " DEFAULT_SIZES_EVERY "; 0: measured for each stats\n"
+                                 "call)"},
     {.name = NULL},
 };
 
@@ -124,6 +132,18 @@ static int add_handler(struct dk_config *cfg, const char *spec, char *err, size_
     return 0;
 }
 
+static int parse_seconds(const char *v, int *out, char *err, size_t errlen)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < 0 || n > 86400) {
+        snprintf(err, errlen, "--writable-layer-every %s: want whole seconds, 0 to 86400", v);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
 /* The instance's configuration from its options (crisp_backend_new checked
  * that they are this kind's). */
 static int config_from_spec(struct dk_config *cfg, const struct crisp_backend_spec *spec,
@@ -132,6 +152,7 @@ static int config_from_spec(struct dk_config *cfg, const struct crisp_backend_sp
     const char *infra = DEFAULT_INFRA_IMAGE;
     cfg->log_max_size = LOG_MAX_SIZE;
     cfg->log_max_files = LOG_MAX_FILES;
+    cfg->sizes_every_s = atoi(DEFAULT_SIZES_EVERY);
     cfg->handlers = calloc(spec->nargs + 1, sizeof(*cfg->handlers));
     if (!cfg->handlers)
         goto oom;
@@ -145,6 +166,9 @@ static int config_from_spec(struct dk_config *cfg, const struct crisp_backend_sp
             }
         } else if (a->opt == &dk_opts[OPT_RUNTIME_HANDLER] &&
                    add_handler(cfg, a->value, err, errlen) < 0) {
+            return -1;
+        } else if (a->opt == &dk_opts[OPT_SIZES_EVERY] &&
+                   parse_seconds(a->value, &cfg->sizes_every_s, err, errlen) < 0) {
             return -1;
         }
     }

@@ -256,6 +256,9 @@ void dk_exec_kill(struct dk_be *be, const char *exec_id);
  * like a Docker stats answer; NULL when they cannot be read here (a remote
  * engine, another PID namespace). docker_cgroup.c */
 cJSON *dk_cgroup_stats(int pid, int with_network);
+/* The start time of process pid (/proc/PID/stat, clock ticks since boot),
+ * 0 when it cannot be read. */
+uint64_t dk_proc_start(int pid);
 
 /* ---- the view of the node (view.c) ------------------------------------------- */
 
@@ -279,6 +282,24 @@ void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list);
  * one (copied), made from dk_view_get's listing in the same loop turn. */
 const uint8_t *dk_view_packed(struct dk_be *be, int kind, size_t *len);
 void dk_view_keep_packed(struct dk_be *be, int kind, const uint8_t *p, size_t len);
+/* As dk_view_get, with a hold on the listing: it stays valid, unchanged,
+ * until dk_view_release(*held), whatever the view does meanwhile. */
+struct dk_held;
+const cJSON *dk_view_hold(struct dk_be *be, int kind, struct dk_held **held);
+void dk_view_release(struct dk_held *held);
+/* The PID of container id, when the view knows it (from an inspect since
+ * the container's last start, its process still the same one); else 0. */
+int dk_view_pid(struct dk_be *be, const char *id);
+/* Keeps a PID from an inspect asked at the view's generation gen. */
+void dk_view_put_pid(struct dk_be *be, const char *id, uint64_t gen, int pid);
+/* Whether the view serves the writable layers' sizes (the event stream
+ * open and the sizes measured since); the size of container id and when it
+ * was measured (1), or 0 when not measured yet. */
+int dk_view_stats_ready(struct dk_be *be);
+int dk_view_size(struct dk_be *be, const char *id, int64_t *bytes, int64_t *ns);
+/* A stats call used the sizes (missing: some container had none): the
+ * view measures them again in the background when they are due. */
+void dk_view_sizes_wanted(struct dk_be *be, int missing);
 /* Something may have changed a list: drop the view. */
 void dk_view_touch(struct dk_be *be);
 /* Whether a call of CRI method rpc (enum crisp_rpc) may change a list. */

@@ -183,3 +183,23 @@ cJSON *dk_cgroup_stats(int pid, int with_network)
         add_networks(s, pid);
     return s;
 }
+
+uint64_t dk_proc_start(int pid)
+{
+    char path[64], buf[1024];
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* "pid (comm) state ppid ...": the comm may hold anything, its end is
+     * the last ')'; the start time is the 22nd field, the 20th after it */
+    char *p = strrchr(buf, ')');
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}

@@ -19,11 +19,22 @@
  *   - every 60 s a listing is fetched and compared with the view: a
  *     difference (a missed or late event) is logged and counted, and the
  *     fresh listing replaces the view.
+ * Beside the lists, what the stats calls need of each container (facts.c):
+ *   - its PID, from an inspect made by a stats call, kept with the
+ *     process's start time while no event says the container changed (a
+ *     start, die, destroy... of that ID forgets it; a reused PID shows as
+ *     another start time); never served while the event stream is down;
+ *   - its writable layer's size, a disk walk in the engine (the `size=1`
+ *     listing): refreshed in the background, asked by the stats calls, at
+ *     most once per --writable-layer-every (60 s), or per 10 s while a
+ *     running container has none yet; served with the time it was
+ *     measured.
  * A crisp restart starts with an empty view; nothing is written anywhere. */
 #define _GNU_SOURCE /* asprintf */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -35,6 +46,8 @@
 #define RETRY_MAX_MS 30000
 #define RECONCILE_S 60
 #define LIST_BODY_MAX (64u << 20)
+#define SIZES_MISSING_S 10
+#define SIZES_TIMEOUT_MS 120000
 
 static const char *const kind_type[DK_VIEW_KINDS] = {
     [DK_VIEW_SANDBOXES] = DK_TYPE_SANDBOX,
@@ -52,12 +65,19 @@ struct view_check {
     struct h1_req *r;
 };
 
+/* A listing, shared by the view and the calls that hold it. */
+struct dk_held {
+    cJSON *json;
+    int refs;
+};
+
 struct dk_view {
     struct dk_be *be;
     struct h1_req *events;   /* the event stream's request, while open */
     int live;                /* its head arrived (200): events flow */
     uint64_t gen;            /* bumped by anything that may change a list */
-    cJSON *list[DK_VIEW_KINDS];
+    uint64_t epoch;          /* bumped when the event stream opens or is lost */
+    struct dk_held *list[DK_VIEW_KINDS];
     uint64_t list_gen[DK_VIEW_KINDS];
     uint8_t *packed[DK_VIEW_KINDS]; /* the unfiltered List answer of list[k] */
     size_t packed_len[DK_VIEW_KINDS];
@@ -69,13 +89,36 @@ struct dk_view {
     size_t len;
     int overflow;
     unsigned long served, missed;
+    struct dk_facts facts;    /* PIDs and writable layer sizes, by container ID */
+    struct h1_req *sizes;     /* the size=1 listing in flight */
+    uint64_t sizes_epoch;     /* the epoch it was asked in */
+    int64_t sizes_asked_ms;   /* when the last one was asked (monotonic), 0: never */
+    int sized;                /* sizes were measured in this epoch */
 };
 
 /* ---- the lists ---------------------------------------------------------- */
 
+static struct dk_held *held_new(cJSON *json)
+{
+    struct dk_held *h = malloc(sizeof(*h));
+    if (h)
+        *h = (struct dk_held){json, 1};
+    else
+        cJSON_Delete(json);
+    return h;
+}
+
+void dk_view_release(struct dk_held *h)
+{
+    if (h && --h->refs == 0) {
+        cJSON_Delete(h->json);
+        free(h);
+    }
+}
+
 static void drop_list(struct dk_view *v, int k)
 {
-    cJSON_Delete(v->list[k]);
+    dk_view_release(v->list[k]);
     v->list[k] = NULL;
     free(v->packed[k]);
     v->packed[k] = NULL;
@@ -151,7 +194,16 @@ const cJSON *dk_view_get(struct dk_be *be, int kind)
     if (!v->live || !v->list[kind] || v->list_gen[kind] != v->gen)
         return NULL;
     v->served++;
-    return v->list[kind];
+    return v->list[kind]->json;
+}
+
+const cJSON *dk_view_hold(struct dk_be *be, int kind, struct dk_held **held)
+{
+    const cJSON *list = dk_view_get(be, kind);
+    *held = list ? be->view->list[kind] : NULL;
+    if (*held)
+        (*held)->refs++;
+    return list;
 }
 
 void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list)
@@ -159,12 +211,156 @@ void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list)
     struct dk_view *v = be->view;
     if (!v || !v->live || gen != v->gen || !cJSON_IsArray(list))
         return;
-    cJSON *copy = cJSON_Duplicate(list, 1);
-    if (!copy)
+    struct dk_held *copy = held_new(cJSON_Duplicate(list, 1));
+    if (!copy || !copy->json) {
+        dk_view_release(copy);
         return; /* memory short: served from the engine */
+    }
     drop_list(v, kind);
     v->list[kind] = copy;
     v->list_gen[kind] = gen;
+}
+
+/* ---- what stats need: PIDs and sizes ----------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The entry of id, made when there is none; at the cap, the facts are
+ * dropped (soft state) and it is made anew. */
+static struct dk_fact *fact_add(struct dk_view *v, const char *id)
+{
+    struct dk_fact *f = dk_fact_add(&v->facts, id);
+    if (!f && v->facts.n >= DK_FACTS_MAX) {
+        log_warn("docker_view", "engine=%s facts=%zu msg=\"too many containers known: facts dropped\"",
+                 crisp_logq(v->be->engine), v->facts.n);
+        dk_facts_clear(&v->facts);
+        v->sized = 0;
+        f = dk_fact_add(&v->facts, id);
+    }
+    return f;
+}
+
+int dk_view_pid(struct dk_be *be, const char *id)
+{
+    struct dk_view *v = be->view;
+    struct dk_fact *f = v && v->live ? dk_fact_get(&v->facts, id) : NULL;
+    if (!f || f->pid <= 0)
+        return 0;
+    if (dk_proc_start(f->pid) != f->pid_start) {
+        f->pid = 0; /* the process ended, its PID maybe reused */
+        return 0;
+    }
+    return f->pid;
+}
+
+void dk_view_put_pid(struct dk_be *be, const char *id, uint64_t gen, int pid)
+{
+    struct dk_view *v = be->view;
+    if (!v || !v->live || gen != v->gen || pid <= 0)
+        return;
+    uint64_t start = dk_proc_start(pid);
+    struct dk_fact *f = start ? fact_add(v, id) : NULL;
+    if (f) {
+        f->pid = pid;
+        f->pid_start = start;
+    }
+}
+
+int dk_view_stats_ready(struct dk_be *be)
+{
+    struct dk_view *v = be->view;
+    return v && v->live && v->sized && be->cfg.sizes_every_s > 0;
+}
+
+int dk_view_size(struct dk_be *be, const char *id, int64_t *bytes, int64_t *ns)
+{
+    struct dk_view *v = be->view;
+    struct dk_fact *f = v && v->live ? dk_fact_get(&v->facts, id) : NULL;
+    if (!f || f->size_ns < 0)
+        return 0;
+    *bytes = f->size_rw;
+    *ns = f->size_ns;
+    return 1;
+}
+
+static void sizes_done(struct h1_req *r, int err, const char *errmsg, int status,
+                       const uint8_t *body, size_t body_len, void *ud)
+{
+    struct dk_view *v = ud;
+    (void)r;
+    v->sizes = NULL;
+    cJSON *list = err || status != 200 ? NULL : cJSON_ParseWithLength((const char *)body, body_len);
+    if (!cJSON_IsArray(list)) {
+        log_warn("docker_view", "engine=%s sizes=failed status=%d err=%s", crisp_logq(v->be->engine),
+                 status, crisp_logq(err ? errmsg : "not a listing"));
+    } else if (v->live && v->sizes_epoch == v->epoch) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) {
+            /* dockerd leaves SizeRw out when it is 0 */
+            struct dk_fact *f = fact_add(v, dk_str(e, "Id"));
+            if (f) {
+                f->size_rw = dk_int(e, "SizeRw");
+                f->size_ns = ns;
+            }
+        }
+        v->sized = 1;
+        log_debug("docker_view", "engine=%s sizes=%d", crisp_logq(v->be->engine), cJSON_GetArraySize(list));
+    }
+    cJSON_Delete(list);
+}
+
+static const struct h1_req_cbs sizes_cbs = {.on_done = sizes_done};
+
+void dk_view_sizes_wanted(struct dk_be *be, int missing)
+{
+    struct dk_view *v = be->view;
+    int every = be->cfg.sizes_every_s;
+    if (!v || !v->live || v->sizes || every <= 0)
+        return;
+    int64_t now = mono_ms();
+    int64_t age = v->sizes_asked_ms ? now - v->sizes_asked_ms : INT64_MAX;
+    if (missing || !v->sized)
+        every = every < SIZES_MISSING_S ? every : SIZES_MISSING_S;
+    if (age < every * 1000LL)
+        return;
+    char *filters = dk_label_filters(DK_TYPE_CONTAINER, NULL, 0, NULL), *target = NULL;
+    if (filters && asprintf(&target, "/v%s/containers/json?size=1&filters=%s", be->api, filters) >= 0) {
+        struct h1_req_opts o = {.method = "GET", .target = target, .body_max = LIST_BODY_MAX,
+                                .timeout_ms = SIZES_TIMEOUT_MS};
+        v->sizes_asked_ms = now;
+        v->sizes_epoch = v->epoch;
+        v->sizes = h1_request(be->pool, &o, &sizes_cbs, v);
+    }
+    free(target);
+    free(filters);
+}
+
+/* What a container event says of its container's facts: a new process, or
+ * none (its PID forgotten), or the container gone (its facts with it). */
+static void event_facts(struct dk_view *v, const cJSON *ev, const char *action)
+{
+    const char *id = dk_str(ev, "id");
+    if (!*id)
+        id = dk_str(dk_obj(ev, "Actor"), "ID");
+    if (!*id) {
+        dk_facts_forget_pids(&v->facts);
+        return;
+    }
+    if (strcmp(action, "destroy") == 0 || strcmp(action, "remove") == 0) {
+        dk_fact_del(&v->facts, id);
+        return;
+    }
+    struct dk_fact *f = dk_fact_get(&v->facts, id);
+    if (f)
+        f->pid = 0;
 }
 
 /* ---- the event stream ----------------------------------------------------- */
@@ -184,9 +380,13 @@ static void event_line(struct dk_view *v, const char *line, size_t n)
     if (!*action)
         action = dk_str(ev, "status"); /* older engines */
     /* an event that cannot be read might have changed anything */
-    if (!ev || (strcmp(type, "container") == 0 && dk_event_changes_lists(action)) ||
-        (!*type && !*action))
+    if (!ev || (!*type && !*action)) {
         drop_lists(v);
+        dk_facts_forget_pids(&v->facts);
+    } else if (strcmp(type, "container") == 0 && dk_event_changes_lists(action)) {
+        drop_lists(v);
+        event_facts(v, ev, action);
+    }
     cJSON_Delete(ev);
 }
 
@@ -198,6 +398,7 @@ static int events_head(struct h1_req *r, int status, const struct crisp_md *h, v
     if (status != 200)
         return -1; /* on_done says why */
     v->live = 1;
+    v->epoch++;
     v->retry_ms = RETRY_MIN_MS;
     drop_lists(v); /* what was listed before the stream opened may be old */
     log_info("docker_view", "engine=%s state=live", crisp_logq(v->be->engine));
@@ -216,8 +417,10 @@ static int events_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
                 v->overflow = 1;
             continue;
         }
-        if (v->overflow)
+        if (v->overflow) {
             drop_lists(v); /* an event too large to read: assume a change */
+            dk_facts_forget_pids(&v->facts);
+        }
         else if (v->len)
             event_line(v, v->line, v->len);
         v->len = 0;
@@ -236,9 +439,12 @@ static void events_done(struct h1_req *r, int err, const char *errmsg, int statu
     int was_live = v->live;
     v->events = NULL;
     v->live = 0;
+    v->epoch++;
     v->len = 0;
     v->overflow = 0;
     drop_lists(v);
+    dk_facts_clear(&v->facts); /* what happened meanwhile is not known */
+    v->sized = 0;
     if (was_live)
         log_warn("docker_view", "engine=%s state=lost err=%s lists=from_engine", crisp_logq(v->be->engine),
                  crisp_logq(err ? errmsg : "the engine ended its event stream"));
@@ -346,13 +552,14 @@ static void check_done(struct h1_req *r, int err, const char *errmsg, int status
         cJSON_Delete(fresh);
         return;
     }
-    if (same_lists(v->list[c->kind], fresh) == 0) {
+    if (same_lists(v->list[c->kind]->json, fresh) == 0) {
         v->missed++;
         log_warn("docker_view", "engine=%s state=differed kind=%s missed=%lu "
                  "msg=\"the engine's listing differed from the view (a missed or late event): replaced\"",
                  crisp_logq(v->be->engine), kind_name[c->kind], v->missed);
         drop_list(v, c->kind);
-        v->list[c->kind] = fresh;
+        v->list[c->kind] = held_new(fresh);
+        dk_facts_forget_pids(&v->facts); /* what the missed event said is not known */
         return;
     }
     cJSON_Delete(fresh);
@@ -417,6 +624,9 @@ void dk_view_free(struct dk_be *be)
     for (int k = 0; k < DK_VIEW_KINDS; k++)
         if (v->check[k].r)
             h1_cancel(v->check[k].r);
+    if (v->sizes)
+        h1_cancel(v->sizes);
+    dk_facts_clear(&v->facts);
     if (v->retry)
         event_free(v->retry);
     if (v->reconcile)

@@ -110,15 +110,18 @@ class DockerCrisp(CrispProc):
     stop_timeout = 15.0
     probe_deadline = 2
 
-    def __init__(self, denv, kind):
+    def __init__(self, denv, kind, extra_args=(), name=""):
+        """`name`: a second crisp's, beside the session's (its own socket
+        and log); `extra_args`: its docker backend options."""
         self.kind = kind
         self.engine_sock = denv.sock(kind)
-        super().__init__("docker-" + kind,
+        tag = kind + ("-" + name if name else "")
+        super().__init__("docker-" + tag,
                          ["--backend", "docker:unix://" + self.engine_sock,
                           "--pod-infra-image", denv.PAUSE_IMAGE,
-                          "--runtime-handler", "%s=%s" % (ALT_HANDLER, denv.ALT_RUNTIME)],
-                         os.path.join(os.path.dirname(self.engine_sock), "crisp-docker-%s.sock" % kind),
-                         client_name="crisp-" + kind)
+                          "--runtime-handler", "%s=%s" % (ALT_HANDLER, denv.ALT_RUNTIME)] + list(extra_args),
+                         os.path.join(os.path.dirname(self.engine_sock), "crisp-docker-%s.sock" % tag),
+                         client_name="crisp-" + tag)
 
 
 _crisps = []

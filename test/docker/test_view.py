@@ -6,6 +6,7 @@ directly, after changes made through crisp (no wait at all: read-your-writes)
 and behind its back (a bounded wait: one event's latency); the view must be
 what answers (the engine paused, lists still answer), and an engine restart
 must not leave a stale view behind."""
+import contextlib
 import os
 import signal
 import time
@@ -13,7 +14,7 @@ import time
 import grpc
 import pytest
 
-from conftest import SLEEPER, WORK, kill_engine, restart_engine, v1, wait_for
+from conftest import SLEEPER, WORK, DockerCrisp, kill_engine, restart_engine, v1, wait_for
 
 TYPE_LABEL = "io.kubernetes.docker.type"
 SANDBOX_LABEL = "io.kubernetes.sandbox.id"
@@ -51,6 +52,19 @@ def wait_live(crisp, c, before=0, timeout=30):
         return live_count(crisp) > before
     wait_for(live, timeout, what="crisp's view of %s to go live (docker_view state=live in %s)"
              % (crisp.kind, crisp.log))
+
+
+@contextlib.contextmanager
+def engine_frozen(engine):
+    """The engine's API process stopped (SIGSTOP) for the block: whatever
+    answers meanwhile came from crisp's memory."""
+    pidfile = os.path.join(WORK, "pids", "dockerd.pid" if engine.kind == "docker" else "podman.pid")
+    pid = int(open(pidfile).read().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def test_read_your_writes(k8s, crisp):
@@ -125,10 +139,7 @@ def test_lists_are_served_from_the_view(k8s, crisp, engine, denv):
     want_ctrs = {x.id for x in c.rt("ListContainers").containers}
     want_pods = {p.id for p in c.rt("ListPodSandbox").items}
     assert cid in want_ctrs and pod in want_pods
-    pidfile = os.path.join(WORK, "pids", "dockerd.pid" if engine.kind == "docker" else "podman.pid")
-    pid = int(open(pidfile).read().strip())
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with engine_frozen(engine):
         got_ctrs = {x.id for x in c.rt("ListContainers", deadline=5).containers}
         got_pods = {p.id for p in c.rt("ListPodSandbox", deadline=5).items}
         by_label = [p.id for p in c.rt("ListPodSandbox", deadline=5, filter=v1.PodSandboxFilter(
@@ -137,8 +148,6 @@ def test_lists_are_served_from_the_view(k8s, crisp, engine, denv):
             pod_sandbox_id=pod)).containers]
         by_state = [x.id for x in c.rt("ListContainers", deadline=5, filter=v1.ContainerFilter(
             state=v1.ContainerStateValue(state=v1.CONTAINER_EXITED))).containers]
-    finally:
-        os.kill(pid, signal.SIGCONT)
     assert (got_ctrs, got_pods) == (want_ctrs, want_pods)
     assert by_label == [pod] and by_pod == [cid] and cid not in by_state
 
@@ -186,3 +195,126 @@ def test_restarted_crisp_rebuilds_the_view(k8s, crisp, engine):
     engine.post("/containers/%s/stop" % a, t=0)
     wait_for(lambda: crisp_ctrs(k8s.c, pod) == engine_ctrs(engine, pod) == {a: v1.CONTAINER_EXITED}, 15,
              what="the restarted crisp's list to equal the engine's")
+
+
+# ---- stats from the view ----------------------------------------------------------------------
+
+def size_rw(engine, cid):
+    """The container's writable layer as the engine measures it now."""
+    for e in engine.get("/containers/json", all=1, size=1):
+        if e["Id"] == cid:
+            return e.get("SizeRw")
+    return None
+
+
+def ctr_stats(c, deadline=None, **flt):
+    return {s.attributes.id: s for s in
+            c.rt("ListContainerStats", deadline=deadline, filter=v1.ContainerStatsFilter(**flt)).stats}
+
+
+def pod_stats(c, deadline=None, **flt):
+    return {s.attributes.id: s for s in
+            c.rt("ListPodSandboxStats", deadline=deadline, filter=v1.PodSandboxStatsFilter(**flt)).stats}
+
+
+@pytest.fixture
+def stats_crisp(denv, engine):
+    """A second crisp in front of the same engine, measuring the writable
+    layers every 2 s (--writable-layer-every) so that a test sees a size
+    change without waiting the default minute."""
+    c = DockerCrisp(denv, engine.kind, ["--writable-layer-every", "2"], name="stats")
+    c.start()
+    yield c
+    c.stop()
+
+
+def test_stats_are_served_from_the_view(k8s, engine, stats_crisp):
+    """With the view live and the sizes measured, ListContainerStats and
+    ListPodSandboxStats (filters too) answer while the engine is frozen: the
+    PIDs, lists and sizes come from memory, the figures from the cgroups.
+    The writable layer is the engine's SizeRw with the time it was measured,
+    measured again in the background after it grows."""
+    pod = k8s.run_pod(labels={"viewstats": "yes"})
+    fill = "dd if=/dev/zero of=/tmp/fill bs=1024 count=300 2>/dev/null; exec sleep 100000"
+    cid = k8s.create(pod, "viewstats", ["sh", "-c", fill], labels={"viewstats": "ctr"})
+    wait_for(lambda: (size_rw(engine, cid) or 0) >= 300 * 1024, 30, what="the container to write its file")
+    c = stats_crisp.client
+    wait_live(stats_crisp, c)
+
+    def answered_frozen():
+        # the first calls fill the view (lists, PIDs by inspect, sizes in
+        # the background); then the engine is frozen: only the view answers
+        ctr_stats(c)
+        pod_stats(c)
+        c.rt("ListContainers")
+        c.rt("ListPodSandbox")
+        time.sleep(0.5)
+        ctr_stats(c)
+        try:
+            with engine_frozen(engine):
+                return (ctr_stats(c, deadline=5), pod_stats(c, deadline=5),
+                        ctr_stats(c, deadline=5, pod_sandbox_id=pod), ctr_stats(c, deadline=5, id=cid[:12]),
+                        ctr_stats(c, deadline=5, label_selector={"viewstats": "ctr"}),
+                        pod_stats(c, deadline=5, label_selector={"viewstats": "yes"}),
+                        c.rt("PodSandboxStats", pod_sandbox_id=pod, deadline=5).stats)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+            return None  # not all from the view yet: warm up again
+    every, pods, by_pod, by_id, by_label, pods_by_label, one_pod = wait_for(
+        answered_frozen, 60, interval=1, what="stats answered with the engine frozen")
+    now_ns = time.time_ns()
+    assert list(by_pod) == [cid] and list(by_id) == [cid] and list(by_label) == [cid], (by_pod, by_id, by_label)
+    assert list(pods_by_label) == [pod] and pod in pods and pod not in every
+    s = every[cid]
+    assert s.cpu.usage_core_nano_seconds.value > 0 and s.memory.working_set_bytes.value > 0, s
+    want = size_rw(engine, cid)
+    assert s.writable_layer.used_bytes.value == want, (s.writable_layer, want)
+    assert 0 < s.writable_layer.timestamp <= now_ns, s.writable_layer
+    assert s.writable_layer.fs_id.mountpoint, s.writable_layer
+    assert [x.attributes.id for x in pods[pod].linux.containers] == [cid]
+    assert one_pod.attributes.id == pod and pods[pod].linux.memory.working_set_bytes.value > 0
+
+    # the layer grows: the next measure (at most every 2 s here) shows it
+    k8s.c.rt("ExecSync", container_id=cid, cmd=["sh", "-c", "dd if=/dev/zero of=/tmp/more bs=1024 count=500"],
+             timeout=20)
+    grown = size_rw(engine, cid)
+    assert grown >= want + 500 * 1024
+    wait_for(lambda: ctr_stats(c, id=cid)[cid].writable_layer.used_bytes.value == grown, 30, interval=0.5,
+             what="the grown writable layer (%d bytes) in ListContainerStats" % grown)
+
+
+def test_stats_follow_changes_behind_crisps_back(k8s, engine, stats_crisp):
+    """A container stopped, started, killed behind crisp's back: its stats
+    go and come back with the new process (not a stale PID), within one
+    event's latency; a container made since shows 0 bytes of writable
+    layer at time 0 (not measured yet, as containerd before its sync) until
+    its size is measured."""
+    c = stats_crisp.client
+    wait_live(stats_crisp, c)
+    pod = k8s.run_pod()
+    a = k8s.create(pod, "behind-a", SLEEPER)
+    wait_for(lambda: a in ctr_stats(c) and ctr_stats(c)[a].memory.working_set_bytes.value > 0, 15,
+             what="a's stats")
+    for what, step, listed in (
+            ("stop", lambda: engine.post("/containers/%s/stop" % a, t=0), False),
+            ("start", lambda: engine.post("/containers/%s/start" % a), True),
+            ("kill", lambda: engine.post("/containers/%s/kill" % a), False),
+            ("start again", lambda: engine.post("/containers/%s/start" % a), True)):
+        step()
+        wait_for(lambda: (a in ctr_stats(c)) == listed, 15,
+                 what="a %s in ListContainerStats after %s behind crisp's back" % (
+                     "listed" if listed else "not listed", what))
+        if listed:
+            pid = engine.inspect(a)["State"]["Pid"]
+            # the new process's cgroup: its memory, and the pod's sum with it
+            s = ctr_stats(c)[a]
+            assert s.memory.working_set_bytes.value > 0 and s.cpu.usage_core_nano_seconds.value > 0, (what, s)
+            assert pid > 0 and a in [x.attributes.id for x in pod_stats(c)[pod].linux.containers]
+    # a new container: not measured yet, then measured
+    b = k8s.create(pod, "behind-b", SLEEPER)
+    s = wait_for(lambda: ctr_stats(c).get(b), 15, what="b's stats")
+    if s.writable_layer.timestamp == 0:
+        assert s.writable_layer.used_bytes.value == 0, s.writable_layer
+    wait_for(lambda: ctr_stats(c)[b].writable_layer.timestamp > 0, 30, interval=0.5,
+             what="b's writable layer measured (%s)" % ctr_stats(c)[b])

@@ -57,8 +57,8 @@ static void singles(struct dk_arena *a, const cJSON *j)
         pack(&ev.resp);
     struct dk_cpu_cache *cpu = calloc(1, sizeof(*cpu));
     struct dk_stats_ctx sc = {a, cpu, 1, "/var/lib/docker"};
-    pack(dk_container_stats(&sc, j, j));
-    struct dk_stats_item it = {j, (cJSON *)j, 1};
+    struct dk_stats_item it = dk_stats_item_sized(j, (cJSON *)j, 1);
+    pack(dk_container_stats(&sc, &it));
     pack(dk_pod_stats(&sc, &it, &it, 1));
     free(cpu);
 }

@@ -417,7 +417,8 @@ static void test_container_stats(const char *eng)
     static struct dk_cpu_cache cache;
     cJSON *stats = fx_json(eng, "container_stats.json"), *ins = fx_json(eng, "container_running_inspect_size.json");
     struct dk_stats_ctx c = {&a, &cache, 42, "/var/lib/engine"};
-    Runtime__V1__ContainerStats *cs = dk_container_stats(&c, ins, stats);
+    struct dk_stats_item it = dk_stats_item_sized(ins, stats, 0);
+    Runtime__V1__ContainerStats *cs = dk_container_stats(&c, &it);
     const cJSON *ms = dk_obj(stats, "memory_stats");
     int64_t usage = dk_int(ms, "usage"), inactive = dk_int(dk_obj(ms, "stats"), "total_inactive_file");
     CHECK(cs && strcmp(cs->attributes->id, dk_str(ins, "Id")) == 0);
@@ -434,8 +435,20 @@ static void test_container_stats(const char *eng)
     CHECK(cs->writable_layer->used_bytes->value == (uint64_t)dk_int(ins, "SizeRw"));
     /* the kubelet looks the layer's filesystem up by this mountpoint (issue 8) */
     CHECK(strcmp(cs->writable_layer->fs_id->mountpoint, "/var/lib/engine") == 0);
-    Runtime__V1__ContainerStats *none = dk_container_stats(&c, ins, NULL);
+    CHECK(cs->writable_layer->timestamp == cs->cpu->timestamp); /* measured with the stats */
+    struct dk_stats_item bare = dk_stats_item_sized(ins, NULL, 0);
+    Runtime__V1__ContainerStats *none = dk_container_stats(&c, &bare);
     CHECK(none && !none->cpu && !none->memory && none->writable_layer->timestamp == 0);
+    /* a size the view measured earlier carries its own time; one not
+     * measured yet is 0 bytes at time 0, as containerd's before its sync */
+    struct dk_stats_item viewed = {ins, stats, 0, 12345, 1700000000000000000LL};
+    Runtime__V1__ContainerStats *v = dk_container_stats(&c, &viewed);
+    CHECK(v && v->writable_layer->used_bytes->value == 12345 &&
+          v->writable_layer->timestamp == 1700000000000000000LL && v->cpu->timestamp > 0);
+    struct dk_stats_item unmeasured = {ins, stats, 0, 999, -1};
+    Runtime__V1__ContainerStats *u = dk_container_stats(&c, &unmeasured);
+    CHECK(u && u->writable_layer->used_bytes->value == 0 && u->writable_layer->timestamp == 0 &&
+          strcmp(u->writable_layer->fs_id->mountpoint, "/var/lib/engine") == 0);
     CHECK(!a.oom);
     cJSON_Delete(stats);
     cJSON_Delete(ins);
@@ -448,7 +461,9 @@ static void test_pod_stats(const char *eng)
     cJSON *stats = fx_json(eng, "container_stats.json"), *sbs = fx_json(eng, "sandboxes_list.json");
     cJSON *ctrs = fx_json(eng, "containers_list_size.json"), *sb = fx_json(eng, "sandbox_inspect.json");
     struct dk_stats_ctx c = {&a, NULL, 42, "/var/lib/engine"};
-    struct dk_stats_item items[3] = {{NULL, stats, 1}, {cJSON_GetArrayItem(ctrs, 0), stats, 0}, {NULL, NULL, 1}};
+    struct dk_stats_item items[3] = {dk_stats_item_sized(NULL, stats, 1),
+                                     dk_stats_item_sized(cJSON_GetArrayItem(ctrs, 0), stats, 0),
+                                     dk_stats_item_sized(NULL, NULL, 1)};
     const cJSON *e;
     cJSON_ArrayForEach(e, sbs) {
         if (dk_str_is(e, "Id", dk_str(sb, "Id")))

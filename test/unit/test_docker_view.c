@@ -2,7 +2,9 @@
  * from the engine's events: which container actions may change a list
  * (dk_event_changes_lists, decode.c), on the events recorded from dockerd
  * 20.10 and podman 4.3 (test/unit/data/<engine>/events.jsonl) and on the
- * actions that the recordings do not hold. */
+ * actions that the recordings do not hold; and the table of what the view
+ * knows per container ID (facts.c). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,8 +49,55 @@ static void test_harmless_actions(void)
         CHECK(dk_event_changes_lists(changes[i]));
 }
 
+static void test_facts(void)
+{
+    static struct dk_facts t;
+    char id[80];
+    CHECK(dk_fact_get(&t, "abc") == NULL);
+    struct dk_fact *f = dk_fact_add(&t, "abc");
+    CHECK(f && f->pid == 0 && f->size_ns == -1 && t.n == 1);
+    f->pid = 42;
+    CHECK(dk_fact_add(&t, "abc") == f && t.n == 1);
+    CHECK(dk_fact_get(&t, "abcd") == NULL && dk_fact_get(&t, "ab") == NULL);
+    /* IDs crisp cannot keep: none, empty, longer than 64 */
+    memset(id, 'a', 65);
+    id[65] = 0;
+    CHECK(dk_fact_add(&t, id) == NULL && dk_fact_add(&t, "") == NULL && dk_fact_add(&t, NULL) == NULL);
+    id[64] = 0;
+    CHECK(dk_fact_add(&t, id) != NULL && t.n == 2);
+    /* many, colliding in buckets: each found again, deleted one by one */
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "%064x", i);
+        struct dk_fact *g = dk_fact_add(&t, id);
+        CHECK(g != NULL);
+        if (g)
+            g->size_rw = i;
+    }
+    CHECK(t.n == 5002);
+    dk_facts_forget_pids(&t);
+    CHECK(dk_fact_get(&t, "abc")->pid == 0);
+    int found = 0;
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "%064x", i);
+        struct dk_fact *g = dk_fact_get(&t, id);
+        found += g && g->size_rw == i;
+        if (i % 2)
+            dk_fact_del(&t, id);
+    }
+    CHECK(found == 5000 && t.n == 2502);
+    snprintf(id, sizeof(id), "%064x", 1);
+    CHECK(dk_fact_get(&t, id) == NULL);
+    snprintf(id, sizeof(id), "%064x", 2);
+    CHECK(dk_fact_get(&t, id) != NULL);
+    dk_fact_del(&t, "not-there");
+    CHECK(t.n == 2502);
+    dk_facts_clear(&t);
+    CHECK(t.n == 0 && dk_fact_get(&t, "abc") == NULL);
+}
+
 int main(void)
 {
+    test_facts();
     test_harmless_actions();
     for (int i = 0; i < FX_NENGINES; i++)
         test_recorded_events_change_lists(fx_engines[i]);

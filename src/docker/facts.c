@@ -1,0 +1,85 @@
+/* facts.c - what the Docker backend's view knows of each container by its
+ * ID beyond the engine's listing (codec.h): its PID with the process's
+ * start time, and its writable layer's size with when it was measured.
+ * A hash of chained entries; no I/O. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "docker/codec.h"
+
+static unsigned bucket_of(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h % DK_FACTS_BUCKETS;
+}
+
+static int id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    return n > 0 && n < sizeof(((struct dk_fact *)0)->id);
+}
+
+struct dk_fact *dk_fact_get(struct dk_facts *t, const char *id)
+{
+    if (!id_ok(id))
+        return NULL;
+    for (struct dk_fact *f = t->bucket[bucket_of(id)]; f; f = f->next)
+        if (strcmp(f->id, id) == 0)
+            return f;
+    return NULL;
+}
+
+struct dk_fact *dk_fact_add(struct dk_facts *t, const char *id)
+{
+    struct dk_fact *f = dk_fact_get(t, id);
+    if (f || !id_ok(id) || t->n >= DK_FACTS_MAX)
+        return f;
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    strcpy(f->id, id);
+    f->size_ns = -1;
+    unsigned b = bucket_of(id);
+    f->next = t->bucket[b];
+    t->bucket[b] = f;
+    t->n++;
+    return f;
+}
+
+void dk_fact_del(struct dk_facts *t, const char *id)
+{
+    if (!id_ok(id))
+        return;
+    for (struct dk_fact **pp = &t->bucket[bucket_of(id)]; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->id, id) == 0) {
+            struct dk_fact *f = *pp;
+            *pp = f->next;
+            free(f);
+            t->n--;
+            return;
+        }
+    }
+}
+
+void dk_facts_forget_pids(struct dk_facts *t)
+{
+    for (unsigned b = 0; b < DK_FACTS_BUCKETS; b++)
+        for (struct dk_fact *f = t->bucket[b]; f; f = f->next)
+            f->pid = 0;
+}
+
+void dk_facts_clear(struct dk_facts *t)
+{
+    for (unsigned b = 0; b < DK_FACTS_BUCKETS; b++) {
+        struct dk_fact *f = t->bucket[b];
+        while (f) {
+            struct dk_fact *next = f->next;
+            free(f);
+            f = next;
+        }
+        t->bucket[b] = NULL;
+    }
+    t->n = 0;
+}
