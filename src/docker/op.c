@@ -25,6 +25,8 @@ struct op_priv {
     struct crisp_list ver_link;              /* in be->ver_wait */
     void (*after_version)(struct dk_op *op); /* what waits for it, else the handler */
     dk_version_cb version_cb;                /* dk_engine_version's */
+    unsigned holds;                          /* dk_op_hold */
+    int ended;                               /* ended while held: freed at the last release */
 };
 
 static struct op_priv *priv(struct dk_op *op)
@@ -63,7 +65,8 @@ static int esc_failed(struct dk_op *op)
 
 static void cancel_subs(struct dk_op *op);
 
-static void op_free(struct dk_op *op)
+/* What ending an op undoes at once: its links, its call. */
+static void op_detach(struct dk_op *op)
 {
     assert(op->pending == 0 && crisp_list_empty(&op->subs));
     if (crisp_list_is_linked(&priv(op)->ver_link))
@@ -76,7 +79,13 @@ static void op_free(struct dk_op *op)
     if (op->call) {
         op->call->be_ctx = NULL;
         crisp_call_unref(op->call);
+        op->call = NULL;
     }
+}
+
+/* Its memory, once nobody holds it. */
+static void op_release_mem(struct dk_op *op)
+{
     if (op->free_state && op->state)
         op->free_state(op->state);
     if (op->free_aux && op->aux)
@@ -85,10 +94,40 @@ static void op_free(struct dk_op *op)
     free(op);
 }
 
+static void op_free(struct dk_op *op)
+{
+    op_detach(op);
+    op_release_mem(op);
+}
+
 void dk_op_end(struct dk_op *op)
 {
+    struct op_priv *p = priv(op);
+    if (p->ended)
+        return;
     cancel_subs(op);
+    if (p->holds) {
+        p->ended = 1;
+        op_detach(op);
+        return;
+    }
     op_free(op);
+}
+
+void dk_op_hold(struct dk_op *op)
+{
+    priv(op)->holds++;
+}
+
+int dk_op_release(struct dk_op *op)
+{
+    struct op_priv *p = priv(op);
+    assert(p->holds > 0);
+    if (--p->holds == 0 && p->ended)
+        op_release_mem(op);
+    else if (!p->ended)
+        return 0;
+    return 1;
 }
 
 void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
@@ -128,6 +167,8 @@ void dk_op_fail_err(struct dk_op *op, const struct dk_err *err)
 
 int dk_op_send(struct dk_op *op, const ProtobufCMessage *msg)
 {
+    if (priv(op)->ended)
+        return -1;
     if (op->mem.oom) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building a response");
         return -1;
@@ -336,7 +377,9 @@ static void on_json_done(struct h1_req *r, int err, const char *errmsg, int stat
         return;
     cJSON *json = len ? cJSON_ParseWithLength((const char *)body, len) : NULL;
     op->cur_ud = cb_ud;
+    dk_op_hold(op);
     cb(op, status, json);
+    dk_op_release(op);
     cJSON_Delete(json);
 }
 
@@ -345,13 +388,23 @@ static const struct h1_req_cbs json_cbs = {.on_done = on_json_done};
 static int wrap_head(struct h1_req *r, int status, const struct crisp_md *h, void *ud)
 {
     struct dk_sub *sub = ud;
-    return sub->cbs->on_head ? sub->cbs->on_head(r, status, h, sub->op) : 0;
+    if (!sub->cbs->on_head)
+        return 0;
+    struct dk_op *op = sub->op;
+    dk_op_hold(op);
+    int rv = sub->cbs->on_head(r, status, h, op);
+    dk_op_release(op);
+    return rv;
 }
 
 static int wrap_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
 {
     struct dk_sub *sub = ud;
-    return sub->cbs->on_body(r, p, n, sub->op);
+    struct dk_op *op = sub->op;
+    dk_op_hold(op);
+    int rv = sub->cbs->on_body(r, p, n, op);
+    dk_op_release(op);
+    return rv;
 }
 
 static void wrap_done(struct h1_req *r, int err, const char *errmsg, int status,
@@ -360,7 +413,9 @@ static void wrap_done(struct h1_req *r, int err, const char *errmsg, int status,
     struct dk_sub *sub = ud;
     const struct h1_req_cbs *cbs = sub->cbs;
     struct dk_op *op = sub_done(sub);
+    dk_op_hold(op);
     cbs->on_done(r, err, errmsg, status, body, len, op);
+    dk_op_release(op);
 }
 
 static const struct h1_req_cbs wrap_cbs = {.on_head = wrap_head, .on_done = wrap_done};
@@ -417,7 +472,7 @@ static void issue(struct dk_op *op, struct dk_sub *sub, struct h1_req_opts *o,
 static void vcall(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, void *ud,
                   const char *fmt, va_list ap)
 {
-    if (esc_failed(op)) {
+    if (priv(op)->ended || esc_failed(op)) {
         cJSON_Delete(body);
         return;
     }
@@ -467,7 +522,7 @@ void dk_callx(struct dk_op *op, const char *method, cJSON *body, dk_json_cb cb, 
 
 void dk_call_opts(struct dk_op *op, struct h1_req_opts *o, const struct h1_req_cbs *cbs)
 {
-    if (esc_failed(op))
+    if (priv(op)->ended || esc_failed(op))
         return;
     struct dk_sub *sub = sub_new(op);
     if (!sub) {
@@ -643,10 +698,12 @@ static void run_handler(struct dk_op *op)
     struct op_priv *p = priv(op);
     void (*after)(struct dk_op *) = p->after_version;
     p->after_version = NULL;
+    dk_op_hold(op);
     if (after)
         after(op);
     else
         p->method->fn(op);
+    dk_op_release(op);
 }
 
 void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_method *m)

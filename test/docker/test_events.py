@@ -102,3 +102,38 @@ def test_two_subscribers(k8s):
     finally:
         r1.close()
         r2.close()
+
+
+def test_events_carry_the_pods_statuses(k8s):
+    """Each event carries the pod as it is when sent, as containerd's do (the
+    kubelet's evented PLEG takes it as the pod's state): the sandbox's full
+    PodSandboxStatus and every container's ContainerStatus, equal to what
+    PodSandboxStatus and ContainerStatus answer (a stopped container's exit
+    code and times included)."""
+    pod = k8s.run_pod()
+    first = k8s.create(pod, "first", SLEEPER)
+    reader = EventReader(k8s.c)
+    try:
+        time.sleep(0.5)
+        second = k8s.create(pod, "second", ["sh", "-c", "sleep 0.5; exit 4"])
+        reader.wait_types(second, WANT[:3])
+    finally:
+        reader.close()
+    assert reader.error is None, reader.error
+    stopped = [e for e in reader.of(second) if e.container_event_type == v1.CONTAINER_STOPPED_EVENT][-1]
+    want_pod = k8s.pod_status(pod)
+    got_pod = stopped.pod_sandbox_status
+    assert got_pod.state == v1.SANDBOX_READY and got_pod.created_at == want_pod.created_at, got_pod
+    assert got_pod.metadata == want_pod.metadata and dict(got_pod.labels) == dict(want_pod.labels)
+    assert got_pod.network.ip == want_pod.network.ip
+    got = {s.id: s for s in stopped.containers_statuses}
+    assert set(got) == {first, second}, list(got)
+    for cid in (first, second):
+        want = k8s.status(cid)
+        assert got[cid].state == want.state and got[cid].exit_code == want.exit_code, (got[cid], want)
+        assert (got[cid].created_at, got[cid].started_at, got[cid].finished_at) == \
+            (want.created_at, want.started_at, want.finished_at)
+        assert got[cid].metadata == want.metadata and got[cid].image_ref == want.image_ref
+        assert dict(got[cid].labels) == dict(want.labels) and got[cid].log_path == want.log_path
+    assert got[second].state == v1.CONTAINER_EXITED and got[second].exit_code == 4
+    assert got[first].state == v1.CONTAINER_RUNNING
