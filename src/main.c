@@ -60,6 +60,7 @@ struct options {
     double shutdown_timeout;
     size_t max_conns; /* 0: from the descriptor limit */
     struct crisp_stream_cfg stream; /* the streaming server (exec, attach, port-forward) */
+    int stream_listen_given;        /* --streaming-listen */
 };
 
 static struct event_base *base;
@@ -295,6 +296,7 @@ static int parse_stream_opt(int c, const char *arg)
     switch (c) {
     case O_SX_LISTEN:
         sc->listen = strcmp(arg, "none") == 0 ? NULL : arg;
+        opts.stream_listen_given = 1;
         return 0;
     case O_SX_CERT:
         sc->tls.cert = arg;
@@ -541,6 +543,20 @@ static int add_signals(void)
     return 0;
 }
 
+/* Whether the streaming server has a use: asked for by --streaming-listen,
+ * or a --config (a reload may add a backend that serves streams), or the
+ * --backend's kind serves Exec, Attach and PortForward itself (a CRI
+ * runtime relayed answers its own URLs). */
+static int streaming_wanted(void)
+{
+    char err[256];
+    const char *url;
+    if (opts.stream_listen_given || opts.config)
+        return 1;
+    const struct crisp_backend_ops *kind = crisp_backend_kind_of(opts.backend, &url, err, sizeof(err));
+    return !kind || kind->serves_streams;
+}
+
 /* On the new loop: the budgets, the gRPC server, the signals and the
  * streaming server; what they need to be undone is stop_loop's. */
 static int start_loop(void)
@@ -554,6 +570,11 @@ static int start_loop(void)
      * shutdown (socket removed), not the default action. */
     if (add_signals() < 0)
         return -1;
+    if (!streaming_wanted() && opts.stream.listen) {
+        opts.stream.listen = NULL; /* nothing would hand out its URLs: no port opened */
+        log_info("streaming_off", "why=\"the %s backend serves its own streaming URLs\"",
+                 crisp_logq(opts.backend));
+    }
     if (crisp_stream_start(base, &opts.stream, err, sizeof(err)) < 0) {
         log_error("startup_failed", "streaming_listen=%s err=%s", crisp_logq(opts.stream.listen),
                   crisp_logq(err));

@@ -45,6 +45,10 @@ struct crisp_backend_ops {
      * engine's runtimes itself ("NAME=RUNTIME"), or NULL: a router then
      * rewrites the handler in the request to the engine's runtime name. */
     const char *handler_option;
+    /* 1 when the kind answers Exec, Attach and PortForward with URLs of
+     * crisp's streaming server (which is not started for a crisp whose
+     * only backend's kind does not). */
+    unsigned serves_streams : 1;
     /* Checks the spec and allocates the instance. Returns NULL and writes
      * a reason (naming the option at fault) into err. Must not block (a
      * connection may start in the background). */

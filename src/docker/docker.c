@@ -360,6 +360,7 @@ const struct crisp_backend_ops crisp_backend_docker_ops = {
                 "tcp:// uses TLS client certificates from DOCKER_CERT_PATH when set",
     .opts = dk_opts,
     .handler_option = "runtime-handler",
+    .serves_streams = 1,
     .create = dk_create,
     .start = dk_start,
     .cancel = dk_cancel,

@@ -160,6 +160,41 @@ def test_unix_socket_mode_and_folder(started, tmpdir_short):
     assert "listening" in c.log_since(0) and 'addr="unix://%s"' % path in c.log_since(0)
 
 
+def tcp_listening_ports(pid):
+    """The TCP ports process pid listens on (its socket inodes in /proc/net/tcp*)."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
+                    ports.append(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_relay_opens_no_streaming_port(started, tmpdir_short):
+    """A relay-only crisp (a CRI runtime answers its own streaming URLs)
+    opens no streaming listener: no TCP port at all unless asked for."""
+    c = started("nostream", sock=os.path.join(tmpdir_short, "a.sock"))
+    c.check_serving()
+    assert tcp_listening_ports(c.pid) == [], tcp_listening_ports(c.pid)
+    assert "streaming_off" in c.log_since(0) and "streaming_listening" not in c.log_since(0)
+    # asked for by --streaming-listen: opened
+    port = free_tcp_port()
+    d = started("askedstream", sock=os.path.join(tmpdir_short, "b.sock"),
+                extra_args=["--streaming-listen", "tcp://127.0.0.1:%d" % port])
+    d.check_serving()
+    assert tcp_listening_ports(d.pid) == [port]
+
+
 def test_several_listeners(started, tmpdir_short):
     a, b = os.path.join(tmpdir_short, "a.sock"), os.path.join(tmpdir_short, "b.sock")
     c = started("two", sock=a, listen=["unix://" + a, "unix://" + b])
