@@ -153,10 +153,16 @@ int dk_view_changes_lists(int rpc)
     }
 }
 
+/* Whether the view holds a listing of kind it may serve. */
+static int current(const struct dk_view *v, int kind)
+{
+    return v && v->live && v->list[kind] && v->list_gen[kind] == v->gen;
+}
+
 const uint8_t *dk_view_packed(struct dk_be *be, int kind, size_t *len)
 {
     struct dk_view *v = be->view;
-    if (!v || !v->live || !v->list[kind] || v->list_gen[kind] != v->gen || !v->packed[kind])
+    if (!current(v, kind) || !v->packed[kind])
         return NULL;
     v->served++;
     *len = v->packed_len[kind];
@@ -166,7 +172,7 @@ const uint8_t *dk_view_packed(struct dk_be *be, int kind, size_t *len)
 void dk_view_keep_packed(struct dk_be *be, int kind, const uint8_t *p, size_t len)
 {
     struct dk_view *v = be->view;
-    if (!v || !v->live || !v->list[kind] || v->list_gen[kind] != v->gen)
+    if (!current(v, kind))
         return;
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
@@ -191,7 +197,7 @@ const cJSON *dk_view_get(struct dk_be *be, int kind)
         return NULL;
     if (!v->events && !evtimer_pending(v->retry, NULL))
         start_events(v);
-    if (!v->live || !v->list[kind] || v->list_gen[kind] != v->gen)
+    if (!current(v, kind))
         return NULL;
     v->served++;
     return v->list[kind]->json;
