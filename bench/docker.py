@@ -543,12 +543,18 @@ def measure_cadence(a, cri, cpu):
             if proc_state(a.crisp_pid) in ("T", "t"):
                 break
             time.sleep(0.01)
+        time.sleep(1)  # what the engine was still doing for crisp (a sweep's listing) ends
         phase[0] = "idle, crisp stopped"
         x = both()
-        time.sleep(a.cadence_idle_secs)
+        time.sleep(a.cadence_idle_secs / 2)
+        h1, _, hw1 = since(x)
+        time.sleep(a.cadence_idle_secs / 2)
         d, dt, w = since(x)
     finally:
         os.kill(a.crisp_pid, signal.SIGCONT)
+    # the engine's idle rate in each half of the baseline: how much it swings by itself
+    res["idle_halves_pct_core"] = [sum(h1[g] for g in eng) / hw1 * 100,
+                                   sum(d[g] - h1[g] for g in eng) / (w - hw1) * 100]
     res["idle_s"] = w
     res["idle_rate"] = idle = {k: v / w for k, v in d.items()}
     res["idle_rate_ticks"] = {k: v / w for k, v in dt.items()}
@@ -926,6 +932,8 @@ def cmd_measure(a):
         ir = cad["idle_rate"]
         line("  idle baseline subtracted: %.0f s just before, crisp stopped (dockerd+ctrd+shims)" % cad["idle_s"],
              "%.3f %% of a core" % ((ir["dockerd"] + ir["containerd"] + ir["shims"]) * 100))
+        line("  the same in each half of the baseline (its own swing)",
+             "%.3f / %.3f %%" % tuple(cad["idle_halves_pct_core"]))
         line("crisp CPU at the kubelet's cadence (no subtraction) / crisp idle (%.0f s, not called)"
              % cad["idle_crisp_running_s"], "%.3f / %.3f %% of a core" % (cad["crisp_pct_core"], cad["crisp_idle_pct_core"]))
         for m, c in cad["calls"].items():
@@ -1002,7 +1010,8 @@ def main():
     m.add_argument("--cadence-secs", type=float, default=120,
                    help="kubelet-cadence window (relists every 1 s, stats every 10 s); 0 skips the phase")
     m.add_argument("--cadence-idle-secs", type=float, default=30,
-                   help="the engine's idle baseline before it, crisp stopped (SIGSTOP)")
+                   help="the engine's idle baseline before it, crisp stopped (SIGSTOP); keep it and "
+                   "--cadence-secs multiples of 30 s: every containerd shim forces a GC every 30 s")
     m.add_argument("--cadence-crisp-idle-secs", type=float, default=10,
                    help="crisp's idle rate before that, crisp running, not called")
     m.add_argument("--cadence-settle", type=float, default=3, help="pause after the stats cells, not measured")
