@@ -250,14 +250,10 @@ static void sweep_later(struct dk_be *be)
     evtimer_add(be->sweep, &tv);
 }
 
-static void on_swept(struct h1_req *h, int err, const char *errmsg, int status,
-                     const uint8_t *body, size_t len, void *ud)
+/* Removes what in a listing of sandboxes crisp made long ago and never
+ * started. */
+static void sweep_list(struct dk_be *be, const cJSON *list)
 {
-    (void)h;
-    (void)errmsg;
-    struct dk_be *be = ud;
-    be->sweep_req = NULL;
-    cJSON *list = !err && status == 200 ? cJSON_ParseWithLength((const char *)body, len) : NULL;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t old = ((int64_t)now.tv_sec - LEFTOVER_AGE_S) * 1000000000LL;
@@ -267,6 +263,17 @@ static void on_swept(struct h1_req *h, int err, const char *errmsg, int status,
         if (made > 0 && made < old && dk_str_is(c, "State", "created"))
             dk_reap(be, dk_str(c, "Id"));
     }
+}
+
+static void on_swept(struct h1_req *h, int err, const char *errmsg, int status,
+                     const uint8_t *body, size_t len, void *ud)
+{
+    (void)h;
+    (void)errmsg;
+    struct dk_be *be = ud;
+    be->sweep_req = NULL;
+    cJSON *list = !err && status == 200 ? cJSON_ParseWithLength((const char *)body, len) : NULL;
+    sweep_list(be, list);
     cJSON_Delete(list);
     sweep_later(be);
 }
@@ -282,7 +289,9 @@ static void sweep(evutil_socket_t fd, short what, void *arg)
     static const char filters[] = "%7B%22label%22%3A%5B%22io.kubernetes.docker.type%3Dpodsandbox%22%5D%2C"
                                   "%22status%22%3A%5B%22created%22%5D%7D";
     char target[300];
-    if (!be->api[0]) {
+    const cJSON *view = be->api[0] ? dk_view_get(be, DK_VIEW_SANDBOXES) : NULL;
+    if (!be->api[0] || view) {
+        sweep_list(be, view); /* the view's listing: no engine call */
         sweep_later(be);
         return;
     }

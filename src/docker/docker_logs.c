@@ -552,6 +552,23 @@ static void scan_later(struct dk_be *be, unsigned s)
     evtimer_add(be->log_scan, &tv);
 }
 
+/* Follows the logs of the containers of a listing not followed yet (the
+ * running ones only, when running_only). */
+static void scan_list(struct dk_be *be, const cJSON *list, int running_only)
+{
+    const cJSON *c;
+    char why[512];
+    cJSON_ArrayForEach(c, list) {
+        if (running_only && !dk_entry_running(c))
+            continue;
+        /* crisp's own containers (cri-dockerd's keep their links) */
+        const char *path = dk_str(dk_entry_labels(c), DK_LABEL_LOGPATH);
+        if (*path && *dk_str(dk_entry_labels(c), DK_LABEL_CREATED) &&
+            follow_resume(be, dk_str(c, "Id"), path, why, sizeof(why)) == -1 && !be->log_scanned_all)
+            log_warn("container_log_lost", "container=%s why=%s", dk_str(c, "Id"), crisp_logq(why));
+    }
+}
+
 static void on_scan(struct h1_req *r, int err, const char *errmsg, int status,
                     const uint8_t *body, size_t len, void *ud)
 {
@@ -560,15 +577,7 @@ static void on_scan(struct h1_req *r, int err, const char *errmsg, int status,
     struct dk_be *be = ud;
     be->log_scan_req = NULL;
     cJSON *list = !err && status == 200 ? cJSON_ParseWithLength((const char *)body, len) : NULL;
-    const cJSON *c;
-    char why[512];
-    cJSON_ArrayForEach(c, list) {
-        /* crisp's own containers (cri-dockerd's keep their links) */
-        const char *path = dk_str(dk_entry_labels(c), DK_LABEL_LOGPATH);
-        if (*path && *dk_str(dk_entry_labels(c), DK_LABEL_CREATED) &&
-            follow_resume(be, dk_str(c, "Id"), path, why, sizeof(why)) == -1 && !be->log_scanned_all)
-            log_warn("container_log_lost", "container=%s why=%s", dk_str(c, "Id"), crisp_logq(why));
-    }
+    scan_list(be, list, 0);
     if (list)
         be->log_scanned_all = 1;
     cJSON_Delete(list);
@@ -578,7 +587,8 @@ static void on_scan(struct h1_req *r, int err, const char *errmsg, int status,
 static const struct h1_req_cbs scan_cbs = {.on_done = on_scan};
 
 /* The first scan lists every container (an exited one's last lines may be
- * missing from its log), later ones the running. */
+ * missing from its log), later ones the running; the view's listing (every
+ * container) when it holds one, without an engine call. */
 static void scan(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -587,6 +597,13 @@ static void scan(evutil_socket_t fd, short what, void *arg)
     if (!be->api[0]) {
         dk_version_refresh(be);
         scan_later(be, 1);
+        return;
+    }
+    const cJSON *view = dk_view_get(be, DK_VIEW_CONTAINERS);
+    if (view) {
+        scan_list(be, view, be->log_scanned_all);
+        be->log_scanned_all = 1;
+        scan_later(be, SCAN_S);
         return;
     }
     char *q = dk_label_filters(DK_TYPE_CONTAINER, NULL, 0, NULL), *target = NULL;
