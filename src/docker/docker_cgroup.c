@@ -6,26 +6,44 @@
  * numbers from the container's cgroups (found through /proc/<pid>/cgroup)
  * and /proc/<pid>/net/dev, and shapes them like a Docker stats answer so the
  * builders in docker_stats.c serve both sources. cgroup v1 and v2. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "docker.h"
 
 #define CG_ROOT "/sys/fs/cgroup"
 
-static int read_u64(const char *dir, const char *file, int64_t *out)
+/* A small file whole (NUL-terminated): its length, -1 when it cannot be
+ * read or does not fit in cap - 1 bytes (never half of it). One open and
+ * one read: these are files the kernel generates whole on the first read. */
+static ssize_t read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0 || (size_t)n == cap - 1)
+        return -1;
+    buf[n] = 0;
+    return n;
+}
+
+static ssize_t read_in(const char *dir, const char *file, char *buf, size_t cap)
 {
     char path[1100];
     snprintf(path, sizeof(path), "%.1000s/%.64s", dir, file);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
+    return read_small(path, buf, cap);
+}
+
+static int read_u64(const char *dir, const char *file, int64_t *out)
+{
     char buf[64];
-    int ok = fgets(buf, sizeof(buf), f) != NULL;
-    fclose(f);
-    if (!ok)
+    if (read_in(dir, file, buf, sizeof(buf)) <= 0)
         return -1;
     if (strncmp(buf, "max", 3) == 0) {
         *out = INT64_MAX;
@@ -39,21 +57,34 @@ static int read_u64(const char *dir, const char *file, int64_t *out)
     return 0;
 }
 
-/* "key value" lines into a JSON object (memory.stat, cpu.stat). */
-static cJSON *read_kv(const char *dir, const char *file)
+/* The "key value" lines of a file whose key is one of keys (NULL-ended)
+ * into a JSON object (memory.stat, cpu.stat): what the stats decoders
+ * read of them. */
+static cJSON *read_kv(const char *dir, const char *file, const char *const *keys)
 {
-    char path[1100], key[128];
-    long long v;
-    snprintf(path, sizeof(path), "%.1000s/%.64s", dir, file);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    char buf[16384];
+    if (read_in(dir, file, buf, sizeof(buf)) < 0)
         return NULL;
     cJSON *o = cJSON_CreateObject();
-    while (o && fscanf(f, "%127s %lld", key, &v) == 2)
-        cJSON_AddNumberToObject(o, key, (double)v);
-    fclose(f);
+    for (char *line = buf, *next; o && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        char *sp = strchr(line, ' ');
+        if (!sp)
+            continue;
+        *sp = 0;
+        for (const char *const *k = keys; *k; k++)
+            if (strcmp(line, *k) == 0)
+                cJSON_AddNumberToObject(o, line, (double)strtoll(sp + 1, NULL, 10));
+    }
     return o;
 }
+
+/* What decode_stats.c reads of memory.stat (cgroup v1 names, v2 names). */
+static const char *const mem_keys[] = {"total_inactive_file", "total_rss", "total_pgfault", "total_pgmajfault",
+                                       "inactive_file", "anon", "pgfault", "pgmajfault", NULL};
+static const char *const cpu_keys[] = {"usage_usec", NULL};
 
 struct cg_paths {
     char cpu[1024];    /* holds cpuacct.usage (v1) or cpu.stat (v2) */
@@ -64,15 +95,16 @@ struct cg_paths {
 
 static int find_paths(int pid, struct cg_paths *p)
 {
-    char path[64], line[1200];
+    char path[64], buf[8192];
     snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    if (read_small(path, buf, sizeof(buf)) < 0)
         return -1;
     memset(p, 0, sizeof(*p));
     char unified[720] = "";
-    while (fgets(line, sizeof(line), f)) {
-        line[strcspn(line, "\n")] = 0;
+    for (char *line = buf, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
         char *c1 = strchr(line, ':');
         char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2)
@@ -95,7 +127,6 @@ static int find_paths(int pid, struct cg_paths *p)
         else if (strstr(list, ",pids,"))
             snprintf(p->pids, sizeof(p->pids), "%s", dir);
     }
-    fclose(f);
     if (!p->cpu[0] && !p->memory[0] && unified[0]) {
         p->v2 = 1;
         snprintf(p->cpu, sizeof(p->cpu), CG_ROOT "%.700s", unified);
@@ -141,7 +172,7 @@ cJSON *dk_cgroup_stats(int pid, int with_network)
         return NULL;
     int64_t cpu = 0, usage = 0, limit = 0, pids = 0;
     if (p.v2) {
-        cJSON *cs = read_kv(p.cpu, "cpu.stat");
+        cJSON *cs = read_kv(p.cpu, "cpu.stat", cpu_keys);
         cpu = dk_int(cs, "usage_usec") * 1000;
         int ok = cs != NULL;
         cJSON_Delete(cs);
@@ -154,7 +185,7 @@ cJSON *dk_cgroup_stats(int pid, int with_network)
     } else {
         read_u64(p.memory, "memory.limit_in_bytes", &limit);
     }
-    cJSON *mstat = read_kv(p.memory, "memory.stat");
+    cJSON *mstat = read_kv(p.memory, "memory.stat", mem_keys);
     if (p.pids[0])
         read_u64(p.pids, "pids.current", &pids);
     cJSON *s = cJSON_CreateObject();
@@ -190,12 +221,8 @@ uint64_t dk_proc_start(int pid)
     if (pid <= 0)
         return 0;
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    if (read_small(path, buf, sizeof(buf)) < 0)
         return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
     /* "pid (comm) state ppid ...": the comm may hold anything, its end is
      * the last ')'; the start time is the 22nd field, the 20th after it */
     char *p = strrchr(buf, ')');
