@@ -159,6 +159,7 @@ struct dk_config {
     struct dk_handler_map *handlers; /* --runtime-handler NAME=RUNTIME */
     size_t nhandlers;
     int sizes_every_s;         /* --writable-layer-every */
+    int no_view;               /* --node-view off */
 };
 
 /* Why an encoder refused a request: a gRPC code and a sentence. */

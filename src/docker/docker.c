@@ -76,7 +76,7 @@ static void dk_drained(struct crisp_backend *base, struct crisp_call *call)
 #define DEFAULT_SIZES_EVERY "60"
 
 /* The docker backend's own options. */
-enum { OPT_INFRA_IMAGE, OPT_RUNTIME_HANDLER, OPT_SIZES_EVERY };
+enum { OPT_INFRA_IMAGE, OPT_RUNTIME_HANDLER, OPT_SIZES_EVERY, OPT_NODE_VIEW };
 static const struct crisp_backend_opt dk_opts[] = {
     [OPT_INFRA_IMAGE] = {.name = "pod-infra-image", .arg = "IMAGE",
                          .help = "the pod sandbox image (default\n" DEFAULT_INFRA_IMAGE
@@ -91,6 +91,10 @@ static const struct crisp_backend_opt dk_opts[] = {
                                  "walk) in the background at most every SECONDS\n"
                                  "(default " DEFAULT_SIZES_EVERY "; 0: measured for each stats\n"
                                  "call)"},
+    [OPT_NODE_VIEW] = {.name = "node-view", .arg = "on|off",
+                       .help = "keep a view of the node fed by the engine's\n"
+                               "events, lists and stats answered from it\n"
+                               "(default on; off: every call asks the engine)"},
     {.name = NULL},
 };
 
@@ -170,6 +174,12 @@ static int config_from_spec(struct dk_config *cfg, const struct crisp_backend_sp
         } else if (a->opt == &dk_opts[OPT_SIZES_EVERY] &&
                    parse_seconds(a->value, &cfg->sizes_every_s, err, errlen) < 0) {
             return -1;
+        } else if (a->opt == &dk_opts[OPT_NODE_VIEW]) {
+            if (strcmp(a->value, "on") != 0 && strcmp(a->value, "off") != 0) {
+                snprintf(err, errlen, "--node-view %s: want on or off", a->value);
+                return -1;
+            }
+            cfg->no_view = strcmp(a->value, "off") == 0;
         }
     }
     cfg->infra_image = strdup(infra);
@@ -342,7 +352,7 @@ static struct crisp_backend *dk_create(struct event_base *evb,
     size_t nl = strlen(url) + 8;
     be->engine = strdup(url);
     be->base.name = malloc(nl);
-    if (!be->engine || !be->base.name || dk_view_new(be) < 0) {
+    if (!be->engine || !be->base.name || (!be->cfg.no_view && dk_view_new(be) < 0)) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

@@ -318,3 +318,74 @@ def test_stats_follow_changes_behind_crisps_back(k8s, engine, stats_crisp):
         assert s.writable_layer.used_bytes.value == 0, s.writable_layer
     wait_for(lambda: ctr_stats(c)[b].writable_layer.timestamp > 0, 30, interval=0.5,
              what="b's writable layer measured (%s)" % ctr_stats(c)[b])
+
+
+# ---- field by field, against a crisp without a view -------------------------------------------
+
+@pytest.fixture
+def reference(denv, engine):
+    """A second crisp on the same engine with --node-view off: every list an
+    engine listing, nothing kept, the same translation."""
+    c = DockerCrisp(denv, engine.kind, ["--node-view", "off"], name="noview")
+    c.start()
+    yield c.client
+    c.stop()
+
+
+def listed(c, pods):
+    """ListContainers and ListPodSandbox of these pods, each item whole (every
+    field the kubelet reads), keyed by ID."""
+    ctrs = {x.id: x for x in c.rt("ListContainers").containers if x.pod_sandbox_id in pods}
+    sbs = {x.id: x for x in c.rt("ListPodSandbox").items if x.id in pods}
+    return ctrs, sbs
+
+
+def differences(got, want):
+    out = []
+    for kind, g, w in (("container", got[0], want[0]), ("sandbox", got[1], want[1])):
+        for i in sorted(set(g) | set(w)):
+            if g.get(i) != w.get(i):
+                out.append("%s %s: crisp %s / reference %s" % (kind, i[:12], g.get(i), w.get(i)))
+    return out
+
+
+def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine, reference):
+    """Under churn through crisp and behind its back (stop, start, kill, an
+    exit of its own, rm -f, a container made and removed), crisp's lists
+    (from its view) equal, item by item and field by field, those of a crisp
+    without a view (--node-view off: an engine listing per call): at once
+    after a change made through crisp, within one event's latency after one
+    made behind its back."""
+    c = k8s.c
+    wait_live(crisp, c)
+    pod = k8s.run_pod(labels={"churn": "field"})
+    a = k8s.create(pod, "field-a", SLEEPER, labels={"which": "a"})
+    b = k8s.create(pod, "field-b", ["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 5"])
+    pods = {pod}
+
+    def same(what, wait):
+        if not wait:
+            d = differences(listed(c, pods), listed(reference, pods))
+            assert not d, "%s: %s" % (what, d)
+            return
+        wait_for(lambda: not differences(listed(c, pods), listed(reference, pods)), 15, interval=0.2,
+                 what="crisp's lists to equal the reference's after %s: %s" % (
+                     what, differences(listed(c, pods), listed(reference, pods))))
+
+    same("the start", False)
+    steps = [
+        ("stop a behind crisp's back", lambda: engine.post("/containers/%s/stop" % a, t=0), True),
+        ("start a behind crisp's back", lambda: engine.post("/containers/%s/start" % a), True),
+        ("b exits by itself", lambda: c.rt("ExecSync", container_id=b, cmd=["touch", "/tmp/go"], timeout=10),
+         True),
+        ("kill a behind crisp's back", lambda: engine.post("/containers/%s/kill" % a), True),
+        ("a started through crisp", lambda: c.rt("StartContainer", container_id=a), False),
+        ("c created through crisp", lambda: k8s.create(pod, "field-c", SLEEPER, start=False), False),
+        ("b removed behind crisp's back", lambda: engine.remove(b, force=True), True),
+        ("a stopped through crisp", lambda: c.rt("StopContainer", container_id=a, timeout=0), False),
+        ("the sandbox stopped behind crisp's back", lambda: engine.post("/containers/%s/stop" % pod, t=0), True),
+    ]
+    for what, step, wait in steps:
+        listed(c, pods)  # the view holds the state before the step
+        step()
+        same(what, wait)

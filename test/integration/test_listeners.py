@@ -137,6 +137,12 @@ def test_bad_listen_and_backend_urls(tmpdir_short):
         (["--listen", sock, "--backend", "nope:unix:///x.sock"], "unknown kind nope"),
         (["--listen", sock, "--backend", "justapath"], "want KIND:URL"),
         (["--listen", sock, "--backend", "cri:fd://"], "a cri backend needs unix:// or tcp://"),
+        (["--listen", sock, "--backend", "docker:unix:///x.sock", "--node-view", "maybe"],
+         "--node-view maybe: want on or off"),
+        (["--listen", sock, "--backend", "docker:unix:///x.sock", "--writable-layer-every", "soon"],
+         "--writable-layer-every soon: want whole seconds"),
+        (["--listen", sock, "--backend", "cri:unix:///x.sock", "--node-view", "off"],
+         "--node-view is not an option of the cri backend"),
     ]
     for args, phrase in cases:
         p = run_crisp_expect_fail(args)
