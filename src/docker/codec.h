@@ -326,10 +326,19 @@ int dk_event_from_json(const cJSON *ev, struct dk_event *out);
  * (dk_fact_add answers NULL past it, as on out-of-memory: not kept). */
 #define DK_FACTS_BUCKETS 1024
 #define DK_FACTS_MAX 65536
+/* Where a process's cgroup files are (docker_cgroup.c finds them): the
+ * folders of cpuacct.usage (v1) or cpu.stat (v2), of the memory files and
+ * of pids.current (may be ""), in one allocation (cpu's). */
+struct dk_cgroup {
+    char *cpu, *memory, *pids;
+    int v2;
+};
+void dk_cgroup_clear(struct dk_cgroup *cg);
 struct dk_fact {
     char id[65];
     int pid;            /* its process, 0: not known */
     uint64_t pid_start; /* that process's start time (/proc/PID/stat), against a reused PID */
+    struct dk_cgroup cg; /* that process's cgroup files, when found (cg.cpu) */
     int64_t size_rw;    /* its writable layer's size (bytes) */
     int64_t size_ns;    /* when that was measured; -1: not measured */
     struct dk_fact *next;
@@ -342,6 +351,8 @@ struct dk_fact *dk_fact_get(struct dk_facts *t, const char *id);
 /* The entry of id, made when there is none (PID 0, size not measured). */
 struct dk_fact *dk_fact_add(struct dk_facts *t, const char *id);
 void dk_fact_del(struct dk_facts *t, const char *id);
+/* Its process is not known any more (PID, start time, cgroup files). */
+void dk_fact_forget_pid(struct dk_fact *f);
 void dk_facts_forget_pids(struct dk_facts *t);
 void dk_facts_clear(struct dk_facts *t);
 

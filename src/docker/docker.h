@@ -266,6 +266,10 @@ void dk_exec_kill(struct dk_be *be, const char *exec_id);
  * like a Docker stats answer; NULL when they cannot be read here (a remote
  * engine, another PID namespace). docker_cgroup.c */
 cJSON *dk_cgroup_stats(int pid, int with_network);
+/* The same in two steps: where process pid's cgroup files are (0, or -1:
+ * not readable here; dk_cgroup_clear frees), and their stats. */
+int dk_cgroup_find(int pid, struct dk_cgroup *cg);
+cJSON *dk_cgroup_read(const struct dk_cgroup *cg, int pid, int with_network);
 /* The start time of process pid (/proc/PID/stat, clock ticks since boot),
  * 0 when it cannot be read. */
 uint64_t dk_proc_start(int pid);
@@ -300,6 +304,12 @@ void dk_view_release(struct dk_held *held);
 /* The PID of container id, when the view knows it (from an inspect since
  * the container's last start, its process still the same one); else 0. */
 int dk_view_pid(struct dk_be *be, const char *id);
+/* The cgroup files of container id's process pid (the one dk_view_pid
+ * answered), found once and kept with the PID; NULL when the view does
+ * not know that process or they cannot be found. After a read from them
+ * failed, dk_view_cgroup_failed forgets them (found again next time). */
+const struct dk_cgroup *dk_view_cgroup(struct dk_be *be, const char *id, int pid);
+void dk_view_cgroup_failed(struct dk_be *be, const char *id);
 /* Keeps a PID from an inspect asked at the view's generation gen. */
 void dk_view_put_pid(struct dk_be *be, const char *id, uint64_t gen, int pid);
 /* Whether the view serves the writable layers' sizes (the event stream

@@ -165,11 +165,36 @@ static void add_networks(cJSON *stats, int pid)
     fclose(f);
 }
 
-cJSON *dk_cgroup_stats(int pid, int with_network)
+int dk_cgroup_find(int pid, struct dk_cgroup *cg)
 {
     struct cg_paths p;
+    *cg = (struct dk_cgroup){0};
     if (pid <= 0 || find_paths(pid, &p) < 0)
+        return -1;
+    size_t nc = strlen(p.cpu) + 1, nm = strlen(p.memory) + 1, np = strlen(p.pids) + 1;
+    char *all = malloc(nc + nm + np);
+    if (!all)
+        return -1;
+    memcpy(all, p.cpu, nc);
+    memcpy(all + nc, p.memory, nm);
+    memcpy(all + nc + nm, p.pids, np);
+    *cg = (struct dk_cgroup){all, all + nc, all + nc + nm, p.v2};
+    return 0;
+}
+
+cJSON *dk_cgroup_stats(int pid, int with_network)
+{
+    struct dk_cgroup cg;
+    if (dk_cgroup_find(pid, &cg) < 0)
         return NULL;
+    cJSON *s = dk_cgroup_read(&cg, pid, with_network);
+    dk_cgroup_clear(&cg);
+    return s;
+}
+
+cJSON *dk_cgroup_read(const struct dk_cgroup *cg, int pid, int with_network)
+{
+    const struct dk_cgroup p = *cg;
     int64_t cpu = 0, usage = 0, limit = 0, pids = 0;
     if (p.v2) {
         cJSON *cs = read_kv(p.cpu, "cpu.stat", cpu_keys);

@@ -86,9 +86,17 @@ static void fetch_from_api(struct dk_op *op, struct dk_stats_item *it)
              dk_str(it->entry, "Id"));
 }
 
-static int sample_cgroups(struct dk_stats_item *it, int pid)
+/* The item's stats from its process's cgroup files: where they are as the
+ * view keeps them for that process, else found now. */
+static int sample_cgroups(struct dk_op *op, struct dk_stats_item *it, int pid)
 {
-    it->stats = dk_cgroup_stats(pid, it->sandbox);
+    const char *id = dk_str(it->entry, "Id");
+    const struct dk_cgroup *cg = dk_view_cgroup(op->be, id, pid);
+    it->stats = cg ? dk_cgroup_read(cg, pid, it->sandbox) : NULL;
+    if (cg && !it->stats)
+        dk_view_cgroup_failed(op->be, id);
+    if (!it->stats)
+        it->stats = dk_cgroup_stats(pid, it->sandbox);
     return it->stats ? 0 : -1;
 }
 
@@ -97,7 +105,7 @@ static void on_item_inspect(struct dk_op *op, int status, cJSON *json)
     struct stats_state *st = op->state;
     struct dk_stats_item *it = op->cur_ud;
     int pid = status == 200 ? (int)dk_int(dk_obj(json, "State"), "Pid") : 0;
-    if (sample_cgroups(it, pid) == 0)
+    if (sample_cgroups(op, it, pid) == 0)
         dk_view_put_pid(op->be, dk_str(it->entry, "Id"), st->gen, pid);
     else
         fetch_from_api(op, it);
@@ -117,7 +125,7 @@ static void stats_fetch(struct dk_op *op)
         const cJSON *state = dk_obj(it->entry, "State");
         int pid = cJSON_IsObject(state) ? (int)dk_int(state, "Pid") /* an inspect answer */
                                         : dk_view_pid(op->be, dk_str(it->entry, "Id"));
-        if (pid > 0 && sample_cgroups(it, pid) == 0)
+        if (pid > 0 && sample_cgroups(op, it, pid) == 0)
             continue;
         dk_callx(op, "GET", NULL, on_item_inspect, it, "/containers/%s/json", dk_str(it->entry, "Id"));
         asked++;

@@ -7,6 +7,24 @@
 
 #include "docker/codec.h"
 
+void dk_cgroup_clear(struct dk_cgroup *cg)
+{
+    free(cg->cpu);
+    *cg = (struct dk_cgroup){0};
+}
+
+static void forget_pid(struct dk_fact *f)
+{
+    f->pid = 0;
+    f->pid_start = 0;
+    dk_cgroup_clear(&f->cg);
+}
+
+void dk_fact_forget_pid(struct dk_fact *f)
+{
+    forget_pid(f);
+}
+
 static unsigned bucket_of(const char *id)
 {
     uint32_t h = 2166136261u;
@@ -56,6 +74,7 @@ void dk_fact_del(struct dk_facts *t, const char *id)
         if (strcmp((*pp)->id, id) == 0) {
             struct dk_fact *f = *pp;
             *pp = f->next;
+            dk_cgroup_clear(&f->cg);
             free(f);
             t->n--;
             return;
@@ -67,7 +86,7 @@ void dk_facts_forget_pids(struct dk_facts *t)
 {
     for (unsigned b = 0; b < DK_FACTS_BUCKETS; b++)
         for (struct dk_fact *f = t->bucket[b]; f; f = f->next)
-            f->pid = 0;
+            forget_pid(f);
 }
 
 void dk_facts_clear(struct dk_facts *t)
@@ -76,6 +95,7 @@ void dk_facts_clear(struct dk_facts *t)
         struct dk_fact *f = t->bucket[b];
         while (f) {
             struct dk_fact *next = f->next;
+            dk_cgroup_clear(&f->cg);
             free(f);
             f = next;
         }

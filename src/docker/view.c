@@ -258,10 +258,29 @@ int dk_view_pid(struct dk_be *be, const char *id)
     if (!f || f->pid <= 0)
         return 0;
     if (dk_proc_start(f->pid) != f->pid_start) {
-        f->pid = 0; /* the process ended, its PID maybe reused */
+        dk_fact_forget_pid(f); /* the process ended, its PID maybe reused */
         return 0;
     }
     return f->pid;
+}
+
+const struct dk_cgroup *dk_view_cgroup(struct dk_be *be, const char *id, int pid)
+{
+    struct dk_view *v = be->view;
+    struct dk_fact *f = v && v->live ? dk_fact_get(&v->facts, id) : NULL;
+    if (!f || f->pid != pid || pid <= 0)
+        return NULL;
+    if (!f->cg.cpu && dk_cgroup_find(pid, &f->cg) < 0)
+        return NULL;
+    return &f->cg;
+}
+
+void dk_view_cgroup_failed(struct dk_be *be, const char *id)
+{
+    struct dk_view *v = be->view;
+    struct dk_fact *f = v ? dk_fact_get(&v->facts, id) : NULL;
+    if (f)
+        dk_cgroup_clear(&f->cg);
 }
 
 void dk_view_put_pid(struct dk_be *be, const char *id, uint64_t gen, int pid)
@@ -271,7 +290,8 @@ void dk_view_put_pid(struct dk_be *be, const char *id, uint64_t gen, int pid)
         return;
     uint64_t start = dk_proc_start(pid);
     struct dk_fact *f = start ? fact_add(v, id) : NULL;
-    if (f) {
+    if (f && (f->pid != pid || f->pid_start != start)) {
+        dk_fact_forget_pid(f);
         f->pid = pid;
         f->pid_start = start;
     }
@@ -366,7 +386,7 @@ static void event_facts(struct dk_view *v, const cJSON *ev, const char *action)
     }
     struct dk_fact *f = dk_fact_get(&v->facts, id);
     if (f)
-        f->pid = 0;
+        dk_fact_forget_pid(f);
 }
 
 /* ---- the event stream ----------------------------------------------------- */

@@ -74,8 +74,16 @@ static void test_facts(void)
             g->size_rw = i;
     }
     CHECK(t.n == 5002);
+    struct dk_fact *abc = dk_fact_get(&t, "abc");
+    abc->pid_start = 7;
+    abc->cg = (struct dk_cgroup){strdup("/sys/fs/cgroup/x"), NULL, NULL, 0};
     dk_facts_forget_pids(&t);
-    CHECK(dk_fact_get(&t, "abc")->pid == 0);
+    CHECK(abc->pid == 0 && abc->pid_start == 0 && abc->cg.cpu == NULL);
+    abc->cg = (struct dk_cgroup){strdup("/sys/fs/cgroup/y"), NULL, NULL, 0};
+    abc->pid = 9;
+    dk_fact_forget_pid(abc);
+    CHECK(abc->pid == 0 && abc->cg.cpu == NULL);
+    abc->cg = (struct dk_cgroup){strdup("/sys/fs/cgroup/z"), NULL, NULL, 0}; /* freed by the clear below */
     int found = 0;
     for (int i = 0; i < 5000; i++) {
         snprintf(id, sizeof(id), "%064x", i);
