@@ -270,9 +270,9 @@ def safe_cpu(pid):
         return 0.0
 
 
-def run_delay(pid):
-    """seconds the process's threads spent runnable but waiting for a CPU
-    (/proc/PID/task/*/schedstat, 2nd field): what a busy machine adds to a hop"""
+def schedstat_s(pid, field):
+    """field `field` of /proc/PID/task/*/schedstat summed over the process's live
+    threads, in seconds (0: time run, 1: time runnable but waiting for a CPU)"""
     tot = 0
     try:
         tasks = os.listdir("/proc/%d/task" % pid)
@@ -281,26 +281,21 @@ def run_delay(pid):
     for t in tasks:
         try:
             with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
-                tot += int(f.read().split()[1])
+                tot += int(f.read().split()[field])
         except (OSError, IndexError, ValueError):
             pass
     return tot / 1e9
+
+
+def run_delay(pid):
+    """seconds the process's threads spent runnable but waiting for a CPU: what a
+    busy machine adds to a hop"""
+    return schedstat_s(pid, 1)
 
 
 def run_time(pid):
-    """seconds the process's live threads ran (/proc/PID/task/*/schedstat, 1st field)"""
-    tot = 0
-    try:
-        tasks = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return 0.0
-    for t in tasks:
-        try:
-            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
-                tot += int(f.read().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass
-    return tot / 1e9
+    """seconds the process's live threads ran"""
+    return schedstat_s(pid, 0)
 
 
 class CpuGroups:
