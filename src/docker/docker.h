@@ -117,15 +117,10 @@ void dk_op_end(struct dk_op *op);
  * it and returns 1. */
 int dk_op_stopped(struct dk_op *op);
 
-/* Around code that goes on using the op after a call that may end it (a
- * loop of engine requests: one failing to start fails the op at once):
- * an op ended while held keeps its memory (state included) until the last
- * release, and every later engine request or message of it is a no-op.
- * dk_op_release answers 1 when the op ended: stop touching it. The
- * dispatch holds the op around every handler and callback it runs, so
- * these need no hold of their own. */
-void dk_op_hold(struct dk_op *op);
-int dk_op_release(struct dk_op *op);
+/* Handlers and callbacks may go on using the op after a call that ended
+ * it (a loop of engine requests: one failing to start fails the op at
+ * once): the dispatch holds the op around each of them (op.c), its memory
+ * stays until they return and its later requests and messages are no-ops. */
 
 /* Engine request with a JSON (or empty) body (taken: freed here); the
  * response body is parsed as JSON (NULL when empty or not JSON) and handed

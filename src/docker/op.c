@@ -114,20 +114,21 @@ void dk_op_end(struct dk_op *op)
     op_free(op);
 }
 
-void dk_op_hold(struct dk_op *op)
+/* The dispatch holds the op around every handler and callback it runs: an
+ * op that ends inside one (a request of a fan-out that could not start
+ * fails it at once) keeps its memory, state included, until the callback
+ * returns, and its later engine requests and messages are no-ops. */
+static void op_hold(struct dk_op *op)
 {
     priv(op)->holds++;
 }
 
-int dk_op_release(struct dk_op *op)
+static void op_release(struct dk_op *op)
 {
     struct op_priv *p = priv(op);
     assert(p->holds > 0);
     if (--p->holds == 0 && p->ended)
         op_release_mem(op);
-    else if (!p->ended)
-        return 0;
-    return 1;
 }
 
 void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
@@ -377,9 +378,9 @@ static void on_json_done(struct h1_req *r, int err, const char *errmsg, int stat
         return;
     cJSON *json = len ? cJSON_ParseWithLength((const char *)body, len) : NULL;
     op->cur_ud = cb_ud;
-    dk_op_hold(op);
+    op_hold(op);
     cb(op, status, json);
-    dk_op_release(op);
+    op_release(op);
     cJSON_Delete(json);
 }
 
@@ -391,9 +392,9 @@ static int wrap_head(struct h1_req *r, int status, const struct crisp_md *h, voi
     if (!sub->cbs->on_head)
         return 0;
     struct dk_op *op = sub->op;
-    dk_op_hold(op);
+    op_hold(op);
     int rv = sub->cbs->on_head(r, status, h, op);
-    dk_op_release(op);
+    op_release(op);
     return rv;
 }
 
@@ -401,9 +402,9 @@ static int wrap_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
 {
     struct dk_sub *sub = ud;
     struct dk_op *op = sub->op;
-    dk_op_hold(op);
+    op_hold(op);
     int rv = sub->cbs->on_body(r, p, n, op);
-    dk_op_release(op);
+    op_release(op);
     return rv;
 }
 
@@ -413,9 +414,9 @@ static void wrap_done(struct h1_req *r, int err, const char *errmsg, int status,
     struct dk_sub *sub = ud;
     const struct h1_req_cbs *cbs = sub->cbs;
     struct dk_op *op = sub_done(sub);
-    dk_op_hold(op);
+    op_hold(op);
     cbs->on_done(r, err, errmsg, status, body, len, op);
-    dk_op_release(op);
+    op_release(op);
 }
 
 static const struct h1_req_cbs wrap_cbs = {.on_head = wrap_head, .on_done = wrap_done};
@@ -698,12 +699,12 @@ static void run_handler(struct dk_op *op)
     struct op_priv *p = priv(op);
     void (*after)(struct dk_op *) = p->after_version;
     p->after_version = NULL;
-    dk_op_hold(op);
+    op_hold(op);
     if (after)
         after(op);
     else
         p->method->fn(op);
-    dk_op_release(op);
+    op_release(op);
 }
 
 void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_method *m)
