@@ -136,7 +136,7 @@ static int add_handler(struct dk_config *cfg, const char *spec, char *err, size_
     return 0;
 }
 
-static int parse_seconds(const char *v, int *out, char *err, size_t errlen)
+static int parse_sizes_every(const char *v, int *out, char *err, size_t errlen)
 {
     char *end;
     long n = strtol(v, &end, 10);
@@ -172,7 +172,7 @@ static int config_from_spec(struct dk_config *cfg, const struct crisp_backend_sp
                    add_handler(cfg, a->value, err, errlen) < 0) {
             return -1;
         } else if (a->opt == &dk_opts[OPT_SIZES_EVERY] &&
-                   parse_seconds(a->value, &cfg->sizes_every_s, err, errlen) < 0) {
+                   parse_sizes_every(a->value, &cfg->sizes_every_s, err, errlen) < 0) {
             return -1;
         } else if (a->opt == &dk_opts[OPT_NODE_VIEW]) {
             if (strcmp(a->value, "on") != 0 && strcmp(a->value, "off") != 0) {

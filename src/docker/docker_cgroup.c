@@ -40,6 +40,19 @@ static ssize_t read_in(const char *dir, const char *file, char *buf, size_t cap)
     return read_small(path, buf, cap);
 }
 
+/* The line at *at (its newline cut), *at moved past it; NULL at the end. */
+static char *next_line(char **at)
+{
+    char *line = *at;
+    if (!line || !*line)
+        return NULL;
+    char *nl = strchr(line, '\n');
+    if (nl)
+        *nl++ = 0;
+    *at = nl;
+    return line;
+}
+
 static int read_u64(const char *dir, const char *file, int64_t *out)
 {
     char buf[64];
@@ -66,10 +79,8 @@ static cJSON *read_kv(const char *dir, const char *file, const char *const *keys
     if (read_in(dir, file, buf, sizeof(buf)) < 0)
         return NULL;
     cJSON *o = cJSON_CreateObject();
-    for (char *line = buf, *next; o && line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = 0;
+    char *at = buf, *line;
+    while (o && (line = next_line(&at))) {
         char *sp = strchr(line, ' ');
         if (!sp)
             continue;
@@ -101,10 +112,8 @@ static int find_paths(int pid, struct cg_paths *p)
         return -1;
     memset(p, 0, sizeof(*p));
     char unified[720] = "";
-    for (char *line = buf, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = 0;
+    char *at = buf, *line;
+    while ((line = next_line(&at))) {
         char *c1 = strchr(line, ':');
         char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2)

@@ -229,13 +229,6 @@ void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list)
 
 /* ---- what stats need: PIDs and sizes ----------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The entry of id, made when there is none; at the cap, the facts are
  * dropped (soft state) and it is made anew. */
 static struct dk_fact *fact_add(struct dk_view *v, const char *id)
@@ -351,7 +344,7 @@ void dk_view_sizes_wanted(struct dk_be *be, int missing)
     int every = be->cfg.sizes_every_s;
     if (!v || !v->live || v->sizes || every <= 0)
         return;
-    int64_t now = mono_ms();
+    int64_t now = crisp_now_us() / 1000;
     int64_t age = v->sizes_asked_ms ? now - v->sizes_asked_ms : INT64_MAX;
     if (missing || !v->sized)
         every = every < SIZES_MISSING_S ? every : SIZES_MISSING_S;
@@ -391,6 +384,13 @@ static void event_facts(struct dk_view *v, const cJSON *ev, const char *action)
 
 /* ---- the event stream ----------------------------------------------------- */
 
+/* An event that cannot be read might have changed anything. */
+static void assume_any_change(struct dk_view *v)
+{
+    drop_lists(v);
+    dk_facts_forget_pids(&v->facts);
+}
+
 static void schedule_retry(struct dk_view *v)
 {
     struct timeval tv = {v->retry_ms / 1000, (v->retry_ms % 1000) * 1000};
@@ -405,10 +405,8 @@ static void event_line(struct dk_view *v, const char *line, size_t n)
     const char *action = dk_str(ev, "Action");
     if (!*action)
         action = dk_str(ev, "status"); /* older engines */
-    /* an event that cannot be read might have changed anything */
     if (!ev || (!*type && !*action)) {
-        drop_lists(v);
-        dk_facts_forget_pids(&v->facts);
+        assume_any_change(v);
     } else if (strcmp(type, "container") == 0 && dk_event_changes_lists(action)) {
         drop_lists(v);
         event_facts(v, ev, action);
@@ -443,10 +441,8 @@ static int events_body(struct h1_req *r, const uint8_t *p, size_t n, void *ud)
                 v->overflow = 1;
             continue;
         }
-        if (v->overflow) {
-            drop_lists(v); /* an event too large to read: assume a change */
-            dk_facts_forget_pids(&v->facts);
-        }
+        if (v->overflow)
+            assume_any_change(v); /* an event too large to read */
         else if (v->len)
             event_line(v, v->line, v->len);
         v->len = 0;
