@@ -254,6 +254,12 @@ def test_go_container_events(go, gk, k8s, crisp):
     for m in msgs:
         if m.get("containerId") == cid and event_type(m) != "CONTAINER_DELETED_EVENT":
             assert m["podSandboxStatus"]["id"] == pid, m
+            # the pod's statuses as they are when sent, whole, as grpc-go decodes them:
+            # the sandbox's (with its creation time) and every container's (the probes too)
+            assert m["podSandboxStatus"].get("createdAt") and m["podSandboxStatus"].get("metadata"), m
+            mine_st = [x for x in m.get("containersStatuses", []) if x.get("id") == cid]
+            assert len(mine_st) == 1 and mine_st[0].get("imageRef") and mine_st[0].get("createdAt"), m
+            assert len(m["containersStatuses"]) >= 2, m
     assert go.cancel(stream)
     r = go.wait(stream)
     assert r.code == "CANCELLED", r
