@@ -25,7 +25,7 @@ struct op_priv {
     struct crisp_list ver_link;              /* in be->ver_wait */
     void (*after_version)(struct dk_op *op); /* what waits for it, else the handler */
     dk_version_cb version_cb;                /* dk_engine_version's */
-    unsigned holds;                          /* dk_op_hold */
+    unsigned holds;                          /* op_hold */
     int ended;                               /* ended while held: freed at the last release */
 };
 
