@@ -624,8 +624,9 @@ static int conn_ready(struct cri_conn *c)
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}, /* granted per call */
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1}, /* as the front end (h2srv.c) */
     };
-    if (nghttp2_submit_settings(c->h2.sess, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
+    if (nghttp2_submit_settings(c->h2.sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0 ||
         nghttp2_session_set_local_window_size(c->h2.sess, NGHTTP2_FLAG_NONE, 0, BE_CONN_WINDOW) != 0)
         return -1;
     c->state = CONN_READY;

@@ -584,6 +584,46 @@ def test_unknown_frame_type_and_priority_ignored(fe):
         assert c.goaway is None
 
 
+def test_priority_signals_ignored(fe):
+    """crisp advertises SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218): a client
+    that still sends RFC 7540 priorities (HEADERS with a dependency on a
+    stream already closed, PRIORITY frames for closed and idle streams) gets
+    every answer, in full."""
+    import hpack
+    enc, dec = hpack.Encoder(), hpack.Decoder()
+    hs = [(":method", "POST"), (":scheme", "http"), (":path", VERSION), (":authority", "x"),
+          ("content-type", "application/grpc"), ("te", "trailers")]
+    sids = list(range(1, 41, 2))
+    s = unix_connect(fe.sock)
+    try:
+        out = PREFACE + frame(SETTINGS, 0, 0, b"") + frame(SETTINGS, 1, 0, b"")
+        for sid in sids:
+            dep = struct.pack(">IB", (max(sid - 2, 0)) | 0x80000000, 200)  # exclusive, weight 201
+            out += frame(HEADERS, END_HEADERS | 0x20, sid, dep + enc.encode(hs))
+            out += frame(DATA, END_STREAM, sid, version_body())
+            out += frame(PRIORITY, 0, max(sid - 2, 1), struct.pack(">IB", sid + 100, 16))
+        s.sendall(out)
+
+        def all_ended(frames):
+            return len({f[2] for f in frames if f[0] == HEADERS and f[1] & END_STREAM}) == len(sids)
+        frames, closed = read_frames(s, WAIT, until=all_ended)
+    finally:
+        s.close()
+    settings = [f for f in frames if f[0] == SETTINGS and not f[1] & 1][0][3]
+    params = dict(struct.unpack(">HI", settings[i:i + 6]) for i in range(0, len(settings), 6))
+    assert params.get(9) == 1, params   # SETTINGS_NO_RFC7540_PRIORITIES
+    assert goaway_of(frames) is None and not closed
+    status = {}
+    for t, flags, sid, p in frames:
+        if t == HEADERS:
+            block = dict(dec.decode(p))
+            if flags & END_STREAM:
+                status[sid] = block.get("grpc-status")
+    assert status == {sid: "0" for sid in sids}, status
+    data = {sid: sum(len(p) for t, _, i, p in frames if t == DATA and i == sid) for sid in sids}
+    assert all(n > 5 for n in data.values()), data
+
+
 def test_client_window_zero_then_opened(fe):
     """A client that advertises a 0-byte stream window gets the headers, no
     DATA, and the rest once it opens the window (crisp waits, does not drop)."""
