@@ -1,4 +1,5 @@
 /* Unit tests for h2req.c: crisp's own HTTP/2 request checks. */
+#include <stdio.h>
 #include <string.h>
 
 #include "front/h2req.h"
@@ -73,6 +74,24 @@ static void test_refused(void)
     CHECK(strcmp(h2req_strerror(H2REQ_E_TE), "te header field other than \"trailers\"") == 0);
 }
 
+/* Every byte as a one-character name: exactly RFC 9110's token characters
+ * with lowercase letters are accepted. */
+static void test_name_bytes(void)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    for (int c = 0; c < 256; c++) {
+        struct h2req r;
+        h2req_init(&r);
+        uint8_t name[2] = {'x', (uint8_t)c};
+        int want = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                   (c && memchr(extra, c, sizeof(extra) - 1));
+        int rv = h2req_field(&r, name, 2, (const uint8_t *)"1", 1, 0);
+        CHECK((rv == H2REQ_OK) == want);
+        if ((rv == H2REQ_OK) != want)
+            fprintf(stderr, "byte 0x%02x: got %d\n", c, rv);
+    }
+}
+
 static void test_content_length_vs_data(void)
 {
     struct h2req r;
@@ -98,6 +117,7 @@ int main(void)
 {
     test_accepted();
     test_refused();
+    test_name_bytes();
     test_content_length_vs_data();
     test_trailers();
     return unit_summary("test_h2req");
