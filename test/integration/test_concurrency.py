@@ -1,10 +1,12 @@
 """Several calls at once on one connection and on many connections."""
+import os
 import threading
 import time
 
 import grpc
 
-from crilib import CRIClient
+from conftest import Crisp, _crisp_instances, free_unix_path, stop_and_check
+from crilib import CRIClient, v1
 from test_containers import SERVE
 
 
@@ -64,3 +66,87 @@ def test_slow_call_does_not_block_others(cri, pods):
     assert out["slow"][0] == 0 and out["slow"][1] >= 1.9
     assert fast < 1.5, "10 Version calls took %.2fs behind a slow ExecSync" % fast
     assert t.is_alive() is False
+
+
+class CountingProxy:
+    """A unix-socket byte forwarder in front of the runtime that counts the
+    connections crisp opens to it (and how many are open at once)."""
+
+    def __init__(self, path, target):
+        import socket
+        self.path, self.target = path, target
+        self.accepted = self.open = self.most_open = 0
+        self.lock = threading.Lock()
+        if os.path.exists(path):
+            os.unlink(path)
+        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ls.bind(path)
+        self.ls.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                a, _ = self.ls.accept()
+            except OSError:
+                return
+            b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            b.connect(self.target)
+            with self.lock:
+                self.accepted += 1
+                self.open += 1
+                self.most_open = max(self.most_open, self.open)
+            done = []
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pipe, args=(x, y, done), daemon=True).start()
+
+    def _pipe(self, src, dst, done):
+        import socket
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                dst.sendall(d)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        with self.lock:
+            done.append(1)
+            if len(done) == 2:
+                self.open -= 1
+                src.close()
+                dst.close()
+
+    def close(self):
+        self.ls.close()
+
+
+def test_backend_connection_pool_bounded_by_cpus(testenv):
+    """Many calls in flight spread over more than one connection to the
+    runtime, but never more than one per CPU crisp may use (2 to 4): more
+    only split the runtime's batches. The pool holds once opened."""
+    cpus = len(os.sched_getaffinity(0))
+    most = min(4, max(2, cpus))
+    proxy = CountingProxy(free_unix_path("count-ctrd.sock"), testenv.CONTAINERD_SOCK)
+    c = Crisp("pool", proxy.path)
+    _crisp_instances.append(c)
+    c.start()
+    cli = CRIClient("unix://" + c.sock, "pool")
+    try:
+        stub = cli.channel.unary_unary("/runtime.v1.RuntimeService/Version",
+                                       request_serializer=v1.VersionRequest.SerializeToString,
+                                       response_deserializer=v1.VersionResponse.FromString)
+        for _ in range(20):
+            futs = [stub.future(v1.VersionRequest(), timeout=30) for _ in range(64)]
+            assert all(f.result().runtime_name == "containerd" for f in futs)
+        assert 2 <= proxy.most_open <= most, (proxy.most_open, most)
+        assert proxy.accepted == proxy.most_open, (proxy.accepted, proxy.most_open)
+    finally:
+        cli.close()
+        stop_and_check(c)
+        proxy.close()
