@@ -31,6 +31,15 @@
 
 #include "crisp/sock.h"
 
+/* A header field whose name is a lowercase string literal: nghttp2 keeps a
+ * pointer to the name instead of copying and lowercasing it. The value is
+ * copied. */
+#define CRISP_NV_LIT(n, v, vl)                                                 \
+    (nghttp2_nv)                                                               \
+    {                                                                          \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NO_COPY_NAME \
+    }
+
 struct crisp_h2conn_cbs {
     /* nghttp2 refused the peer's bytes (rv: its error code). Return 0 to go
      * on (the owner may have submitted GOAWAY), -1 after freeing. */

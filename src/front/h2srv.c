@@ -185,11 +185,6 @@ static void stream_fail(struct fe_stream *s, int http_status, int code, const ch
 
 /* ---- response side ---------------------------------------------------- */
 
-#define NV(n, v, vl)                                                           \
-    (nghttp2_nv)                                                               \
-    {                                                                          \
-        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE \
-    }
 
 #define STATUS_NV_STACK 12
 
@@ -232,18 +227,18 @@ static int build_status_nv(struct fe_stream *s, int trailers_only, struct status
     if (trailers_only) {
         unsigned st = s->http_status > 0 && s->http_status < 1000 ? (unsigned)s->http_status : 500;
         size_t sl = fmt_uint(st, out->status);
-        out->nva[out->n++] = NV(":status", out->status, sl);
-        out->nva[out->n++] = NV("content-type", "application/grpc", 16);
+        out->nva[out->n++] = CRISP_NV_LIT(":status", out->status, sl);
+        out->nva[out->n++] = CRISP_NV_LIT("content-type", "application/grpc", 16);
     }
     size_t cl = fmt_uint(call->code >= 0 ? (unsigned)call->code : (unsigned)GRPC_UNKNOWN, out->code);
-    out->nva[out->n++] = NV("grpc-status", out->code, cl);
+    out->nva[out->n++] = CRISP_NV_LIT("grpc-status", out->code, cl);
     if (call->message) {
         size_t ml = strlen(call->message);
         size_t need = grpc_percent_encode(call->message, ml, NULL, 0);
         out->msg = need < sizeof(out->msgbuf) ? out->msgbuf : malloc(need + 1);
         if (out->msg) {
             grpc_percent_encode(call->message, ml, out->msg, need);
-            out->nva[out->n++] = NV("grpc-message", out->msg, need);
+            out->nva[out->n++] = CRISP_NV_LIT("grpc-message", out->msg, need);
         }
     }
     const struct crisp_md *mds[2] = {&call->trailer_md, trailers_only ? &call->resp_md : NULL};
@@ -339,8 +334,8 @@ static void submit_headers(struct fe_stream *s)
         nghttp2_submit_rst_stream(s->conn->h2.sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
         return;
     }
-    nva[0] = NV(":status", "200", 3);
-    nva[1] = NV("content-type", "application/grpc", 16);
+    nva[0] = CRISP_NV_LIT(":status", "200", 3);
+    nva[1] = CRISP_NV_LIT("content-type", "application/grpc", 16);
     for (size_t i = 0; i < call->resp_md.n; i++) {
         const struct crisp_hdr *h = &call->resp_md.v[i];
         nva[2 + i] = (nghttp2_nv){h->name, h->value, h->namelen, h->valuelen,

@@ -247,11 +247,6 @@ static ssize_t req_read_cb(nghttp2_session *sess, int32_t id, uint8_t *buf, size
     return (ssize_t)n;
 }
 
-#define NV(n, v, vl)                                                           \
-    (nghttp2_nv)                                                               \
-    {                                                                          \
-        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE \
-    }
 
 static void stream_submit(struct cri_conn *c, struct cri_stream *s)
 {
@@ -268,18 +263,18 @@ static void stream_submit(struct cri_conn *c, struct cri_stream *s)
     static const char ua[] = "crisp/" CRISP_VERSION;
     const char *path = call->method->path;
     size_t k = 0;
-    nva[k++] = NV(":method", "POST", 4);
-    nva[k++] = NV(":scheme", "http", 4);
-    nva[k++] = NV(":path", path, strlen(path));
-    nva[k++] = NV(":authority", "localhost", 9);
-    nva[k++] = NV("content-type", "application/grpc", 16);
-    nva[k++] = NV("te", "trailers", 8);
-    nva[k++] = NV("user-agent", ua, sizeof(ua) - 1);
+    nva[k++] = CRISP_NV_LIT(":method", "POST", 4);
+    nva[k++] = CRISP_NV_LIT(":scheme", "http", 4);
+    nva[k++] = CRISP_NV_LIT(":path", path, strlen(path));
+    nva[k++] = CRISP_NV_LIT(":authority", "localhost", 9);
+    nva[k++] = CRISP_NV_LIT("content-type", "application/grpc", 16);
+    nva[k++] = CRISP_NV_LIT("te", "trailers", 8);
+    nva[k++] = CRISP_NV_LIT("user-agent", ua, sizeof(ua) - 1);
     char tmo[16];
     int64_t left = crisp_call_remaining_us(call);
     if (left > 0) {
         size_t tl = grpc_timeout_format(left, tmo);
-        nva[k++] = NV("grpc-timeout", tmo, tl);
+        nva[k++] = CRISP_NV_LIT("grpc-timeout", tmo, tl);
     }
     for (size_t i = 0; i < md->n; i++)
         nva[k++] = (nghttp2_nv){md->v[i].name, md->v[i].value, md->v[i].namelen,
