@@ -202,6 +202,14 @@ cJSON *dk_exec_body(char **cmd, size_t n);
  * if sandbox_id, a CRI label selector of nsel dk_map_entry), and
  * filters={"reference":[ref]}. */
 char *dk_label_filters(const char *type, const char *sandbox_id, size_t nsel, void *sel);
+/* The engine's filters for the entries of type (DK_TYPE_*) among n
+ * containers named by their full IDs (dk_full_id); NULL when n is 0, an ID
+ * is not a full one, or memory is short. */
+char *dk_id_filters(const char *type, const char *const *ids, size_t n);
+/* Whether id is a container's full ID as the engine gives it (64 lowercase
+ * hex digits), the only form a refresh by ID matches exactly. */
+#define DK_ID_LEN 64
+int dk_full_id(const char *id);
 char *dk_image_filter(const char *ref);
 /* Whether an image reference can go into a request path: no empty, "."
  * or ".." segment (no reference has one; the engines' HTTP routers
@@ -475,5 +483,21 @@ void dk_info_json(struct dk_arena *a, ProtobufCMessage *resp, const cJSON *json)
  * attach, detach, resize, top, archive-path, extract-to-dir, export, copy,
  * commit, mount and unmount; an unknown action does. */
 int dk_event_changes_lists(const char *action);
+
+/* What a listing must show of a container after a change to it, before the
+ * change counts as seen: the engines may send an event (dockerd 20.10's
+ * "die") before their listing shows what it says. */
+enum dk_expect {
+    DK_EXPECT_ANY = 0,     /* nothing known: any entry, or none */
+    DK_EXPECT_PRESENT,     /* created */
+    DK_EXPECT_RUNNING,     /* started */
+    DK_EXPECT_NOT_RUNNING, /* died or stopped: not running, or gone */
+    DK_EXPECT_GONE,        /* removed */
+};
+/* The expectation of a container event's Action (create, start, restart,
+ * die, stop, destroy, podman's remove); DK_EXPECT_ANY for others. */
+enum dk_expect dk_event_expect(const char *action);
+/* Whether the listing's entry of id (or its absence) meets expect. */
+int dk_listing_meets(const cJSON *list, const char *id, enum dk_expect expect);
 
 #endif

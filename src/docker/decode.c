@@ -468,6 +468,48 @@ int dk_event_changes_lists(const char *action)
     return 1;
 }
 
+enum dk_expect dk_event_expect(const char *action)
+{
+    static const struct {
+        const char *action;
+        enum dk_expect expect;
+    } map[] = {
+        {"create", DK_EXPECT_PRESENT},      {"start", DK_EXPECT_RUNNING},
+        {"restart", DK_EXPECT_RUNNING},     {"die", DK_EXPECT_NOT_RUNNING},
+        {"stop", DK_EXPECT_NOT_RUNNING},    {"destroy", DK_EXPECT_GONE},
+        {"remove", DK_EXPECT_GONE}, /* podman */
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(action, map[i].action) == 0)
+            return map[i].expect;
+    return DK_EXPECT_ANY;
+}
+
+int dk_listing_meets(const cJSON *list, const char *id, enum dk_expect expect)
+{
+    const cJSON *e, *found = NULL;
+    cJSON_ArrayForEach(e, list) {
+        if (strcmp(dk_str(e, "Id"), id) == 0) {
+            found = e;
+            break;
+        }
+    }
+    int running = found && strcmp(dk_str(found, "State"), "running") == 0;
+    switch (expect) {
+    case DK_EXPECT_PRESENT:
+        return found != NULL;
+    case DK_EXPECT_RUNNING:
+        return running;
+    case DK_EXPECT_NOT_RUNNING:
+        return !running;
+    case DK_EXPECT_GONE:
+        return found == NULL;
+    case DK_EXPECT_ANY:
+        break;
+    }
+    return 1;
+}
+
 static Runtime__V1__ContainerState state_after(Runtime__V1__ContainerEventType t)
 {
     switch (t) {

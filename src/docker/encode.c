@@ -99,6 +99,27 @@ char *dk_label_filters(const char *type, const char *sandbox_id, size_t nsel, vo
     return filters_query(f);
 }
 
+char *dk_id_filters(const char *type, const char *const *ids, size_t n)
+{
+    cJSON *f = cJSON_CreateObject();
+    cJSON *labels = cJSON_AddArrayToObject(f, "label");
+    cJSON *idv = cJSON_AddArrayToObject(f, "id");
+    int bad = !n || !dk_add_strf(labels, NULL, "%s=%s", DK_LABEL_TYPE, type);
+    for (size_t i = 0; !bad && i < n; i++)
+        bad = !dk_full_id(ids[i]) || !dk_add_strf(idv, NULL, "%s", ids[i]);
+    if (bad) {
+        cJSON_Delete(f); /* an ID missing would narrow the refresh, a bad one widen it */
+        return NULL;
+    }
+    return filters_query(f);
+}
+
+int dk_full_id(const char *id)
+{
+    size_t n = strspn(id, "0123456789abcdef");
+    return n == DK_ID_LEN && !id[n];
+}
+
 char *dk_image_filter(const char *ref)
 {
     cJSON *f = cJSON_CreateObject();

@@ -181,6 +181,19 @@ static void test_filters(void)
     CHECK(dk_image_ref_pathsafe("reg:5000/a/b:1") && dk_image_ref_pathsafe("sha256:abc"));
     CHECK(!dk_image_ref_pathsafe("a/../b") && !dk_image_ref_pathsafe("..") && !dk_image_ref_pathsafe("a//b") &&
           !dk_image_ref_pathsafe("./a") && !dk_image_ref_pathsafe("a/"));
+    /* a refresh by full IDs: the type's label and the IDs; nothing else */
+    const char *ids[] = {"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                         "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"};
+    q = dk_id_filters("container", ids, 2);
+    CHECK(q && strcmp(q, "%7B%22label%22%3A%5B%22io.kubernetes.docker.type%3Dcontainer%22%5D%2C%22id%22%3A%5B%22"
+                         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef%22%2C%22"
+                         "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210%22%5D%7D") == 0);
+    free(q);
+    const char *bad[] = {ids[0], "0123abc"}; /* a prefix would match others */
+    CHECK(dk_id_filters("container", bad, 2) == NULL && dk_id_filters("container", ids, 0) == NULL);
+    CHECK(dk_full_id(ids[1]) && !dk_full_id("0123abc") && !dk_full_id("") &&
+          !dk_full_id("0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef") &&
+          !dk_full_id("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"));
     char *img = dk_image_filter("reg:5000/a/b:1");
     CHECK(img && strcmp(img, "%7B%22reference%22%3A%5B%22reg%3A5000%2Fa%2Fb%3A1%22%5D%7D") == 0);
     free(img);

@@ -49,6 +49,54 @@ static void test_harmless_actions(void)
         CHECK(dk_event_changes_lists(changes[i]));
 }
 
+/* What a listing must show after each recorded event: every event of the
+ * recordings names its container by a full ID and its kind by the type
+ * label (the view patches that kind's listing); a create, start, die and
+ * destroy (podman: remove) expect the entry, it running, not running, none. */
+static void test_recorded_events_expectations(const char *engine)
+{
+    char *all = fx_read(engine, "events.jsonl");
+    int seen[DK_EXPECT_GONE + 1] = {0};
+    for (char *line = all ? strtok(all, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        cJSON *ev = cJSON_Parse(line);
+        const cJSON *attrs = dk_obj(dk_obj(ev, "Actor"), "Attributes");
+        const char *type = dk_str(attrs, DK_LABEL_TYPE);
+        CHECK(dk_full_id(dk_str(dk_obj(ev, "Actor"), "ID")));
+        CHECK(strcmp(type, DK_TYPE_SANDBOX) == 0 || strcmp(type, DK_TYPE_CONTAINER) == 0);
+        seen[dk_event_expect(dk_str(ev, "Action"))]++;
+        cJSON_Delete(ev);
+    }
+    CHECK(seen[DK_EXPECT_PRESENT] && seen[DK_EXPECT_RUNNING] && seen[DK_EXPECT_NOT_RUNNING] &&
+          seen[DK_EXPECT_GONE]);
+    free(all);
+    CHECK(dk_event_expect("kill") == DK_EXPECT_ANY && dk_event_expect("oom") == DK_EXPECT_ANY &&
+          dk_event_expect("init") == DK_EXPECT_ANY && dk_event_expect("restart") == DK_EXPECT_RUNNING &&
+          dk_event_expect("stop") == DK_EXPECT_NOT_RUNNING && dk_event_expect("") == DK_EXPECT_ANY);
+}
+
+/* Expectations met or not by a recorded listing. */
+static void test_listing_meets(const char *engine)
+{
+    cJSON *list = fx_json(engine, "containers_list.json");
+    const cJSON *e;
+    int running = 0, stopped = 0;
+    cJSON_ArrayForEach(e, list) {
+        const char *id = dk_str(e, "Id");
+        int is_running = strcmp(dk_str(e, "State"), "running") == 0;
+        running += is_running;
+        stopped += !is_running;
+        CHECK(dk_listing_meets(list, id, DK_EXPECT_PRESENT) && !dk_listing_meets(list, id, DK_EXPECT_GONE));
+        CHECK(dk_listing_meets(list, id, DK_EXPECT_RUNNING) == is_running);
+        CHECK(dk_listing_meets(list, id, DK_EXPECT_NOT_RUNNING) == !is_running);
+        CHECK(dk_listing_meets(list, id, DK_EXPECT_ANY));
+    }
+    CHECK(running > 0 && stopped > 0);
+    const char *gone = "0000000000000000000000000000000000000000000000000000000000000000";
+    CHECK(!dk_listing_meets(list, gone, DK_EXPECT_PRESENT) && !dk_listing_meets(list, gone, DK_EXPECT_RUNNING) &&
+          dk_listing_meets(list, gone, DK_EXPECT_NOT_RUNNING) && dk_listing_meets(list, gone, DK_EXPECT_GONE));
+    cJSON_Delete(list);
+}
+
 static void test_facts(void)
 {
     static struct dk_facts t;
@@ -107,7 +155,10 @@ int main(void)
 {
     test_facts();
     test_harmless_actions();
-    for (int i = 0; i < FX_NENGINES; i++)
+    for (int i = 0; i < FX_NENGINES; i++) {
         test_recorded_events_change_lists(fx_engines[i]);
+        test_recorded_events_expectations(fx_engines[i]);
+        test_listing_meets(fx_engines[i]);
+    }
     return unit_summary("test_docker_view");
 }
