@@ -88,6 +88,9 @@ struct dk_op {
     dk_free_fn free_aux;
     char undo_id[80];            /* a container the op made: removed (dk_reap) if
                                   * the op ends before it answered OK */
+    char view_id[80];            /* the one container the op changed, set when it
+                                  * answers OK: the view patches only its entries
+                                  * (none: the view is dropped at the op's end) */
 };
 
 /* A CRI method handler: starts the op's first engine request. */
@@ -272,8 +275,9 @@ uint64_t dk_proc_start(int pid);
 /* ---- the view of the node (view.c) ------------------------------------------- */
 
 /* The engine's last whole listings of sandboxes and containers, served
- * while its event stream says nothing in them changed. Soft state: dropped
- * by any change, never served while the event stream is down. */
+ * while its event stream says nothing in them changed, patched entry by
+ * entry after a change to one container. Soft state: never served while
+ * the event stream is down or an entry is stale. */
 enum { DK_VIEW_SANDBOXES, DK_VIEW_CONTAINERS, DK_VIEW_KINDS };
 int dk_view_new(struct dk_be *be);
 void dk_view_free(struct dk_be *be);
@@ -315,8 +319,22 @@ int dk_view_size(struct dk_be *be, const char *id, int64_t *bytes, int64_t *ns);
 /* A stats call used the sizes (missing: some container had none): the
  * view measures them again in the background when they are due. */
 void dk_view_sizes_wanted(struct dk_be *be, int missing);
+/* For a listing of kind with stale entries: the engine's filters for just
+ * those (GET /containers/json?all=1&filters=...) and the generation to
+ * give back with the answer to dk_view_patch, which puts them in the
+ * listing; NULL when there is nothing to patch (a whole listing then). */
+char *dk_view_patch_filters(struct dk_be *be, int kind, uint64_t *seq);
+void dk_view_patch(struct dk_be *be, int kind, uint64_t seq, const cJSON *answer);
 /* Something may have changed a list: drop the view. */
 void dk_view_touch(struct dk_be *be);
+/* A call of CRI method rpc changed container id (a full ID; the one made,
+ * started, stopped or removed) and nothing else: its entry is patched
+ * before the lists are served again. Another method, or no full ID: as
+ * dk_view_touch. */
+void dk_view_touch_op(struct dk_be *be, int rpc, const char *id);
+/* A change may be on its way (a call that changes lists started): a
+ * listing asked before now is not kept. */
+void dk_view_may_change(struct dk_be *be);
 /* Whether a call of CRI method rpc (enum crisp_rpc) may change a list. */
 int dk_view_changes_lists(int rpc);
 

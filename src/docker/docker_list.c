@@ -1,5 +1,6 @@
 /* docker_list.c - ListPodSandbox, ListContainers and their Stream*
- * twins on Docker: from the view (view.c) when it holds a current listing,
+ * twins on Docker: from the view (view.c) when it holds a current listing
+ * (after asking the engine for just its stale entries, if it has some),
  * else one GET /containers/json each (the label selector as the engine's
  * filter; a whole listing is given to the view); decoded by decode.c,
  * answered whole or in chunks. */
@@ -143,16 +144,53 @@ static int answered_from_view(struct dk_op *op, int kind, int whole,
     return view != NULL;
 }
 
+/* When the view holds the listing of kind with a few stale entries: asks
+ * the engine for just those (a listing filtered by their IDs), for cb to
+ * patch the view with. 1 when asked. */
+static int patch_view(struct dk_op *op, int kind, dk_json_cb cb)
+{
+    uint64_t seq;
+    char *filters = dk_view_patch_filters(op->be, kind, &seq);
+    struct list_ask *ask = filters ? dk_alloc(&op->mem, sizeof(*ask)) : NULL;
+    if (!ask) {
+        free(filters);
+        return 0; /* a whole listing then */
+    }
+    ask->gen = seq;
+    ask->kind = kind;
+    dk_callx(op, "GET", NULL, cb, ask, "/containers/json?all=1&filters=%s", filters);
+    free(filters);
+    return 1;
+}
+
+static void list_pods(struct dk_op *op, int may_patch);
+
+/* The stale entries' answer (a failed one patches nothing: the view then
+ * still has stale entries and the List asks for a whole listing). */
+static void on_pods_patch(struct dk_op *op, int status, cJSON *json)
+{
+    const struct list_ask *ask = op->cur_ud;
+    if (status == 200)
+        dk_view_patch(op->be, ask->kind, ask->gen, json);
+    list_pods(op, 0);
+}
+
 /* ListPodSandbox and StreamPodSandboxes: the requests share their layout. */
-static void dk_list_pods(struct dk_op *op)
+static void list_pods(struct dk_op *op, int may_patch)
 {
     const Runtime__V1__ListPodSandboxRequest *req = (const void *)op->req;
     const Runtime__V1__PodSandboxFilter *f = req->filter;
     size_t nsel = f ? f->n_label_selector : 0;
-    if (answered_from_view(op, DK_VIEW_SANDBOXES, whole_pods(f), reply_sandboxes))
+    if (answered_from_view(op, DK_VIEW_SANDBOXES, whole_pods(f), reply_sandboxes) ||
+        (may_patch && patch_view(op, DK_VIEW_SANDBOXES, on_pods_patch)))
         return;
     list_call(op, dk_label_filters(DK_TYPE_SANDBOX, NULL, nsel, f ? (void *)f->label_selector : NULL),
               nsel ? -1 : DK_VIEW_SANDBOXES, on_sandboxes);
+}
+
+static void dk_list_pods(struct dk_op *op)
+{
+    list_pods(op, 1);
 }
 
 static int whole_ctrs(const Runtime__V1__ContainerFilter *f)
@@ -189,17 +227,33 @@ static void on_containers(struct dk_op *op, int status, cJSON *json)
         reply_containers(op, json, 0);
 }
 
+static void list_ctrs(struct dk_op *op, int may_patch);
+
+static void on_ctrs_patch(struct dk_op *op, int status, cJSON *json)
+{
+    const struct list_ask *ask = op->cur_ud;
+    if (status == 200)
+        dk_view_patch(op->be, ask->kind, ask->gen, json);
+    list_ctrs(op, 0);
+}
+
 /* ListContainers and StreamContainers: the requests share their layout. */
-static void dk_list_ctrs(struct dk_op *op)
+static void list_ctrs(struct dk_op *op, int may_patch)
 {
     const Runtime__V1__ListContainersRequest *req = (const void *)op->req;
     const Runtime__V1__ContainerFilter *f = req->filter;
     size_t nsel = f ? f->n_label_selector : 0;
     const char *pod = f ? f->pod_sandbox_id : NULL;
-    if (answered_from_view(op, DK_VIEW_CONTAINERS, whole_ctrs(f), reply_containers))
+    if (answered_from_view(op, DK_VIEW_CONTAINERS, whole_ctrs(f), reply_containers) ||
+        (may_patch && patch_view(op, DK_VIEW_CONTAINERS, on_ctrs_patch)))
         return;
     list_call(op, dk_label_filters(DK_TYPE_CONTAINER, pod, nsel, f ? (void *)f->label_selector : NULL),
               nsel || (pod && *pod) ? -1 : DK_VIEW_CONTAINERS, on_containers);
+}
+
+static void dk_list_ctrs(struct dk_op *op)
+{
+    list_ctrs(op, 1);
 }
 
 const struct dk_method dk_list_methods[CRISP_RPC_COUNT] = {

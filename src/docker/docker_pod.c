@@ -59,6 +59,7 @@ static void on_run_started(struct dk_op *op, int status, cJSON *json)
     Runtime__V1__RunPodSandboxResponse r = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
     r.pod_sandbox_id = st->create.id;
     op->undo_id[0] = 0; /* answered: the kubelet owns it */
+    snprintf(op->view_id, sizeof(op->view_id), "%s", st->create.id);
     dk_op_reply(op, &r.base);
 }
 

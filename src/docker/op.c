@@ -75,7 +75,7 @@ static void op_detach(struct dk_op *op)
         dk_reap(op->be, op->undo_id); /* made, not answered OK, not removed */
     crisp_list_unlink(&op->link);
     if (op->call && dk_view_changes_lists(op->call->method->id))
-        dk_view_touch(op->be); /* again at its end: a List after the answer sees it */
+        dk_view_touch_op(op->be, op->call->method->id, op->view_id); /* a List after the answer sees it */
     if (op->call) {
         op->call->be_ctx = NULL;
         crisp_call_unref(op->call);
@@ -733,7 +733,7 @@ void dk_op_start(struct dk_be *be, struct crisp_call *call, const struct dk_meth
     call->be_ctx = op;
     crisp_list_push_front(&be->ops, &op->link);
     if (dk_view_changes_lists(call->method->id))
-        dk_view_touch(be);
+        dk_view_may_change(be);
     if (!version_fresh(be) && (be->api[0] || m->unversioned))
         version_fetch(be); /* refreshed in the background: nobody waits */
     if (be->api[0] || m->unversioned)

@@ -6,13 +6,30 @@
  *
  * Soft state, never stale knowingly:
  *   - a listing is kept only when it was fetched whole (no label selector)
- *     while the event stream was open, and nothing that may change a list
- *     happened between its request and its answer (a generation counter);
- *   - anything that may change a list drops both listings: a container
- *     event other than exec, health, attach, resize and copy ones
- *     (dk_event_changes_lists), and every call of this backend that changes
- *     a pod or a container, when it starts and again when it ends (so a
- *     List that follows the answer sees the change: read-your-writes);
+ *     while the event stream was open, and no change not known entry by
+ *     entry happened between its request and its answer (a generation
+ *     counter and its barrier);
+ *   - a change to one sandbox or container, named by its full ID, marks its
+ *     entry stale in its kind's listing, with what the engine must show of
+ *     it (running, not running, present, gone: dk_event_expect): a
+ *     container event other than exec, health, attach, resize and copy
+ *     ones (dk_event_changes_lists; the kind from the type label among the
+ *     event's attributes, a container without it is in no list), and the
+ *     end of a call of this backend that changed one container (so a List
+ *     that follows the answer sees the change: read-your-writes). A listing
+ *     with stale entries is not served: the next List asks the engine for
+ *     just those (a listing filtered by their IDs, dk_view_patch_filters),
+ *     puts them in (dk_view_patch) and serves the listing. An entry the
+ *     engine does not show as expected yet (dockerd 20.10 sends "die"
+ *     before its listing says so) stays stale, and Lists go to the engine
+ *     meanwhile;
+ *   - a change not known entry by entry drops both listings (the next List
+ *     is a whole listing): an event that cannot be read, names no full ID
+ *     or carries no attributes, more than DIRTY_MAX stale entries, the end
+ *     of a call that changed a pod (StopPodSandbox and RemovePodSandbox
+ *     reach its containers) or that failed; the start of every call that
+ *     changes lists raises the barrier, so that no listing asked before it
+ *     is kept;
  *   - the event stream lost (the engine restarted, the connection cut):
  *     nothing is served from the view until the stream is open again
  *     (retried with back-off from 0.5 s to 30 s); calls go to the engine;
@@ -48,6 +65,7 @@
 #define LIST_BODY_MAX (64u << 20)
 #define SIZES_MISSING_S 10
 #define SIZES_TIMEOUT_MS 120000
+#define DIRTY_MAX 32 /* stale IDs patched in one listing; more: the whole listing again */
 
 static const char *const kind_type[DK_VIEW_KINDS] = {
     [DK_VIEW_SANDBOXES] = DK_TYPE_SANDBOX,
@@ -65,6 +83,14 @@ struct view_check {
     struct h1_req *r;
 };
 
+/* A container whose entry in a listing may be stale since generation seq,
+ * and what the engine must show of it before it counts as seen. */
+struct dirty_id {
+    char id[DK_ID_LEN + 1];
+    uint64_t seq;
+    enum dk_expect expect;
+};
+
 /* A listing, shared by the view and the calls that hold it. */
 struct dk_held {
     cJSON *json;
@@ -76,9 +102,12 @@ struct dk_view {
     struct h1_req *events;   /* the event stream's request, while open */
     int live;                /* its head arrived (200): events flow */
     uint64_t gen;            /* bumped by anything that may change a list */
+    uint64_t barrier;        /* the gen of the last change not known entry by
+                              * entry: no listing asked before it is kept */
     uint64_t epoch;          /* bumped when the event stream opens or is lost */
     struct dk_held *list[DK_VIEW_KINDS];
-    uint64_t list_gen[DK_VIEW_KINDS];
+    struct dirty_id dirty[DK_VIEW_KINDS][DIRTY_MAX]; /* entries of list[k] to patch */
+    unsigned ndirty[DK_VIEW_KINDS];
     uint8_t *packed[DK_VIEW_KINDS]; /* the unfiltered List answer of list[k] */
     size_t packed_len[DK_VIEW_KINDS];
     struct view_check check[DK_VIEW_KINDS]; /* reconciliation listings */
@@ -88,7 +117,7 @@ struct dk_view {
     char *line;
     size_t len;
     int overflow;
-    unsigned long served, missed;
+    unsigned long served, missed, patched;
     struct dk_facts facts;    /* PIDs and writable layer sizes, by container ID */
     struct h1_req *sizes;     /* the size=1 listing in flight */
     uint64_t sizes_epoch;     /* the epoch it was asked in */
@@ -116,25 +145,79 @@ void dk_view_release(struct dk_held *h)
     }
 }
 
-static void drop_list(struct dk_view *v, int k)
+static void drop_packed(struct dk_view *v, int k)
 {
-    dk_view_release(v->list[k]);
-    v->list[k] = NULL;
     free(v->packed[k]);
     v->packed[k] = NULL;
 }
 
+static void drop_list(struct dk_view *v, int k)
+{
+    dk_view_release(v->list[k]);
+    v->list[k] = NULL;
+    v->ndirty[k] = 0;
+    drop_packed(v, k);
+}
+
 static void drop_lists(struct dk_view *v)
 {
-    v->gen++;
+    v->barrier = ++v->gen;
     for (int k = 0; k < DK_VIEW_KINDS; k++)
         drop_list(v, k);
+}
+
+/* Container id (a full ID) of kind changed: its entry is stale from now on,
+ * until a listing meets expect. Kept while the view has no listing of
+ * kind too: the next whole listing must meet it. */
+static void mark_stale(struct dk_view *v, int kind, const char *id, enum dk_expect expect)
+{
+    v->gen++;
+    drop_packed(v, kind);
+    unsigned i = 0;
+    while (i < v->ndirty[kind] && strcmp(v->dirty[kind][i].id, id) != 0)
+        i++;
+    if (i == DIRTY_MAX) {
+        drop_list(v, kind); /* too many to patch: a whole listing is cheaper */
+        return;
+    }
+    if (i == v->ndirty[kind]) {
+        memcpy(v->dirty[kind][i].id, id, DK_ID_LEN + 1);
+        v->ndirty[kind]++;
+    }
+    v->dirty[kind][i].seq = v->gen;
+    v->dirty[kind][i].expect = expect; /* the latest change's */
 }
 
 void dk_view_touch(struct dk_be *be)
 {
     if (be->view)
         drop_lists(be->view);
+}
+
+void dk_view_touch_op(struct dk_be *be, int rpc, const char *id)
+{
+    static const struct {
+        int kind;
+        enum dk_expect expect;
+    } by_rpc[CRISP_RPC_COUNT] = {
+        [CRISP_RPC_RUN_POD_SANDBOX] = {DK_VIEW_SANDBOXES, DK_EXPECT_RUNNING},
+        [CRISP_RPC_CREATE_CONTAINER] = {DK_VIEW_CONTAINERS, DK_EXPECT_PRESENT},
+        [CRISP_RPC_START_CONTAINER] = {DK_VIEW_CONTAINERS, DK_EXPECT_RUNNING},
+        [CRISP_RPC_STOP_CONTAINER] = {DK_VIEW_CONTAINERS, DK_EXPECT_NOT_RUNNING},
+        [CRISP_RPC_REMOVE_CONTAINER] = {DK_VIEW_CONTAINERS, DK_EXPECT_GONE},
+    };
+    if (!be->view)
+        return;
+    if (rpc >= 0 && rpc < CRISP_RPC_COUNT && by_rpc[rpc].expect && id && dk_full_id(id))
+        mark_stale(be->view, by_rpc[rpc].kind, id, by_rpc[rpc].expect);
+    else
+        drop_lists(be->view);
+}
+
+void dk_view_may_change(struct dk_be *be)
+{
+    if (be->view)
+        be->view->barrier = ++be->view->gen;
 }
 
 int dk_view_changes_lists(int rpc)
@@ -156,7 +239,7 @@ int dk_view_changes_lists(int rpc)
 /* Whether the view holds a listing of kind it may serve. */
 static int current(const struct dk_view *v, int kind)
 {
-    return v && v->live && v->list[kind] && v->list_gen[kind] == v->gen;
+    return v && v->live && v->list[kind] && v->ndirty[kind] == 0;
 }
 
 const uint8_t *dk_view_packed(struct dk_be *be, int kind, size_t *len)
@@ -215,16 +298,108 @@ const cJSON *dk_view_hold(struct dk_be *be, int kind, struct dk_held **held)
 void dk_view_put(struct dk_be *be, int kind, uint64_t gen, const cJSON *list)
 {
     struct dk_view *v = be->view;
-    if (!v || !v->live || gen != v->gen || !cJSON_IsArray(list))
+    if (!v || !v->live || gen < v->barrier || !cJSON_IsArray(list))
         return;
     struct dk_held *copy = held_new(cJSON_Duplicate(list, 1));
     if (!copy || !copy->json) {
         dk_view_release(copy);
         return; /* memory short: served from the engine */
     }
+    /* the entries marked stale before it was asked and shown as expected
+     * are seen; the others stay stale (changed since, or not shown yet) */
+    struct dirty_id keep[DIRTY_MAX];
+    unsigned kept = 0;
+    for (unsigned i = 0; i < v->ndirty[kind]; i++) {
+        const struct dirty_id *d = &v->dirty[kind][i];
+        if (d->seq > gen || !dk_listing_meets(list, d->id, d->expect))
+            keep[kept++] = *d;
+    }
     drop_list(v, kind);
     v->list[kind] = copy;
-    v->list_gen[kind] = gen;
+    memcpy(v->dirty[kind], keep, kept * sizeof(keep[0]));
+    v->ndirty[kind] = kept;
+}
+
+char *dk_view_patch_filters(struct dk_be *be, int kind, uint64_t *seq)
+{
+    struct dk_view *v = be->view;
+    if (!v || !v->live || !v->list[kind] || !v->ndirty[kind])
+        return NULL;
+    const char *ids[DIRTY_MAX];
+    for (unsigned i = 0; i < v->ndirty[kind]; i++)
+        ids[i] = v->dirty[kind][i].id;
+    *seq = v->gen;
+    return dk_id_filters(kind_type[kind], ids, v->ndirty[kind]);
+}
+
+/* The entry of id in the array list, or NULL. */
+static cJSON *entry_of(const cJSON *list, const char *id)
+{
+    cJSON *e;
+    cJSON_ArrayForEach(e, list) {
+        if (strcmp(dk_str(e, "Id"), id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* The stale entry of id in list made as the engine's answer says: replaced,
+ * added first (the engine lists the newest first), or removed. -1 when
+ * memory is short. */
+static int patch_entry(cJSON *list, const char *id, const cJSON *answer)
+{
+    cJSON *old = entry_of(list, id), *now = entry_of(answer, id);
+    cJSON *copy = now ? cJSON_Duplicate(now, 1) : NULL;
+    if (now && !copy)
+        return -1;
+    if (old && copy)
+        return cJSON_ReplaceItemViaPointer(list, old, copy) ? 0 : (cJSON_Delete(copy), -1);
+    if (old)
+        cJSON_Delete(cJSON_DetachItemViaPointer(list, old));
+    else if (copy && !cJSON_InsertItemInArray(list, 0, copy)) {
+        cJSON_Delete(copy);
+        return -1;
+    }
+    return 0;
+}
+
+/* The listing of kind, to be changed: copied first when a call holds it. */
+static cJSON *own_list(struct dk_view *v, int kind)
+{
+    struct dk_held *h = v->list[kind];
+    if (h->refs == 1)
+        return h->json;
+    struct dk_held *copy = held_new(cJSON_Duplicate(h->json, 1));
+    if (!copy || !copy->json) {
+        dk_view_release(copy);
+        return NULL;
+    }
+    dk_view_release(h);
+    v->list[kind] = copy;
+    return copy->json;
+}
+
+void dk_view_patch(struct dk_be *be, int kind, uint64_t seq, const cJSON *answer)
+{
+    struct dk_view *v = be->view;
+    if (!v || !v->live || !v->list[kind] || seq < v->barrier || !cJSON_IsArray(answer))
+        return;
+    cJSON *list = own_list(v, kind);
+    unsigned kept = 0;
+    for (unsigned i = 0; list && i < v->ndirty[kind]; i++) {
+        struct dirty_id *d = &v->dirty[kind][i];
+        if (d->seq > seq || !dk_listing_meets(answer, d->id, d->expect))
+            v->dirty[kind][kept++] = *d; /* changed again since, or not shown yet */
+        else if (patch_entry(list, d->id, answer) < 0)
+            list = NULL;
+    }
+    if (!list) {
+        drop_list(v, kind); /* memory short: a whole listing next time */
+        return;
+    }
+    v->ndirty[kind] = kept;
+    drop_packed(v, kind);
+    v->patched++;
 }
 
 /* ---- what stats need: PIDs and sizes ----------------------------------------- */
@@ -382,6 +557,28 @@ static void event_facts(struct dk_view *v, const cJSON *ev, const char *action)
         dk_fact_forget_pid(f);
 }
 
+/* What a container event says of the lists: the entry of a sandbox or a
+ * container (by its type label, among the event's attributes) is stale
+ * until a listing shows what the event says; a container without the label
+ * is in no list; an event naming no full ID or no attributes may have
+ * changed anything. */
+static void event_lists(struct dk_view *v, const cJSON *ev, const char *action)
+{
+    const cJSON *actor = dk_obj(ev, "Actor");
+    const cJSON *attrs = dk_obj(actor, "Attributes");
+    const char *id = dk_str(ev, "id");
+    if (!*id)
+        id = dk_str(actor, "ID");
+    if (!dk_full_id(id) || !cJSON_IsObject(attrs)) {
+        drop_lists(v);
+        return;
+    }
+    const char *type = dk_str(attrs, DK_LABEL_TYPE);
+    for (int k = 0; k < DK_VIEW_KINDS; k++)
+        if (strcmp(type, kind_type[k]) == 0)
+            mark_stale(v, k, id, dk_event_expect(action));
+}
+
 /* ---- the event stream ----------------------------------------------------- */
 
 /* An event that cannot be read might have changed anything. */
@@ -408,7 +605,7 @@ static void event_line(struct dk_view *v, const char *line, size_t n)
     if (!ev || (!*type && !*action)) {
         assume_any_change(v);
     } else if (strcmp(type, "container") == 0 && dk_event_changes_lists(action)) {
-        drop_lists(v);
+        event_lists(v, ev, action);
         event_facts(v, ev, action);
     }
     cJSON_Delete(ev);
@@ -574,6 +771,13 @@ static void check_done(struct h1_req *r, int err, const char *errmsg, int status
         cJSON_Delete(fresh);
         return;
     }
+    if (v->ndirty[c->kind]) {
+        /* entries the engine did not show as expected: nothing changed
+         * since this listing was asked, so it is what the engine says */
+        drop_list(v, c->kind);
+        v->list[c->kind] = held_new(fresh);
+        return;
+    }
     if (same_lists(v->list[c->kind]->json, fresh) == 0) {
         v->missed++;
         log_warn("docker_view", "engine=%s state=differed kind=%s missed=%lu "
@@ -594,8 +798,8 @@ static void on_reconcile(evutil_socket_t fd, short what, void *ud)
     (void)fd;
     (void)what;
     struct dk_view *v = ud;
-    log_debug("docker_view", "engine=%s live=%d served=%lu missed=%lu", crisp_logq(v->be->engine),
-              v->live, v->served, v->missed);
+    log_debug("docker_view", "engine=%s live=%d served=%lu patched=%lu missed=%lu",
+              crisp_logq(v->be->engine), v->live, v->served, v->patched, v->missed);
     for (int k = 0; k < DK_VIEW_KINDS; k++) {
         struct view_check *c = &v->check[k];
         if (!v->live || !v->list[k] || c->r)

@@ -8,8 +8,12 @@ what answers (the engine paused, lists still answer), and an engine restart
 must not leave a stale view behind."""
 import contextlib
 import os
+import re
 import signal
+import socket
+import threading
 import time
+import urllib.parse
 
 import grpc
 import pytest
@@ -389,3 +393,120 @@ def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine
         listed(c, pods)  # the view holds the state before the step
         step()
         same(what, wait)
+
+
+# ---- one entry refreshed, not the whole listing ---------------------------------------------------
+
+class SniffingProxy:
+    """A unix-socket forwarder in front of the engine's API that notes the
+    request line of every request crisp sends through it."""
+    REQ = re.compile(rb"(GET|POST|DELETE|PUT|HEAD) (/\S*) HTTP/1\.1\r\n")
+
+    def __init__(self, path, target):
+        self.path, self.target = path, target
+        self.requests = []
+        self.lock = threading.Lock()
+        if os.path.exists(path):
+            os.unlink(path)
+        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ls.bind(path)
+        self.ls.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                a, _ = self.ls.accept()
+            except OSError:
+                return
+            b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            b.connect(self.target)
+            threading.Thread(target=self._pipe, args=(a, b, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(b, a, False), daemon=True).start()
+
+    def _pipe(self, src, dst, sniff):
+        tail = b""
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                if sniff:
+                    buf = tail + d
+                    with self.lock:
+                        self.requests += [urllib.parse.unquote_plus(m.group(2).decode())
+                                          for m in self.REQ.finditer(buf)]
+                    tail = buf[-64:] if not buf.endswith(b"\r\n") else b""
+                dst.sendall(d)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def listings(self):
+        """The container listings asked since the last call: (by ID, whole)."""
+        with self.lock:
+            reqs, self.requests = self.requests, []
+        ls = [r for r in reqs if "/containers/json" in r and "size=1" not in r]
+        by_id = [r for r in ls if '"id"' in r]
+        whole = [r for r in ls if '"id"' not in r]
+        return by_id, whole
+
+    def close(self):
+        self.ls.close()
+
+
+class _Via:
+    """The test environment with the engine's socket replaced by another."""
+    def __init__(self, denv, path):
+        self._denv, self._path = denv, path
+
+    def sock(self, kind):
+        return self._path
+
+    def __getattr__(self, name):
+        return getattr(self._denv, name)
+
+
+def test_a_change_refreshes_only_its_entry(k8s, engine, denv):
+    """After a change to one container, behind crisp's back or through it, the
+    next List asks the engine for that container's entry only (a listing
+    filtered by its ID), not for a whole listing, and shows the change at
+    once (through crisp) or within one event's latency (behind its back)."""
+    proxy = SniffingProxy(os.path.join(os.path.dirname(denv.sock(engine.kind)), "sniff-%s.sock" % engine.kind),
+                          denv.sock(engine.kind))
+    sniffed = DockerCrisp(_Via(denv, proxy.path), engine.kind, name="sniffed")
+    sniffed.start()
+    try:
+        c = sniffed.client
+        wait_live(sniffed, c)
+        pod = k8s.run_pod()  # through the session's crisp: behind this one's back
+        a = k8s.create(pod, "patched", SLEEPER)
+        wait_for(lambda: crisp_ctrs(c, pod) == {a: v1.CONTAINER_RUNNING}, 15, what="a running in the view")
+        c.rt("ListPodSandbox")
+        proxy.listings()
+        engine.post("/containers/%s/stop" % a, t=0)
+        wait_for(lambda: crisp_ctrs(c, pod) == {a: v1.CONTAINER_EXITED}, 15,
+                 what="a stopped behind crisp's back to show EXITED")
+        by_id, whole = proxy.listings()
+        assert any(a in r for r in by_id), (by_id, whole)
+        # an engine may list a change a moment after its event (dockerd 20.10's
+        # "die"): then one whole listing is the fallback, never more
+        assert len(whole) <= 1, whole
+        for what, rpc, state in (("started", "StartContainer", v1.CONTAINER_RUNNING),
+                                 ("stopped", "StopContainer", v1.CONTAINER_EXITED)):
+            args = {"timeout": 0} if rpc == "StopContainer" else {}
+            c.rt(rpc, container_id=a, **args)
+            assert crisp_ctrs(c, pod) == {a: state}, what
+            by_id, whole = proxy.listings()
+            assert any(a in r for r in by_id) and not whole, (what, by_id, whole)
+        assert crisp_ctrs(c, pod) == engine_ctrs(engine, pod)
+        assert crisp_pods(c, [pod]) == {pod: v1.SANDBOX_READY}
+        by_id, whole = proxy.listings()
+        assert not whole, whole
+    finally:
+        sniffed.stop()
+        proxy.close()
