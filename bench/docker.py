@@ -636,6 +636,79 @@ def measure_cadence(a, cri, cpu):
     return res
 
 
+def measure_churn(a, cri, cpu):
+    """Relists under churn: two windows of --churn-secs each, in which one bench container
+    is restarted straight through the engine's API (behind crisp's back: kill, die, stop,
+    start, restart events) every --churn-every seconds, round robin. In the first, nothing
+    calls crisp (the restarts' own cost, and what crisp does on its own when told of them);
+    in the second, the kubelet's relist (ListPodSandbox and ListContainers) every 1 s as
+    well. The difference is what the relists cost the engine under churn: a whole listing
+    per change when the view drops everything, a listing of the changed entry when it
+    patches. After it, crisp's ListContainers must equal the engine's listing (IDs and
+    states)."""
+    eng = Engine(a.docker)
+    ids = [e["Id"] for e in eng.json("GET", "/containers/json?all=1&filters=" + FILTER_CTR)
+           if e.get("State") == "running"]
+    res = {"window_s": a.churn_secs, "every_s": a.churn_every, "restarts": [0, 0], "errors": []}
+    calls = []
+    k = [0]
+
+    def churn(t_end):
+        t_next = time.monotonic()
+        while t_next < t_end:
+            now = time.monotonic()
+            if now < t_next:
+                time.sleep(t_next - now)
+            cid = ids[k[0] % len(ids)]
+            k[0] += 1
+            try:
+                eng.json("POST", "/containers/%s/restart?t=0" % cid)
+            except Exception as e:  # noqa: BLE001  (counted, the loop goes on)
+                res["errors"].append(str(e)[:300])
+            t_next += a.churn_every
+
+    def relist(t_end):
+        t_next = time.monotonic()
+        while t_next < t_end:
+            now = time.monotonic()
+            if now < t_next:
+                time.sleep(t_next - now)
+            for m in ("ListPodSandbox", "ListContainers"):
+                t = time.perf_counter()
+                try:
+                    cri.rt(m)
+                    calls.append((m, int((time.perf_counter() - t) * 1e6)))
+                except Exception as e:  # noqa: BLE001
+                    res["errors"].append("%s: %s" % (m, str(e)[:300]))
+            t_next += 1.0
+
+    for i, with_relists in enumerate((False, True)):
+        c0, w0 = cpu.sample_ns(), time.time()
+        k0 = k[0]
+        t_end = time.monotonic() + a.churn_secs
+        th = [threading.Thread(target=churn, args=(t_end,))]
+        if with_relists:
+            th.append(threading.Thread(target=relist, args=(t_end,)))
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
+        time.sleep(max(0.0, t_end - time.monotonic()))
+        d, w = CpuGroups.delta(c0, cpu.sample_ns()), time.time() - w0
+        res["restarts"][i] = k[0] - k0
+        res["relists" if with_relists else "quiet"] = {g: d[g] / w * 100 for g in d}
+    lc = sorted(us for m, us in calls if m == "ListContainers")
+    res["list_containers"] = {"n": len(lc), "p50_ms": pctl(lc, 50) / 1e3 if lc else None,
+                              "max_ms": lc[-1] / 1e3 if lc else None}
+    time.sleep(2)  # the last restart's events
+    want = {e["Id"]: e["State"] for e in eng.json("GET", "/containers/json?all=1&filters=" + FILTER_CTR)}
+    cri_state = {0: "created", 1: "running", 2: "exited", 3: "unknown"}
+    got = {c.id: cri_state.get(c.state, "?") for c in cri.rt("ListContainers").containers}
+    res["equal_after"] = got == {i: s if s in ("created", "running") else "exited" for i, s in want.items()}
+    eng.close()
+    return res
+
+
 # ---------------------------------------------------------------------------
 # measure
 
@@ -740,6 +813,14 @@ def cmd_measure(a):
                a.cadence_relist, a.cadence_stats))
         cad = measure_cadence(a, cri, cpu)
         log("docker: kubelet cadence done (%.1fs, %d calls failed)" % (time.time() - t4, len(cad["errors"])))
+
+    churn = None
+    if a.churn_secs > 0:
+        t5 = time.time()
+        log("docker: relists under churn: 2 x %.0fs, a container restarted behind crisp's back every %gs, "
+            "the second window with relists every 1 s" % (a.churn_secs, a.churn_every))
+        churn = measure_churn(a, cri, cpu)
+        log("docker: churn done (%.1fs, %d errors)" % (time.time() - t5, len(churn["errors"])))
 
     # pod start: crisp vs the same containers through the Docker API, interleaved
     t3 = time.time()
@@ -937,6 +1018,22 @@ def cmd_measure(a):
         if cad["skipped_ticks"]["relist"] or cad["skipped_ticks"]["stats"]:
             line("  ticks skipped (calls overran them): relist / stats",
                  "%d / %d" % (cad["skipped_ticks"]["relist"], cad["skipped_ticks"]["stats"]))
+    if churn:
+        q, r = churn["quiet"], churn["relists"]
+        eng_q = q["dockerd"] + q["containerd"] + q["shims"]
+        eng_r = r["dockerd"] + r["containerd"] + r["shims"]
+        line("relists under churn (a restart behind crisp's back every %g s, %d + %d restarts): engine CPU "
+             "with relists every 1 s minus without" % (churn["every_s"], churn["restarts"][0], churn["restarts"][1]),
+             "%+.3f %% of a core (%.3f - %.3f)" % (eng_r - eng_q, eng_r, eng_q))
+        line("  of which dockerd", "%+.3f %% of a core" % (r["dockerd"] - q["dockerd"]))
+        line("  crisp CPU with / without the relists", "%.3f / %.3f %% of a core" % (r["crisp"], q["crisp"]))
+        lc = churn["list_containers"]
+        line("  ListContainers under churn: %d calls, p50 / max" % lc["n"],
+             "%.2f / %.2f ms" % (lc["p50_ms"], lc["max_ms"]) if lc["n"] else "-")
+        line("  crisp's ListContainers equals the engine's after it", "yes" if churn["equal_after"] else "NO",
+             "must be yes", churn["equal_after"])
+        if churn["errors"]:
+            line("  errors", "%d (first: %s)" % (len(churn["errors"]), churn["errors"][0]))
     line("engine CPU at the kubelet's cadence, extrapolated from back-to-back calls",
          "%.2f %% of a core" % (per_min / 60 * 100))
     line("  (6 x per ListContainerStats + per ListPodSandboxStats; of which dockerd)",
@@ -959,7 +1056,7 @@ def cmd_measure(a):
                    "hwm_kb": hwm, "pods": n_sb, "containers": n_ctr, "reps": a.reps,
                    "engine_cpu_pct_core_kubelet_cadence": per_min / 60 * 100,
                    "engine_cpu_pct_core_kubelet_cadence_extrapolated": per_min / 60 * 100,
-                   "kubelet_cadence": cad,
+                   "kubelet_cadence": cad, "churn": churn,
                    "loadavg_before": loadavg0, "targets": verdicts}, f, indent=1)
     with open(os.path.join(a.workdir, "results-docker.txt"), "w") as f:
         f.write(text + "\n")
@@ -1012,6 +1109,9 @@ def main():
     m.add_argument("--cadence-settle", type=float, default=3, help="pause after the stats cells, not measured")
     m.add_argument("--cadence-relist", type=float, default=1, help="relist period (PLEG)")
     m.add_argument("--cadence-stats", type=float, default=10, help="stats period")
+    m.add_argument("--churn-secs", type=float, default=30,
+                   help="each of the two churn windows (restarts alone, then with relists); 0 skips the phase")
+    m.add_argument("--churn-every", type=float, default=2, help="a container restarted every so many seconds")
     m.add_argument("--cadence-stats-offset", type=float, default=0.5,
                    help="the stats loop's first tick, seconds into the window")
     a = ap.parse_args()
