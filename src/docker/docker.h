@@ -88,10 +88,25 @@ struct dk_op {
     dk_free_fn free_aux;
     char undo_id[80];            /* a container the op made: removed (dk_reap) if
                                   * the op ends before it answered OK */
-    char view_id[80];            /* the one container the op changed, set when it
-                                  * answers OK: the view patches only its entries
-                                  * (none: the view is dropped at the op's end) */
+    struct dk_change *changes;   /* what it changed, entry by entry (dk_op_changed) */
+    int changes_lost;            /* one could not be noted (memory short) */
+    int answered;                /* dk_op_reply ran: the changes are all there are */
 };
+
+/* A change an op made to one sandbox or container (kind: DK_VIEW_*), and
+ * what the engine shows of it once made. */
+struct dk_change {
+    struct dk_change *next;
+    int kind;
+    enum dk_expect expect;
+    char id[];
+};
+
+/* Notes that the op changed container id of kind (as it asks the engine to,
+ * or once it did): when the op answers OK, the view patches exactly these
+ * entries; when it fails, or a change could not be noted, the view drops
+ * its lists (op_detach). */
+void dk_op_changed(struct dk_op *op, int kind, const char *id, enum dk_expect expect);
 
 /* A CRI method handler: starts the op's first engine request. */
 typedef void (*dk_handler_fn)(struct dk_op *op);
@@ -327,11 +342,10 @@ char *dk_view_patch_filters(struct dk_be *be, int kind, uint64_t *seq);
 void dk_view_patch(struct dk_be *be, int kind, uint64_t seq, const cJSON *answer);
 /* Something may have changed a list: drop the view. */
 void dk_view_touch(struct dk_be *be);
-/* A call of CRI method rpc changed container id (a full ID; the one made,
- * started, stopped or removed) and nothing else: its entry is patched
- * before the lists are served again. Another method, or no full ID: as
- * dk_view_touch. */
-void dk_view_touch_op(struct dk_be *be, int rpc, const char *id);
+/* An op that may have changed the lists ended: the entries of changes
+ * (all full IDs) are patched before the lists are served again; NULL (what
+ * changed is not known) or an ID that is not a full one: as dk_view_touch. */
+void dk_view_changed(struct dk_be *be, const struct dk_change *changes, int known);
 /* A change may be on its way (a call that changes lists started): a
  * listing asked before now is not kept. */
 void dk_view_may_change(struct dk_be *be);

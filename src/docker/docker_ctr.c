@@ -31,7 +31,7 @@ static void on_ctr_created(struct dk_op *op)
     Runtime__V1__CreateContainerResponse r = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
     r.container_id = st->id;
     op->undo_id[0] = 0; /* answered: the kubelet owns it */
-    snprintf(op->view_id, sizeof(op->view_id), "%s", st->id);
+    dk_op_changed(op, DK_VIEW_CONTAINERS, st->id, DK_EXPECT_PRESENT);
     dk_op_reply(op, &r.base);
 }
 
@@ -105,7 +105,7 @@ static void on_started(struct dk_op *op, int status, cJSON *json)
     if (st->fd >= 0)
         dk_log_follow(op->be, st->id, st->path, st->fd, st->tty);
     st->fd = -1; /* the follower's */
-    snprintf(op->view_id, sizeof(op->view_id), "%s", st->id);
+    dk_op_changed(op, DK_VIEW_CONTAINERS, st->id, DK_EXPECT_RUNNING);
     Runtime__V1__StartContainerResponse r = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
     dk_op_reply(op, &r.base);
 }
@@ -154,7 +154,7 @@ static void on_stopped(struct dk_op *op, int status, cJSON *json)
         return;
     }
     const Runtime__V1__StopContainerRequest *req = (const void *)op->req;
-    snprintf(op->view_id, sizeof(op->view_id), "%s", req->container_id);
+    dk_op_changed(op, DK_VIEW_CONTAINERS, req->container_id, DK_EXPECT_NOT_RUNNING);
     Runtime__V1__StopContainerResponse r = RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT;
     dk_op_reply(op, &r.base);
 }
@@ -198,7 +198,7 @@ static void on_remove_inspect(struct dk_op *op, int status, cJSON *json)
         return;
     }
     op->state = dk_strdup(&op->mem, dk_str(dk_entry_labels(json), DK_LABEL_LOGPATH));
-    snprintf(op->view_id, sizeof(op->view_id), "%s", dk_str(json, "Id"));
+    dk_op_changed(op, DK_VIEW_CONTAINERS, dk_str(json, "Id"), DK_EXPECT_GONE);
     dk_log_forget(op->be, dk_str(json, "Id"));
     dk_call(op, "DELETE", NULL, on_removed, "/containers/%s?force=1&v=1", dk_esc(op, req->container_id));
 }

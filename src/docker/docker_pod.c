@@ -59,7 +59,7 @@ static void on_run_started(struct dk_op *op, int status, cJSON *json)
     Runtime__V1__RunPodSandboxResponse r = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
     r.pod_sandbox_id = st->create.id;
     op->undo_id[0] = 0; /* answered: the kubelet owns it */
-    snprintf(op->view_id, sizeof(op->view_id), "%s", st->create.id);
+    dk_op_changed(op, DK_VIEW_SANDBOXES, st->create.id, DK_EXPECT_RUNNING);
     dk_op_reply(op, &r.base);
 }
 
@@ -199,6 +199,7 @@ static void sbx_sandbox(struct dk_op *op)
                    st->remove ? "removing" : "stopping", st->err);
         return;
     }
+    dk_op_changed(op, DK_VIEW_SANDBOXES, st->id, st->remove ? DK_EXPECT_GONE : DK_EXPECT_NOT_RUNNING);
     if (st->remove)
         dk_call(op, "DELETE", NULL, sbx_final, "/containers/%s?force=1&v=1", st->id);
     else
@@ -228,11 +229,13 @@ static void on_members(struct dk_op *op, int status, cJSON *json)
     cJSON_ArrayForEach(c, json) {
         const char *cid = dk_str(c, "Id");
         if (st->remove) {
+            dk_op_changed(op, DK_VIEW_CONTAINERS, cid, DK_EXPECT_GONE);
             dk_call(op, "DELETE", NULL, on_member_done, "/containers/%s?force=1&v=1", cid);
             n++;
         } else if (dk_str_is(c, "State", "running")) {
             /* The kubelet stopped them gracefully already; what is left is
              * forcibly terminated, as the CRI asks. */
+            dk_op_changed(op, DK_VIEW_CONTAINERS, cid, DK_EXPECT_NOT_RUNNING);
             dk_call(op, "POST", NULL, on_member_done, "/containers/%s/stop?t=0", cid);
             n++;
         }

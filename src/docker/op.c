@@ -74,8 +74,8 @@ static void op_detach(struct dk_op *op)
     if (op->undo_id[0])
         dk_reap(op->be, op->undo_id); /* made, not answered OK, not removed */
     crisp_list_unlink(&op->link);
-    if (op->call && dk_view_changes_lists(op->call->method->id))
-        dk_view_touch_op(op->be, op->call->method->id, op->view_id); /* a List after the answer sees it */
+    if (op->call && dk_view_changes_lists(op->call->method->id)) /* a List after the answer sees it */
+        dk_view_changed(op->be, op->changes, op->answered && !op->changes_lost);
     if (op->call) {
         op->call->be_ctx = NULL;
         crisp_call_unref(op->call);
@@ -131,6 +131,21 @@ static void op_release(struct dk_op *op)
         op_release_mem(op);
 }
 
+void dk_op_changed(struct dk_op *op, int kind, const char *id, enum dk_expect expect)
+{
+    size_t n = strlen(id) + 1;
+    struct dk_change *c = dk_alloc(&op->mem, sizeof(*c) + n);
+    if (!c) {
+        op->changes_lost = 1;
+        return;
+    }
+    c->kind = kind;
+    c->expect = expect;
+    memcpy(c->id, id, n);
+    c->next = op->changes;
+    op->changes = c;
+}
+
 void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
 {
     if (op->mem.oom) {
@@ -138,6 +153,7 @@ void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
                    op->call ? op->call->method->name : "");
         return;
     }
+    op->answered = 1;
     if (op->call && !op->cancelled) {
         if (crisp_call_send_pb(op->call, resp) == 0)
             crisp_call_finish(op->call, GRPC_OK, NULL);
@@ -228,6 +244,7 @@ void dk_op_reply_items(struct dk_op *op, void **items, size_t n)
 
 void dk_op_finish_ok(struct dk_op *op)
 {
+    op->answered = 1;
     if (op->call && !op->cancelled)
         crisp_call_finish(op->call, GRPC_OK, NULL);
     dk_op_end(op);

@@ -15,8 +15,9 @@
  *     container event other than exec, health, attach, resize and copy
  *     ones (dk_event_changes_lists; the kind from the type label among the
  *     event's attributes, a container without it is in no list), and the
- *     end of a call of this backend that changed one container (so a List
- *     that follows the answer sees the change: read-your-writes). A listing
+ *     end of a call of this backend that answered OK, for each sandbox and
+ *     container it changed (dk_op_changed; so a List that follows the
+ *     answer sees the change: read-your-writes). A listing
  *     with stale entries is not served: the next List asks the engine for
  *     just those (a listing filtered by their IDs, dk_view_patch_filters),
  *     puts them in (dk_view_patch) and serves the listing. An entry the
@@ -26,10 +27,9 @@
  *   - a change not known entry by entry drops both listings (the next List
  *     is a whole listing): an event that cannot be read, names no full ID
  *     or carries no attributes, more than DIRTY_MAX stale entries, the end
- *     of a call that changed a pod (StopPodSandbox and RemovePodSandbox
- *     reach its containers) or that failed; the start of every call that
- *     changes lists raises the barrier, so that no listing asked before it
- *     is kept;
+ *     of a call that failed or named a container by less than its full ID;
+ *     the start of every call that changes lists raises the barrier, so
+ *     that no listing asked before it is kept;
  *   - the event stream lost (the engine restarted, the connection cut):
  *     nothing is served from the view until the stream is open again
  *     (retried with back-off from 0.5 s to 30 s); calls go to the engine;
@@ -194,24 +194,19 @@ void dk_view_touch(struct dk_be *be)
         drop_lists(be->view);
 }
 
-void dk_view_touch_op(struct dk_be *be, int rpc, const char *id)
+void dk_view_changed(struct dk_be *be, const struct dk_change *changes, int known)
 {
-    static const struct {
-        int kind;
-        enum dk_expect expect;
-    } by_rpc[CRISP_RPC_COUNT] = {
-        [CRISP_RPC_RUN_POD_SANDBOX] = {DK_VIEW_SANDBOXES, DK_EXPECT_RUNNING},
-        [CRISP_RPC_CREATE_CONTAINER] = {DK_VIEW_CONTAINERS, DK_EXPECT_PRESENT},
-        [CRISP_RPC_START_CONTAINER] = {DK_VIEW_CONTAINERS, DK_EXPECT_RUNNING},
-        [CRISP_RPC_STOP_CONTAINER] = {DK_VIEW_CONTAINERS, DK_EXPECT_NOT_RUNNING},
-        [CRISP_RPC_REMOVE_CONTAINER] = {DK_VIEW_CONTAINERS, DK_EXPECT_GONE},
-    };
-    if (!be->view)
+    struct dk_view *v = be->view;
+    if (!v)
         return;
-    if (rpc >= 0 && rpc < CRISP_RPC_COUNT && by_rpc[rpc].expect && id && dk_full_id(id))
-        mark_stale(be->view, by_rpc[rpc].kind, id, by_rpc[rpc].expect);
-    else
-        drop_lists(be->view);
+    for (const struct dk_change *c = changes; known && c; c = c->next)
+        known = dk_full_id(c->id) && c->kind >= 0 && c->kind < DK_VIEW_KINDS;
+    if (!known) {
+        drop_lists(v);
+        return;
+    }
+    for (const struct dk_change *c = changes; c; c = c->next)
+        mark_stale(v, c->kind, c->id, c->expect);
 }
 
 void dk_view_may_change(struct dk_be *be)

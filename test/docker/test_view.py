@@ -400,7 +400,7 @@ def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine
 class SniffingProxy:
     """A unix-socket forwarder in front of the engine's API that notes the
     request line of every request crisp sends through it."""
-    REQ = re.compile(rb"(GET|POST|DELETE|PUT|HEAD) (/\S*) HTTP/1\.1\r\n")
+    REQ = re.compile(rb"(GET|POST|DELETE|PUT|HEAD) (/\S*) HTTP/1\.1")
 
     def __init__(self, path, target):
         self.path, self.target = path, target
@@ -425,18 +425,18 @@ class SniffingProxy:
             threading.Thread(target=self._pipe, args=(b, a, False), daemon=True).start()
 
     def _pipe(self, src, dst, sniff):
-        tail = b""
+        tail = b""  # a line not complete yet
         try:
             while True:
                 d = src.recv(65536)
                 if not d:
                     break
                 if sniff:
-                    buf = tail + d
+                    *lines, tail = (tail + d).split(b"\r\n")
+                    tail = tail[-65536:]
                     with self.lock:
                         self.requests += [urllib.parse.unquote_plus(m.group(2).decode())
-                                          for m in self.REQ.finditer(buf)]
-                    tail = buf[-64:] if not buf.endswith(b"\r\n") else b""
+                                          for m in map(self.REQ.fullmatch, lines) if m]
                 dst.sendall(d)
         except OSError:
             pass
@@ -452,7 +452,8 @@ class SniffingProxy:
             reqs, self.requests = self.requests, []
         ls = [r for r in reqs if "/containers/json" in r and "size=1" not in r]
         by_id = [r for r in ls if '"id"' in r]
-        whole = [r for r in ls if '"id"' not in r]
+        # a pod's own members (Stop/RemovePodSandbox list them) are not the view's
+        whole = [r for r in ls if '"id"' not in r and "io.kubernetes.sandbox.id" not in r]
         return by_id, whole
 
     def close(self):
@@ -475,7 +476,9 @@ def test_a_change_refreshes_only_its_entry(k8s, engine, denv):
     """After a change to one container, behind crisp's back or through it, the
     next List asks the engine for that container's entry only (a listing
     filtered by its ID), not for a whole listing, and shows the change at
-    once (through crisp) or within one event's latency (behind its back)."""
+    once (through crisp) or within one event's latency (behind its back); a
+    pod stopped and removed through crisp, the same for its sandbox and its
+    containers."""
     proxy = SniffingProxy(os.path.join(os.path.dirname(denv.sock(engine.kind)), "sniff-%s.sock" % engine.kind),
                           denv.sock(engine.kind))
     sniffed = DockerCrisp(_Via(denv, proxy.path), engine.kind, name="sniffed")
@@ -502,11 +505,25 @@ def test_a_change_refreshes_only_its_entry(k8s, engine, denv):
             c.rt(rpc, container_id=a, **args)
             assert crisp_ctrs(c, pod) == {a: state}, what
             by_id, whole = proxy.listings()
-            assert any(a in r for r in by_id) and not whole, (what, by_id, whole)
+            # podman sends its events a few hundred ms late: the stop's may
+            # come after this start (and say "not running"), and then the List
+            # takes one whole listing until the start's own event comes
+            assert any(a in r for r in by_id) and len(whole) <= 1, (what, by_id, whole)
         assert crisp_ctrs(c, pod) == engine_ctrs(engine, pod)
         assert crisp_pods(c, [pod]) == {pod: v1.SANDBOX_READY}
         by_id, whole = proxy.listings()
-        assert not whole, whole
+        assert len(whole) <= 2, whole
+        # a pod stopped and removed through crisp: its sandbox and containers
+        c.rt("StartContainer", container_id=a)
+        c.rt("StopPodSandbox", pod_sandbox_id=pod)
+        assert crisp_pods(c, [pod]) == {pod: v1.SANDBOX_NOTREADY}
+        assert crisp_ctrs(c, pod) == {a: v1.CONTAINER_EXITED} == engine_ctrs(engine, pod)
+        by_id, whole = proxy.listings()
+        assert any(pod in r for r in by_id) and any(a in r for r in by_id) and len(whole) <= 2, (by_id, whole)
+        c.rt("RemovePodSandbox", pod_sandbox_id=pod)
+        assert crisp_pods(c, [pod]) == {} and crisp_ctrs(c, pod) == {}
+        by_id, whole = proxy.listings()
+        assert any(pod in r for r in by_id) and len(whole) <= 2, (by_id, whole)
     finally:
         sniffed.stop()
         proxy.close()
