@@ -340,11 +340,10 @@ void dk_view_sizes_wanted(struct dk_be *be, int missing);
  * listing; NULL when there is nothing to patch (a whole listing then). */
 char *dk_view_patch_filters(struct dk_be *be, int kind, uint64_t *seq);
 void dk_view_patch(struct dk_be *be, int kind, uint64_t seq, const cJSON *answer);
-/* Something may have changed a list: drop the view. */
-void dk_view_touch(struct dk_be *be);
 /* An op that may have changed the lists ended: the entries of changes
- * (all full IDs) are patched before the lists are served again; NULL (what
- * changed is not known) or an ID that is not a full one: as dk_view_touch. */
+ * (all full IDs) are patched before the lists are served again; when what
+ * changed is not known (!known) or an ID is not a full one, the listings
+ * are dropped. */
 void dk_view_changed(struct dk_be *be, const struct dk_change *changes, int known);
 /* A change may be on its way (a call that changes lists started): a
  * listing asked before now is not kept. */

@@ -16,6 +16,7 @@
 struct list_ask {
     uint64_t gen;
     int kind; /* DK_VIEW_*, or -1: filtered by the engine, not kept */
+    void (*list)(struct dk_op *op, int may_patch); /* a patch's List, run again */
 };
 
 /* GET /containers/json?all=1 with the filters' query value; frees it. */
@@ -147,7 +148,9 @@ static int answered_from_view(struct dk_op *op, int kind, int whole,
 /* When the view holds the listing of kind with a few stale entries: asks
  * the engine for just those (a listing filtered by their IDs), for cb to
  * patch the view with. 1 when asked. */
-static int patch_view(struct dk_op *op, int kind, dk_json_cb cb)
+static void on_view_patch(struct dk_op *op, int status, cJSON *json);
+
+static int patch_view(struct dk_op *op, int kind, void (*list)(struct dk_op *, int))
 {
     uint64_t seq;
     char *filters = dk_view_patch_filters(op->be, kind, &seq);
@@ -158,21 +161,20 @@ static int patch_view(struct dk_op *op, int kind, dk_json_cb cb)
     }
     ask->gen = seq;
     ask->kind = kind;
-    dk_callx(op, "GET", NULL, cb, ask, "/containers/json?all=1&filters=%s", filters);
+    ask->list = list;
+    dk_callx(op, "GET", NULL, on_view_patch, ask, "/containers/json?all=1&filters=%s", filters);
     free(filters);
     return 1;
 }
 
-static void list_pods(struct dk_op *op, int may_patch);
-
 /* The stale entries' answer (a failed one patches nothing: the view then
  * still has stale entries and the List asks for a whole listing). */
-static void on_pods_patch(struct dk_op *op, int status, cJSON *json)
+static void on_view_patch(struct dk_op *op, int status, cJSON *json)
 {
     const struct list_ask *ask = op->cur_ud;
     if (status == 200)
         dk_view_patch(op->be, ask->kind, ask->gen, json);
-    list_pods(op, 0);
+    ask->list(op, 0);
 }
 
 /* ListPodSandbox and StreamPodSandboxes: the requests share their layout. */
@@ -182,7 +184,7 @@ static void list_pods(struct dk_op *op, int may_patch)
     const Runtime__V1__PodSandboxFilter *f = req->filter;
     size_t nsel = f ? f->n_label_selector : 0;
     if (answered_from_view(op, DK_VIEW_SANDBOXES, whole_pods(f), reply_sandboxes) ||
-        (may_patch && patch_view(op, DK_VIEW_SANDBOXES, on_pods_patch)))
+        (may_patch && patch_view(op, DK_VIEW_SANDBOXES, list_pods)))
         return;
     list_call(op, dk_label_filters(DK_TYPE_SANDBOX, NULL, nsel, f ? (void *)f->label_selector : NULL),
               nsel ? -1 : DK_VIEW_SANDBOXES, on_sandboxes);
@@ -227,16 +229,6 @@ static void on_containers(struct dk_op *op, int status, cJSON *json)
         reply_containers(op, json, 0);
 }
 
-static void list_ctrs(struct dk_op *op, int may_patch);
-
-static void on_ctrs_patch(struct dk_op *op, int status, cJSON *json)
-{
-    const struct list_ask *ask = op->cur_ud;
-    if (status == 200)
-        dk_view_patch(op->be, ask->kind, ask->gen, json);
-    list_ctrs(op, 0);
-}
-
 /* ListContainers and StreamContainers: the requests share their layout. */
 static void list_ctrs(struct dk_op *op, int may_patch)
 {
@@ -245,7 +237,7 @@ static void list_ctrs(struct dk_op *op, int may_patch)
     size_t nsel = f ? f->n_label_selector : 0;
     const char *pod = f ? f->pod_sandbox_id : NULL;
     if (answered_from_view(op, DK_VIEW_CONTAINERS, whole_ctrs(f), reply_containers) ||
-        (may_patch && patch_view(op, DK_VIEW_CONTAINERS, on_ctrs_patch)))
+        (may_patch && patch_view(op, DK_VIEW_CONTAINERS, list_ctrs)))
         return;
     list_call(op, dk_label_filters(DK_TYPE_CONTAINER, pod, nsel, f ? (void *)f->label_selector : NULL),
               nsel || (pod && *pod) ? -1 : DK_VIEW_CONTAINERS, on_containers);

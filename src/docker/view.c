@@ -188,12 +188,6 @@ static void mark_stale(struct dk_view *v, int kind, const char *id, enum dk_expe
     v->dirty[kind][i].expect = expect; /* the latest change's */
 }
 
-void dk_view_touch(struct dk_be *be)
-{
-    if (be->view)
-        drop_lists(be->view);
-}
-
 void dk_view_changed(struct dk_be *be, const struct dk_change *changes, int known)
 {
     struct dk_view *v = be->view;
