@@ -10,8 +10,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
-import threading
 import time
 import urllib.parse
 
@@ -19,6 +17,7 @@ import grpc
 import pytest
 
 from conftest import SLEEPER, WORK, DockerCrisp, kill_engine, restart_engine, v1, wait_for
+from sockproxy import UnixProxy
 
 TYPE_LABEL = "io.kubernetes.docker.type"
 SANDBOX_LABEL = "io.kubernetes.sandbox.id"
@@ -397,54 +396,22 @@ def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine
 
 # ---- one entry refreshed, not the whole listing ---------------------------------------------------
 
-class SniffingProxy:
-    """A unix-socket forwarder in front of the engine's API that notes the
-    request line of every request crisp sends through it."""
+class SniffingProxy(UnixProxy):
+    """A forwarder in front of the engine's API that notes the request line
+    of every request crisp sends through it."""
     REQ = re.compile(rb"(GET|POST|DELETE|PUT|HEAD) (/\S*) HTTP/1\.1")
 
     def __init__(self, path, target):
-        self.path, self.target = path, target
         self.requests = []
-        self.lock = threading.Lock()
-        if os.path.exists(path):
-            os.unlink(path)
-        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.ls.bind(path)
-        self.ls.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(path, target)
 
-    def _accept(self):
-        while True:
-            try:
-                a, _ = self.ls.accept()
-            except OSError:
-                return
-            b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            b.connect(self.target)
-            threading.Thread(target=self._pipe, args=(a, b, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(b, a, False), daemon=True).start()
-
-    def _pipe(self, src, dst, sniff):
-        tail = b""  # a line not complete yet
-        try:
-            while True:
-                d = src.recv(65536)
-                if not d:
-                    break
-                if sniff:
-                    *lines, tail = (tail + d).split(b"\r\n")
-                    tail = tail[-65536:]
-                    with self.lock:
-                        self.requests += [urllib.parse.unquote_plus(m.group(2).decode())
-                                          for m in map(self.REQ.fullmatch, lines) if m]
-                dst.sendall(d)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def client_data(self, conn, data):
+        # conn["tail"]: a line not complete yet
+        *lines, tail = (conn.get("tail", b"") + data).split(b"\r\n")
+        conn["tail"] = tail[-65536:]
+        with self.lock:
+            self.requests += [urllib.parse.unquote_plus(m.group(2).decode())
+                              for m in map(self.REQ.fullmatch, lines) if m]
 
     def listings(self):
         """The container listings asked since the last call: (by ID, whole)."""
@@ -455,9 +422,6 @@ class SniffingProxy:
         # a pod's own members (Stop/RemovePodSandbox list them) are not the view's
         whole = [r for r in ls if '"id"' not in r and "io.kubernetes.sandbox.id" not in r]
         return by_id, whole
-
-    def close(self):
-        self.ls.close()
 
 
 class _Via:

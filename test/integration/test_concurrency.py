@@ -7,6 +7,7 @@ import grpc
 
 from conftest import Crisp, _crisp_instances, free_unix_path, stop_and_check
 from crilib import CRIClient, v1
+from sockproxy import UnixProxy
 from test_containers import SERVE
 
 
@@ -68,71 +69,13 @@ def test_slow_call_does_not_block_others(cri, pods):
     assert t.is_alive() is False
 
 
-class CountingProxy:
-    """A unix-socket byte forwarder in front of the runtime that counts the
-    connections crisp opens to it (and how many are open at once)."""
-
-    def __init__(self, path, target):
-        import socket
-        self.path, self.target = path, target
-        self.accepted = self.open = self.most_open = 0
-        self.lock = threading.Lock()
-        if os.path.exists(path):
-            os.unlink(path)
-        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.ls.bind(path)
-        self.ls.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import socket
-        while True:
-            try:
-                a, _ = self.ls.accept()
-            except OSError:
-                return
-            b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            b.connect(self.target)
-            with self.lock:
-                self.accepted += 1
-                self.open += 1
-                self.most_open = max(self.most_open, self.open)
-            done = []
-            for x, y in ((a, b), (b, a)):
-                threading.Thread(target=self._pipe, args=(x, y, done), daemon=True).start()
-
-    def _pipe(self, src, dst, done):
-        import socket
-        try:
-            while True:
-                d = src.recv(65536)
-                if not d:
-                    break
-                dst.sendall(d)
-        except OSError:
-            pass
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        with self.lock:
-            done.append(1)
-            if len(done) == 2:
-                self.open -= 1
-                src.close()
-                dst.close()
-
-    def close(self):
-        self.ls.close()
-
-
 def test_backend_connection_pool_bounded_by_cpus(testenv):
     """Many calls in flight spread over more than one connection to the
     runtime, but never more than one per CPU crisp may use (2 to 4): more
     only split the runtime's batches. The pool holds once opened."""
     cpus = len(os.sched_getaffinity(0))
     most = min(4, max(2, cpus))
-    proxy = CountingProxy(free_unix_path("count-ctrd.sock"), testenv.CONTAINERD_SOCK)
+    proxy = UnixProxy(free_unix_path("count-ctrd.sock"), testenv.CONTAINERD_SOCK)
     c = Crisp("pool", proxy.path)
     _crisp_instances.append(c)
     c.start()
