@@ -653,26 +653,27 @@ def measure_churn(a, cri, cpu):
     calls = []
     k = [0]
 
-    def churn(t_end):
+    def ticks(period, t_end):
+        """Ticks every period from now until t_end (monotonic), on a fixed grid: a late tick runs at once."""
         t_next = time.monotonic()
         while t_next < t_end:
             now = time.monotonic()
             if now < t_next:
                 time.sleep(t_next - now)
+            yield
+            t_next += period
+
+    def churn(t_end):
+        for _ in ticks(a.churn_every, t_end):
             cid = ids[k[0] % len(ids)]
             k[0] += 1
             try:
                 eng.json("POST", "/containers/%s/restart?t=0" % cid)
             except Exception as e:  # noqa: BLE001  (counted, the loop goes on)
                 res["errors"].append(str(e)[:300])
-            t_next += a.churn_every
 
     def relist(t_end):
-        t_next = time.monotonic()
-        while t_next < t_end:
-            now = time.monotonic()
-            if now < t_next:
-                time.sleep(t_next - now)
+        for _ in ticks(1.0, t_end):
             for m in ("ListPodSandbox", "ListContainers"):
                 t = time.perf_counter()
                 try:
@@ -680,7 +681,6 @@ def measure_churn(a, cri, cpu):
                     calls.append((m, int((time.perf_counter() - t) * 1e6)))
                 except Exception as e:  # noqa: BLE001
                     res["errors"].append("%s: %s" % (m, str(e)[:300]))
-            t_next += 1.0
 
     for i, with_relists in enumerate((False, True)):
         c0, w0 = cpu.sample_ns(), time.time()
