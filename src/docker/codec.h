@@ -329,11 +329,13 @@ int dk_event_from_json(const cJSON *ev, struct dk_event *out);
 
 /* ---- facts about containers, by ID (facts.c) ------------------------------------------ */
 
-/* What the view knows of a container beyond the engine's listing. An ID
+/* What the view knows of a container beyond the engine's listing (its PID,
+ * its writable layer's size, its last status answer). An ID
  * longer than 64 bytes or empty has no entry; at most DK_FACTS_MAX entries
  * (dk_fact_add answers NULL past it, as on out-of-memory: not kept). */
 #define DK_FACTS_BUCKETS 1024
 #define DK_FACTS_MAX 65536
+#define DK_STATUS_BYTES_MAX (32u << 20)
 /* Where a process's cgroup files are (docker_cgroup.c finds them): the
  * folders of cpuacct.usage (v1) or cpu.stat (v2), of the memory files and
  * of pids.current (may be ""), in one allocation (cpu's). */
@@ -349,11 +351,16 @@ struct dk_fact {
     struct dk_cgroup cg; /* that process's cgroup files, when found (cg.cpu) */
     int64_t size_rw;    /* its writable layer's size (bytes) */
     int64_t size_ns;    /* when that was measured; -1: not measured */
+    uint8_t *status;    /* its packed status answer (malloc'd), NULL: none */
+    size_t status_len;
+    int status_rpc;     /* the CRI method it answers (enum crisp_rpc) */
+    int64_t status_ms;  /* when it was kept (monotonic) */
     struct dk_fact *next;
 };
 struct dk_facts {
     struct dk_fact *bucket[DK_FACTS_BUCKETS];
     size_t n;
+    size_t status_bytes; /* of the statuses kept, at most DK_STATUS_BYTES_MAX */
 };
 struct dk_fact *dk_fact_get(struct dk_facts *t, const char *id);
 /* The entry of id, made when there is none (PID 0, size not measured). */
@@ -362,6 +369,14 @@ void dk_fact_del(struct dk_facts *t, const char *id);
 /* Its process is not known any more (PID, start time, cgroup files). */
 void dk_fact_forget_pid(struct dk_fact *f);
 void dk_facts_forget_pids(struct dk_facts *t);
+/* Keeps status (malloc'd, owned from now on), the packed answer to CRI
+ * method rpc made at ms, as f's. -1, status freed, when the statuses kept
+ * would pass DK_STATUS_BYTES_MAX in all. */
+int dk_fact_keep_status(struct dk_facts *t, struct dk_fact *f, uint8_t *status, size_t len, int rpc,
+                        int64_t ms);
+/* Its status answer is not known any more; or nobody's. */
+void dk_fact_forget_status(struct dk_facts *t, struct dk_fact *f);
+void dk_facts_forget_statuses(struct dk_facts *t);
 void dk_facts_clear(struct dk_facts *t);
 
 /* ---- stats -> CRI (decode_stats.c) ----------------------------------------------------- */
@@ -499,5 +514,8 @@ enum dk_expect {
 enum dk_expect dk_event_expect(const char *action);
 /* Whether the listing's entry of id (or its absence) meets expect. */
 int dk_listing_meets(const cJSON *list, const char *id, enum dk_expect expect);
+/* Whether an inspect answer of a container meets expect (it exists: never
+ * GONE; running: both State.Running and State.Status say so). */
+int dk_inspect_meets(const cJSON *inspect, enum dk_expect expect);
 
 #endif

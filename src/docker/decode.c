@@ -510,6 +510,25 @@ int dk_listing_meets(const cJSON *list, const char *id, enum dk_expect expect)
     return 1;
 }
 
+int dk_inspect_meets(const cJSON *inspect, enum dk_expect expect)
+{
+    const cJSON *state = dk_obj(inspect, "State");
+    int running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "Running")) &&
+                  strcmp(dk_str(state, "Status"), "running") == 0;
+    switch (expect) {
+    case DK_EXPECT_RUNNING:
+        return running;
+    case DK_EXPECT_NOT_RUNNING:
+        return !running;
+    case DK_EXPECT_GONE:
+        return 0;
+    case DK_EXPECT_PRESENT:
+    case DK_EXPECT_ANY:
+        break;
+    }
+    return 1;
+}
+
 static Runtime__V1__ContainerState state_after(Runtime__V1__ContainerEventType t)
 {
     switch (t) {

@@ -125,6 +125,16 @@ struct dk_method {
 
 /* Answers the call with a response message and ends the op. */
 void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp);
+/* As dk_op_reply, with the answer already packed (p is copied). */
+void dk_op_reply_packed(struct dk_op *op, const uint8_t *p, size_t len);
+/* A status call (ContainerStatus, PodSandboxStatus) of id: answered from
+ * the view's kept answer when it has one (1), else 0 and *gen is the
+ * generation to ask the engine's inspect at. */
+int dk_op_status_from_view(struct dk_op *op, const char *id, uint64_t *gen);
+/* Answers a status call with resp, made from inspect (asked at gen): the
+ * view keeps it when it is the answer for the ID asked. */
+void dk_op_reply_status(struct dk_op *op, const char *asked, const cJSON *inspect, uint64_t gen,
+                        const ProtobufCMessage *resp);
 void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Fails the op with an encoder's error (err->code 0: out of memory). */
@@ -340,6 +350,14 @@ void dk_view_sizes_wanted(struct dk_be *be, int missing);
  * listing; NULL when there is nothing to patch (a whole listing then). */
 char *dk_view_patch_filters(struct dk_be *be, int kind, uint64_t *seq);
 void dk_view_patch(struct dk_be *be, int kind, uint64_t seq, const cJSON *answer);
+/* The kept packed answer of CRI method rpc (ContainerStatus or
+ * PodSandboxStatus, not verbose) for full ID id, valid until the loop turn
+ * ends; NULL when there is none (ask the engine). */
+const uint8_t *dk_view_status(struct dk_be *be, int rpc, const char *id, size_t *len);
+/* Keeps (a copy of) p, the answer made from inspect, asked at generation
+ * gen (dk_view_gen), when nothing changed since. */
+void dk_view_keep_status(struct dk_be *be, int rpc, const char *id, uint64_t gen, const cJSON *inspect,
+                         const uint8_t *p, size_t len);
 /* An op that may have changed the lists ended: the entries of changes
  * (all full IDs) are patched before the lists are served again; when what
  * changed is not known (!known) or an ID is not a full one, the listings

@@ -221,16 +221,29 @@ static void on_ctr_inspect(struct dk_op *op, int status, cJSON *json)
         return;
     Runtime__V1__ContainerStatusResponse r = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
     r.status = dk_container_status(&op->mem, json);
-    if (req->verbose)
+    if (req->verbose) {
         dk_info_json(&op->mem, &r.base, json);
-    dk_op_reply(op, &r.base);
+        dk_op_reply(op, &r.base);
+        return;
+    }
+    dk_op_reply_status(op, req->container_id, json, *(uint64_t *)op->state, &r.base);
 }
 
+/* Not verbose: the view's kept answer when it has one. */
 static void dk_ctr_status(struct dk_op *op)
 {
     const Runtime__V1__ContainerStatusRequest *req = (const void *)op->req;
-    if (check_id(op, req->container_id) == 0)
-        dk_call(op, "GET", NULL, on_ctr_inspect, "/containers/%s/json", dk_esc(op, req->container_id));
+    if (check_id(op, req->container_id) < 0)
+        return;
+    uint64_t gen = 0;
+    if (!req->verbose && dk_op_status_from_view(op, req->container_id, &gen))
+        return;
+    if (!(op->state = dk_alloc(&op->mem, sizeof(gen)))) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    *(uint64_t *)op->state = gen;
+    dk_call(op, "GET", NULL, on_ctr_inspect, "/containers/%s/json", dk_esc(op, req->container_id));
 }
 
 /* ---- UpdateContainerResources / ReopenContainerLog ------------------------------------- */

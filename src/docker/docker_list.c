@@ -62,22 +62,6 @@ static int labels_match(size_t n, void *labels, size_t nsel, void *sel)
     return 1;
 }
 
-/* A unary List answered with bytes already packed (copied). */
-static void reply_packed(struct dk_op *op, const uint8_t *p, size_t len)
-{
-    uint8_t *msg = malloc(len ? len : 1);
-    if (!msg) {
-        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    memcpy(msg, p, len);
-    if (op->call && !op->cancelled && crisp_call_send_msg(op->call, msg, len) == 0)
-        crisp_call_finish(op->call, GRPC_OK, NULL);
-    else if (!op->call || op->cancelled)
-        free(msg);
-    dk_op_end(op);
-}
-
 /* The items of a unary List made from the view with no filter: packed once,
  * kept in the view for the next such call, and sent. */
 static void reply_and_keep(struct dk_op *op, int kind, ProtobufCMessage *resp)
@@ -90,7 +74,7 @@ static void reply_and_keep(struct dk_op *op, int kind, ProtobufCMessage *resp)
     }
     protobuf_c_message_pack(resp, buf);
     dk_view_keep_packed(op->be, kind, buf, len);
-    reply_packed(op, buf, len);
+    dk_op_reply_packed(op, buf, len);
     free(buf);
 }
 
@@ -136,7 +120,7 @@ static int answered_from_view(struct dk_op *op, int kind, int whole,
                                 ? dk_view_packed(op->be, kind, &len)
                                 : NULL;
     if (packed) {
-        reply_packed(op, packed, len);
+        dk_op_reply_packed(op, packed, len);
         return 1;
     }
     const cJSON *view = dk_view_get(op->be, kind);

@@ -133,6 +133,7 @@ fail:
  * NULL when the sandbox does not exist (status 404). */
 struct sb_lookup {
     void (*cb)(struct dk_op *op, cJSON *sandbox);
+    uint64_t gen; /* the view's generation when asked */
 };
 
 static void on_sandbox_inspect(struct dk_op *op, int status, cJSON *json)
@@ -160,6 +161,7 @@ static int sandbox_lookup(struct dk_op *op, const char *id, size_t state_size,
         return -1;
     }
     lk->cb = cb;
+    lk->gen = dk_view_gen(op->be);
     op->state = lk;
     dk_call(op, "GET", NULL, on_sandbox_inspect, "/containers/%s/json", dk_esc(op, id));
     return 0;
@@ -289,14 +291,22 @@ static void status_found(struct dk_op *op, cJSON *sb)
     }
     Runtime__V1__PodSandboxStatusResponse r = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
     r.status = dk_sandbox_status(&op->mem, sb);
-    if (req->verbose)
+    if (req->verbose) {
         dk_info_json(&op->mem, &r.base, sb);
-    dk_op_reply(op, &r.base);
+        dk_op_reply(op, &r.base);
+        return;
+    }
+    dk_op_reply_status(op, req->pod_sandbox_id, sb, ((struct sb_lookup *)op->state)->gen, &r.base);
 }
 
+/* Not verbose: the view's kept answer when it has one. */
 static void dk_pod_status(struct dk_op *op)
 {
     const Runtime__V1__PodSandboxStatusRequest *req = (const void *)op->req;
+    uint64_t gen;
+    if (dk_check_id(op, req->pod_sandbox_id, "pod_sandbox_id") < 0 ||
+        (!req->verbose && dk_op_status_from_view(op, req->pod_sandbox_id, &gen)))
+        return;
     sandbox_lookup(op, req->pod_sandbox_id, sizeof(struct sb_lookup), status_found);
 }
 

@@ -1,6 +1,7 @@
 /* facts.c - what the Docker backend's view knows of each container by its
  * ID beyond the engine's listing (codec.h): its PID with the process's
- * start time, and its writable layer's size with when it was measured.
+ * start time, its writable layer's size with when it was measured, and its
+ * last status answer.
  * A hash of chained entries; no I/O. */
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,38 @@ static void forget_pid(struct dk_fact *f)
 void dk_fact_forget_pid(struct dk_fact *f)
 {
     forget_pid(f);
+}
+
+void dk_fact_forget_status(struct dk_facts *t, struct dk_fact *f)
+{
+    t->status_bytes -= f->status_len;
+    free(f->status);
+    f->status = NULL;
+    f->status_len = 0;
+}
+
+int dk_fact_keep_status(struct dk_facts *t, struct dk_fact *f, uint8_t *status, size_t len, int rpc,
+                        int64_t ms)
+{
+    dk_fact_forget_status(t, f);
+    if (len > DK_STATUS_BYTES_MAX - t->status_bytes) {
+        free(status);
+        return -1;
+    }
+    f->status = status;
+    f->status_len = len;
+    f->status_rpc = rpc;
+    f->status_ms = ms;
+    t->status_bytes += len;
+    return 0;
+}
+
+static void fact_free(struct dk_facts *t, struct dk_fact *f)
+{
+    dk_fact_forget_status(t, f);
+    dk_cgroup_clear(&f->cg);
+    free(f);
+    t->n--;
 }
 
 static unsigned bucket_of(const char *id)
@@ -74,9 +107,7 @@ void dk_fact_del(struct dk_facts *t, const char *id)
         if (strcmp((*pp)->id, id) == 0) {
             struct dk_fact *f = *pp;
             *pp = f->next;
-            dk_cgroup_clear(&f->cg);
-            free(f);
-            t->n--;
+            fact_free(t, f);
             return;
         }
     }
@@ -89,14 +120,20 @@ void dk_facts_forget_pids(struct dk_facts *t)
             forget_pid(f);
 }
 
+void dk_facts_forget_statuses(struct dk_facts *t)
+{
+    for (unsigned b = 0; b < DK_FACTS_BUCKETS; b++)
+        for (struct dk_fact *f = t->bucket[b]; f; f = f->next)
+            dk_fact_forget_status(t, f);
+}
+
 void dk_facts_clear(struct dk_facts *t)
 {
     for (unsigned b = 0; b < DK_FACTS_BUCKETS; b++) {
         struct dk_fact *f = t->bucket[b];
         while (f) {
             struct dk_fact *next = f->next;
-            dk_cgroup_clear(&f->cg);
-            free(f);
+            fact_free(t, f);
             f = next;
         }
         t->bucket[b] = NULL;

@@ -161,6 +161,54 @@ void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
     dk_op_end(op);
 }
 
+void dk_op_reply_packed(struct dk_op *op, const uint8_t *p, size_t len)
+{
+    uint8_t *msg = malloc(len ? len : 1);
+    if (!msg) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    memcpy(msg, p, len);
+    op->answered = 1;
+    if (op->call && !op->cancelled && crisp_call_send_msg(op->call, msg, len) == 0)
+        crisp_call_finish(op->call, GRPC_OK, NULL);
+    else if (!op->call || op->cancelled)
+        free(msg);
+    dk_op_end(op);
+}
+
+int dk_op_status_from_view(struct dk_op *op, const char *id, uint64_t *gen)
+{
+    size_t len;
+    const uint8_t *p = dk_view_status(op->be, op->call->method->id, id, &len);
+    if (p) {
+        dk_op_reply_packed(op, p, len);
+        return 1;
+    }
+    *gen = dk_view_gen(op->be);
+    return 0;
+}
+
+void dk_op_reply_status(struct dk_op *op, const char *asked, const cJSON *inspect, uint64_t gen,
+                        const ProtobufCMessage *resp)
+{
+    if (op->mem.oom || !op->call || strcmp(asked, dk_str(inspect, "Id")) != 0) {
+        dk_op_reply(op, resp);
+        return;
+    }
+    size_t len = protobuf_c_message_get_packed_size(resp);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building the %s response",
+                   op->call->method->name);
+        return;
+    }
+    protobuf_c_message_pack(resp, buf);
+    dk_view_keep_status(op->be, op->call->method->id, asked, gen, inspect, buf, len);
+    dk_op_reply_packed(op, buf, len);
+    free(buf);
+}
+
 void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
 {
     if (op->call && !op->cancelled) {

@@ -36,6 +36,21 @@
  *   - every 60 s a listing is fetched and compared with the view: a
  *     difference (a missed or late event) is logged and counted, and the
  *     fresh listing replaces the view.
+ * Beside the lists, the last ContainerStatus and PodSandboxStatus answer of
+ * each sandbox and container (not verbose; packed, facts.c), served again
+ * while nothing says it changed:
+ *   - kept only when nothing changed anywhere between the inspect's request
+ *     and its answer (the generation counter), the ID is a full one, and
+ *     the inspect shows what the last change marked on its entry in a
+ *     listing expects (running, not running...);
+ *   - forgotten when its entry is marked stale (an event, the end of a call
+ *     that changed it), when a network event says the container was
+ *     connected or disconnected (its IPs), when the lists are dropped, when
+ *     a reconciliation finds a difference, and when the event stream is
+ *     lost;
+ *   - served for at most 60 s (the reconciliation's period): an event the
+ *     engine never sent leaves it stale no longer than a listing;
+ *   - at most DK_STATUS_BYTES_MAX bytes kept in all.
  * Beside the lists, what the stats calls need of each container (facts.c):
  *   - its PID, from an inspect made by a stats call, kept with the
  *     process's start time while no event says the container changed (a
@@ -66,6 +81,7 @@
 #define SIZES_MISSING_S 10
 #define SIZES_TIMEOUT_MS 120000
 #define DIRTY_MAX 32 /* stale IDs patched in one listing; more: the whole listing again */
+#define STATUS_MAX_AGE_MS (RECONCILE_S * 1000)
 
 static const char *const kind_type[DK_VIEW_KINDS] = {
     [DK_VIEW_SANDBOXES] = DK_TYPE_SANDBOX,
@@ -117,7 +133,7 @@ struct dk_view {
     char *line;
     size_t len;
     int overflow;
-    unsigned long served, missed, patched;
+    unsigned long served, missed, patched, statuses_served;
     struct dk_facts facts;    /* PIDs and writable layer sizes, by container ID */
     struct h1_req *sizes;     /* the size=1 listing in flight */
     uint64_t sizes_epoch;     /* the epoch it was asked in */
@@ -164,6 +180,7 @@ static void drop_lists(struct dk_view *v)
     v->barrier = ++v->gen;
     for (int k = 0; k < DK_VIEW_KINDS; k++)
         drop_list(v, k);
+    dk_facts_forget_statuses(&v->facts);
 }
 
 /* Container id (a full ID) of kind changed: its entry is stale from now on,
@@ -173,6 +190,9 @@ static void mark_stale(struct dk_view *v, int kind, const char *id, enum dk_expe
 {
     v->gen++;
     drop_packed(v, kind);
+    struct dk_fact *f = dk_fact_get(&v->facts, id);
+    if (f)
+        dk_fact_forget_status(&v->facts, f);
     unsigned i = 0;
     while (i < v->ndirty[kind] && strcmp(v->dirty[kind][i].id, id) != 0)
         i++;
@@ -391,6 +411,55 @@ void dk_view_patch(struct dk_be *be, int kind, uint64_t seq, const cJSON *answer
     v->patched++;
 }
 
+/* ---- statuses ------------------------------------------------------------------- */
+
+static struct dk_fact *fact_add(struct dk_view *v, const char *id);
+
+/* Whether inspect, of id, shows what the last change marked on id's entry
+ * in a listing expects (dockerd 20.10 sends "die" before it lists the
+ * container as exited: an answer older than the event is not kept). */
+static int shows_changes(const struct dk_view *v, const char *id, const cJSON *inspect)
+{
+    for (int k = 0; k < DK_VIEW_KINDS; k++)
+        for (unsigned i = 0; i < v->ndirty[k]; i++)
+            if (strcmp(v->dirty[k][i].id, id) == 0 && !dk_inspect_meets(inspect, v->dirty[k][i].expect))
+                return 0;
+    return 1;
+}
+
+const uint8_t *dk_view_status(struct dk_be *be, int rpc, const char *id, size_t *len)
+{
+    struct dk_view *v = be->view;
+    struct dk_fact *f = v && v->live ? dk_fact_get(&v->facts, id) : NULL;
+    if (!f || !f->status || f->status_rpc != rpc)
+        return NULL;
+    if (crisp_now_us() / 1000 - f->status_ms >= STATUS_MAX_AGE_MS) {
+        dk_fact_forget_status(&v->facts, f); /* against an event the engine never sent */
+        return NULL;
+    }
+    v->statuses_served++;
+    *len = f->status_len;
+    return f->status;
+}
+
+void dk_view_keep_status(struct dk_be *be, int rpc, const char *id, uint64_t gen, const cJSON *inspect,
+                         const uint8_t *p, size_t len)
+{
+    struct dk_view *v = be->view;
+    if (!v || !v->live || gen != v->gen || !dk_full_id(id) || !shows_changes(v, id, inspect))
+        return;
+    uint8_t *copy = malloc(len ? len : 1);
+    struct dk_fact *f = copy ? fact_add(v, id) : NULL;
+    if (!f) {
+        free(copy);
+        return; /* memory short: the next call asks the engine */
+    }
+    memcpy(copy, p, len);
+    if (dk_fact_keep_status(&v->facts, f, copy, len, rpc, crisp_now_us() / 1000) < 0)
+        log_debug("docker_view", "engine=%s statuses_bytes=%zu msg=\"status not kept: the cap is reached\"",
+                  crisp_logq(v->be->engine), v->facts.status_bytes);
+}
+
 /* ---- what stats need: PIDs and sizes ----------------------------------------- */
 
 /* The entry of id, made when there is none; at the cap, the facts are
@@ -568,6 +637,22 @@ static void event_lists(struct dk_view *v, const cJSON *ev, const char *action)
             mark_stale(v, k, id, dk_event_expect(action));
 }
 
+/* What a network event says of the statuses: a container connected to or
+ * disconnected from a network has other IPs in its PodSandboxStatus; one
+ * that names no container may concern any of them. Lists show no IP. */
+static void event_network(struct dk_view *v, const cJSON *ev, const char *action)
+{
+    if (strcmp(action, "connect") != 0 && strcmp(action, "disconnect") != 0)
+        return;
+    const char *id = dk_str(dk_obj(dk_obj(ev, "Actor"), "Attributes"), "container");
+    struct dk_fact *f = *id ? dk_fact_get(&v->facts, id) : NULL;
+    v->gen++; /* an inspect in flight may predate it */
+    if (!*id)
+        dk_facts_forget_statuses(&v->facts);
+    else if (f)
+        dk_fact_forget_status(&v->facts, f);
+}
+
 /* ---- the event stream ----------------------------------------------------- */
 
 /* An event that cannot be read might have changed anything. */
@@ -596,6 +681,8 @@ static void event_line(struct dk_view *v, const char *line, size_t n)
     } else if (strcmp(type, "container") == 0 && dk_event_changes_lists(action)) {
         event_lists(v, ev, action);
         event_facts(v, ev, action);
+    } else if (strcmp(type, "network") == 0) {
+        event_network(v, ev, action);
     }
     cJSON_Delete(ev);
 }
@@ -670,7 +757,9 @@ static void start_events(struct dk_view *v)
     char target[128];
     if (!v->be->api[0])
         return; /* the first call learns the API version */
-    snprintf(target, sizeof(target), "/v%s/events?filters=%%7B%%22type%%22%%3A%%5B%%22container%%22%%5D%%7D",
+    /* {"type":["container","network"]} */
+    snprintf(target, sizeof(target),
+             "/v%s/events?filters=%%7B%%22type%%22%%3A%%5B%%22container%%22%%2C%%22network%%22%%5D%%7D",
              v->be->api);
     struct h1_req_opts o = {.method = "GET", .target = target};
     v->events = h1_request(v->be->long_pool, &o, &events_cbs, v);
@@ -774,7 +863,9 @@ static void check_done(struct h1_req *r, int err, const char *errmsg, int status
                  crisp_logq(v->be->engine), kind_name[c->kind], v->missed);
         drop_list(v, c->kind);
         v->list[c->kind] = held_new(fresh);
-        dk_facts_forget_pids(&v->facts); /* what the missed event said is not known */
+        /* what the missed event said is not known */
+        dk_facts_forget_pids(&v->facts);
+        dk_facts_forget_statuses(&v->facts);
         return;
     }
     cJSON_Delete(fresh);
@@ -787,8 +878,9 @@ static void on_reconcile(evutil_socket_t fd, short what, void *ud)
     (void)fd;
     (void)what;
     struct dk_view *v = ud;
-    log_debug("docker_view", "engine=%s live=%d served=%lu patched=%lu missed=%lu",
-              crisp_logq(v->be->engine), v->live, v->served, v->patched, v->missed);
+    log_debug("docker_view", "engine=%s live=%d served=%lu patched=%lu missed=%lu statuses_served=%lu "
+              "statuses_bytes=%zu", crisp_logq(v->be->engine), v->live, v->served, v->patched, v->missed,
+              v->statuses_served, v->facts.status_bytes);
     for (int k = 0; k < DK_VIEW_KINDS; k++) {
         struct view_check *c = &v->check[k];
         if (!v->live || !v->list[k] || c->r)

@@ -335,17 +335,30 @@ def reference(denv, engine):
     c.stop()
 
 
-def listed(c, pods):
+def status_of(c, rpc, **req):
+    """The status a status call answers, or its error code (a removed one)."""
+    try:
+        return c.rt(rpc, **req).status
+    except grpc.RpcError as e:
+        return e.code()
+
+
+def listed(c, pods, ids=()):
     """ListContainers and ListPodSandbox of these pods, each item whole (every
-    field the kubelet reads), keyed by ID."""
+    field the kubelet reads), keyed by ID; then the ContainerStatus of the
+    containers ids and the PodSandboxStatus of the pods, in that order (the
+    kubelet's relist, then its status calls)."""
     ctrs = {x.id: x for x in c.rt("ListContainers").containers if x.pod_sandbox_id in pods}
     sbs = {x.id: x for x in c.rt("ListPodSandbox").items if x.id in pods}
-    return ctrs, sbs
+    statuses = {i: status_of(c, "ContainerStatus", container_id=i) for i in sorted(set(ids) | set(ctrs))}
+    statuses.update({p: status_of(c, "PodSandboxStatus", pod_sandbox_id=p) for p in pods})
+    return ctrs, sbs, statuses
 
 
 def differences(got, want):
     out = []
-    for kind, g, w in (("container", got[0], want[0]), ("sandbox", got[1], want[1])):
+    for kind, g, w in (("container", got[0], want[0]), ("sandbox", got[1], want[1]),
+                       ("status", got[2], want[2])):
         for i in sorted(set(g) | set(w)):
             if g.get(i) != w.get(i):
                 out.append("%s %s: crisp %s / reference %s" % (kind, i[:12], g.get(i), w.get(i)))
@@ -354,26 +367,29 @@ def differences(got, want):
 
 def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine, reference):
     """Under churn through crisp and behind its back (stop, start, kill, an
-    exit of its own, rm -f, a container made and removed), crisp's lists
-    (from its view) equal, item by item and field by field, those of a crisp
-    without a view (--node-view off: an engine listing per call): at once
-    after a change made through crisp, within one event's latency after one
-    made behind its back."""
+    exit of its own, rm -f, a container made and removed), crisp's lists and
+    statuses (from its view) equal, item by item and field by field, those
+    of a crisp without a view (--node-view off: an engine listing or inspect
+    per call): at once after a change made through crisp, within one event's
+    latency after one made behind its back. A removed container's status is
+    NOT_FOUND on both."""
     c = k8s.c
     wait_live(crisp, c)
     pod = k8s.run_pod(labels={"churn": "field"})
     a = k8s.create(pod, "field-a", SLEEPER, labels={"which": "a"})
     b = k8s.create(pod, "field-b", ["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 5"])
     pods = {pod}
+    ids = {a, b}
 
     def same(what, wait):
+        ids.update(listed(reference, pods)[0])  # c, once created: its status asked after its removal too
         if not wait:
-            d = differences(listed(c, pods), listed(reference, pods))
+            d = differences(listed(c, pods, ids), listed(reference, pods, ids))
             assert not d, "%s: %s" % (what, d)
             return
-        wait_for(lambda: not differences(listed(c, pods), listed(reference, pods)), 15, interval=0.2,
-                 what="crisp's lists to equal the reference's after %s: %s" % (
-                     what, differences(listed(c, pods), listed(reference, pods))))
+        wait_for(lambda: not differences(listed(c, pods, ids), listed(reference, pods, ids)), 15,
+                 interval=0.2, what="crisp's lists and statuses to equal the reference's after %s: %s" % (
+                     what, differences(listed(c, pods, ids), listed(reference, pods, ids))))
 
     same("the start", False)
     steps = [
@@ -389,9 +405,11 @@ def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine
         ("the sandbox stopped behind crisp's back", lambda: engine.post("/containers/%s/stop" % pod, t=0), True),
     ]
     for what, step, wait in steps:
-        listed(c, pods)  # the view holds the state before the step
+        listed(c, pods, ids)  # the view holds the state before the step
         step()
         same(what, wait)
+    c.rt("RemoveContainer", container_id=a)
+    same("a removed through crisp", False)
 
 
 # ---- one entry refreshed, not the whole listing ---------------------------------------------------
@@ -413,10 +431,19 @@ class SniffingProxy(UnixProxy):
             self.requests += [urllib.parse.unquote_plus(m.group(2).decode())
                               for m in map(self.REQ.fullmatch, lines) if m]
 
-    def listings(self):
-        """The container listings asked since the last call: (by ID, whole)."""
+    def taken(self):
+        """The requests since the last call (of this or listings)."""
         with self.lock:
             reqs, self.requests = self.requests, []
+        return reqs
+
+    def inspects(self):
+        """The IDs of the containers inspected since the last call."""
+        return [m.group(1) for m in map(re.compile(r"/v[\d.]+/containers/([^/?]+)/json").match, self.taken()) if m]
+
+    def listings(self):
+        """The container listings asked since the last call: (by ID, whole)."""
+        reqs = self.taken()
         ls = [r for r in reqs if "/containers/json" in r and "size=1" not in r]
         by_id = [r for r in ls if '"id"' in r]
         # a pod's own members (Stop/RemovePodSandbox list them) are not the view's
@@ -436,6 +463,80 @@ class _Via:
         return getattr(self._denv, name)
 
 
+@contextlib.contextmanager
+def sniffed_crisp(denv, engine):
+    """A crisp whose engine requests pass through a SniffingProxy."""
+    proxy = SniffingProxy(os.path.join(os.path.dirname(denv.sock(engine.kind)), "sniff-%s.sock" % engine.kind),
+                          denv.sock(engine.kind))
+    sniffed = DockerCrisp(_Via(denv, proxy.path), engine.kind, name="sniffed")
+    sniffed.start()
+    try:
+        wait_live(sniffed, sniffed.client)
+        yield sniffed, proxy
+    finally:
+        sniffed.stop()
+        proxy.close()
+
+
+def test_statuses_are_served_from_the_view(k8s, engine, denv):
+    """ContainerStatus and PodSandboxStatus asked again while nothing changed
+    are answered from the view: no inspect reaches the engine. A verbose one
+    always asks the engine. A change through crisp shows at once, one behind
+    its back within one event's latency, and the status is then served from
+    the view again."""
+    with sniffed_crisp(denv, engine) as (sniffed, proxy):
+        c = sniffed.client
+        pod = k8s.run_pod()  # through the session's crisp: behind this one's back
+        a = k8s.create(pod, "status", SLEEPER)
+
+        def ctr():
+            return c.rt("ContainerStatus", container_id=a).status
+
+        def sbx():
+            return c.rt("PodSandboxStatus", pod_sandbox_id=pod).status
+
+        def served_again():
+            first = (ctr(), sbx())
+            proxy.inspects()
+            again = (ctr(), sbx())
+            return again == first and not proxy.inspects()
+
+        # the pod's own events may still come (podman sends them late): each
+        # one makes the next status an inspect, then it is kept again
+        wait_for(served_again, 15, interval=0.2, what="statuses served without an inspect")
+        for _ in range(10):
+            assert ctr().state == v1.CONTAINER_RUNNING and sbx().state == v1.SANDBOX_READY
+        # an event of the node may come meanwhile: one inspect each then, not 20
+        assert len(proxy.inspects()) <= 2
+        c.rt("ContainerStatus", container_id=a, verbose=True)
+        c.rt("PodSandboxStatus", pod_sandbox_id=pod, verbose=True)
+        assert sorted(proxy.inspects()) == sorted([a, pod])
+        # a change through crisp: at once
+        c.rt("StopContainer", container_id=a, timeout=0)
+        assert ctr().state == v1.CONTAINER_EXITED
+        assert a in proxy.inspects()
+        # behind its back: within one event's latency
+        engine.post("/containers/%s/start" % a)
+        wait_for(lambda: ctr().state == v1.CONTAINER_RUNNING, 15, interval=0.2,
+                 what="a started behind crisp's back to show RUNNING in its status")
+        wait_for(served_again, 15, interval=0.2, what="statuses served again without an inspect")
+        # the sandbox disconnected from its network behind crisp's back (a
+        # network event, no container event): its IP goes within one event's latency
+        assert sbx().network.ip
+        nets = engine.inspect(pod)["NetworkSettings"]["Networks"]
+        for name in nets:
+            engine.post("/networks/%s/disconnect" % name, body={"Container": pod, "Force": True})
+        wait_for(lambda: not sbx().network.ip, 15, interval=0.2,
+                 what="the sandbox's IP gone from its status after a disconnect behind crisp's back (%s)"
+                 % sbx().network)
+        # the pod stopped and removed through crisp
+        c.rt("StopPodSandbox", pod_sandbox_id=pod)
+        assert sbx().state == v1.SANDBOX_NOTREADY and ctr().state == v1.CONTAINER_EXITED
+        c.rt("RemovePodSandbox", pod_sandbox_id=pod)
+        assert status_of(c, "PodSandboxStatus", pod_sandbox_id=pod) == grpc.StatusCode.NOT_FOUND
+        assert status_of(c, "ContainerStatus", container_id=a) == grpc.StatusCode.NOT_FOUND
+
+
 def test_a_change_refreshes_only_its_entry(k8s, engine, denv):
     """After a change to one container, behind crisp's back or through it, the
     next List asks the engine for that container's entry only (a listing
@@ -443,13 +544,8 @@ def test_a_change_refreshes_only_its_entry(k8s, engine, denv):
     once (through crisp) or within one event's latency (behind its back); a
     pod stopped and removed through crisp, the same for its sandbox and its
     containers."""
-    proxy = SniffingProxy(os.path.join(os.path.dirname(denv.sock(engine.kind)), "sniff-%s.sock" % engine.kind),
-                          denv.sock(engine.kind))
-    sniffed = DockerCrisp(_Via(denv, proxy.path), engine.kind, name="sniffed")
-    sniffed.start()
-    try:
+    with sniffed_crisp(denv, engine) as (sniffed, proxy):
         c = sniffed.client
-        wait_live(sniffed, c)
         pod = k8s.run_pod()  # through the session's crisp: behind this one's back
         a = k8s.create(pod, "patched", SLEEPER)
         wait_for(lambda: crisp_ctrs(c, pod) == {a: v1.CONTAINER_RUNNING}, 15, what="a running in the view")
@@ -488,6 +584,3 @@ def test_a_change_refreshes_only_its_entry(k8s, engine, denv):
         assert crisp_pods(c, [pod]) == {} and crisp_ctrs(c, pod) == {}
         by_id, whole = proxy.listings()
         assert any(pod in r for r in by_id) and len(whole) <= 2, (by_id, whole)
-    finally:
-        sniffed.stop()
-        proxy.close()

@@ -2,8 +2,9 @@
  * from the engine's events: which container actions may change a list
  * (dk_event_changes_lists, decode.c), on the events recorded from dockerd
  * 20.10 and podman 4.3 (test/unit/data/<engine>/events.jsonl) and on the
- * actions that the recordings do not hold; and the table of what the view
- * knows per container ID (facts.c). */
+ * actions that the recordings do not hold; what recorded listings and
+ * inspects meet of a change's expectation; and the table of what the view
+ * knows per container ID (facts.c), status answers included. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,14 +152,68 @@ static void test_facts(void)
     CHECK(t.n == 0 && dk_fact_get(&t, "abc") == NULL);
 }
 
+/* Expectations met or not by recorded inspects: running ones and stopped
+ * ones (exited, failed, OOM-killed, a stopped sandbox). */
+static void test_inspect_meets(const char *engine)
+{
+    static const struct {
+        const char *file;
+        int running;
+    } ins[] = {
+        {"container_running_inspect.json", 1}, {"sandbox_inspect.json", 1},
+        {"container_exited_inspect.json", 0},  {"container_failed_inspect.json", 0},
+        {"container_oom_inspect.json", 0},     {"sandbox_stopped_inspect.json", 0},
+    };
+    for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++) {
+        cJSON *j = fx_json(engine, ins[i].file);
+        CHECK(j != NULL);
+        CHECK(dk_inspect_meets(j, DK_EXPECT_RUNNING) == ins[i].running);
+        CHECK(dk_inspect_meets(j, DK_EXPECT_NOT_RUNNING) == !ins[i].running);
+        CHECK(dk_inspect_meets(j, DK_EXPECT_PRESENT) && dk_inspect_meets(j, DK_EXPECT_ANY) &&
+              !dk_inspect_meets(j, DK_EXPECT_GONE));
+        cJSON_Delete(j);
+    }
+}
+
+/* Status answers kept: counted in status_bytes, freed when replaced,
+ * forgotten, deleted or cleared; none kept past DK_STATUS_BYTES_MAX. */
+static void test_fact_statuses(void)
+{
+    static struct dk_facts t;
+    struct dk_fact *a = dk_fact_add(&t, "a"), *b = dk_fact_add(&t, "b");
+    CHECK(dk_fact_keep_status(&t, a, malloc(100), 100, 7, 1) == 0 && a->status_len == 100 && a->status_rpc == 7);
+    CHECK(dk_fact_keep_status(&t, a, malloc(40), 40, 8, 2) == 0 && t.status_bytes == 40 && a->status_ms == 2);
+    CHECK(dk_fact_keep_status(&t, b, malloc(60), 60, 7, 3) == 0 && t.status_bytes == 100);
+    dk_fact_forget_status(&t, a);
+    CHECK(a->status == NULL && a->status_len == 0 && t.status_bytes == 60);
+    dk_fact_forget_status(&t, a); /* twice: nothing more */
+    CHECK(t.status_bytes == 60);
+    /* past the cap: refused, freed (ASan/valgrind see a leak otherwise), the others kept */
+    CHECK(dk_fact_keep_status(&t, a, malloc(16), DK_STATUS_BYTES_MAX - 59, 7, 4) == -1);
+    CHECK(a->status == NULL && t.status_bytes == 60 && b->status_len == 60);
+    CHECK(dk_fact_keep_status(&t, a, malloc(16), DK_STATUS_BYTES_MAX - 60, 7, 4) == 0 &&
+          t.status_bytes == DK_STATUS_BYTES_MAX);
+    dk_fact_del(&t, "a");
+    CHECK(t.status_bytes == 60);
+    a = dk_fact_add(&t, "a");
+    CHECK(dk_fact_keep_status(&t, a, malloc(10), 10, 7, 5) == 0 && t.status_bytes == 70);
+    dk_facts_forget_statuses(&t);
+    CHECK(t.status_bytes == 0 && a->status == NULL && b->status == NULL && t.n == 2);
+    CHECK(dk_fact_keep_status(&t, b, malloc(5), 5, 7, 6) == 0);
+    dk_facts_clear(&t);
+    CHECK(t.status_bytes == 0 && t.n == 0);
+}
+
 int main(void)
 {
     test_facts();
+    test_fact_statuses();
     test_harmless_actions();
     for (int i = 0; i < FX_NENGINES; i++) {
         test_recorded_events_change_lists(fx_engines[i]);
         test_recorded_events_expectations(fx_engines[i]);
         test_listing_meets(fx_engines[i]);
+        test_inspect_meets(fx_engines[i]);
     }
     return unit_summary("test_docker_view");
 }
