@@ -333,13 +333,21 @@ class Load:
             f.write(b"\0\0\0\0\0")
         self.logfile = os.path.join(workdir, "h2load-docker-req.tsv")
 
-    def run(self, sock, target, n, c, m, h1=False, cpu=None, timeout=300):
+    def request(self, name, msg):
+        """A file holding msg as one gRPC message (its 5-byte prefix, then it)."""
+        path = os.path.join(os.path.dirname(self.body), name + "-msg.bin")
+        data = msg.SerializeToString()
+        with open(path, "wb") as f:
+            f.write(b"\0" + len(data).to_bytes(4, "big") + data)
+        return path
+
+    def run(self, sock, target, n, c, m, h1=False, cpu=None, timeout=300, body=None):
         args = ["h2load", "-B", "unix:" + sock, "-n", str(n), "-c", str(c), "-m", str(m), "-t", "1",
                 "--log-file", self.logfile]
         if h1:
             args += ["--h1", "http://localhost" + API + target]
         else:
-            args += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", self.body,
+            args += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", body or self.body,
                      "http://localhost/" + RT + target]
         try:
             os.unlink(self.logfile)
@@ -737,17 +745,31 @@ def cmd_measure(a):
     L = Load(a.workdir)
     thr = a.thr
 
-    # cells: name, crisp method, engine target (None: no engine equivalent), n at c1, n at thr
+    # cells: name, crisp method, engine target, n at c1, n at thr, request body (None: empty);
+    # the status calls ask for one running container and its sandbox, the engine row is
+    # the inspect crisp would make (h2load counts HTTP 200s: the status must answer OK,
+    # checked here first)
+    one = next(x for x in cri.rt("ListContainers").containers if x.state == bench.pb.CONTAINER_RUNNING)
+    cri.rt("ContainerStatus", container_id=one.id)
+    cri.rt("PodSandboxStatus", pod_sandbox_id=one.pod_sandbox_id)
     lists = [
-        ("ListPodSandbox", "ListPodSandbox", "/containers/json?all=1&filters=" + FILTER_SB, a.n_list, a.n_list * 2),
-        ("ListContainers", "ListContainers", "/containers/json?all=1&filters=" + FILTER_CTR, a.n_list, a.n_list * 2),
+        ("ListPodSandbox", "ListPodSandbox", "/containers/json?all=1&filters=" + FILTER_SB, a.n_list, a.n_list * 2,
+         None),
+        ("ListContainers", "ListContainers", "/containers/json?all=1&filters=" + FILTER_CTR, a.n_list, a.n_list * 2,
+         None),
+        ("ContainerStatus", "ContainerStatus", "/containers/%s/json" % one.id, a.n_list, a.n_list * 2,
+         L.request("ctr-status", bench.pb.ContainerStatusRequest(container_id=one.id))),
+        ("PodSandboxStatus", "PodSandboxStatus", "/containers/%s/json" % one.pod_sandbox_id, a.n_list,
+         a.n_list * 2, L.request("pod-status", bench.pb.PodSandboxStatusRequest(pod_sandbox_id=one.pod_sandbox_id))),
     ]
+    engine_label = {"ListPodSandbox": "containers/json (sb)", "ListContainers": "containers/json",
+                    "ContainerStatus": "containers/ID/json", "PodSandboxStatus": "containers/ID/json (sb)"}
     # profiles: crisp gets one connection with `thr` concurrent streams (the kubelet's
     # shape); HTTP/1.1 has one call per connection in flight, so the engine gets `thr`
     # keep-alive connections. Same number of calls in flight either way.
     t0 = time.time()
-    for meth, rpc, tgt, n1, _ in lists:  # warm-up
-        L.run(a.crisp, rpc, max(20, n1 // 5), 1, thr)
+    for meth, rpc, tgt, n1, _, body in lists:  # warm-up
+        L.run(a.crisp, rpc, max(20, n1 // 5), 1, thr, body=body)
         L.run(a.docker, tgt, max(20, n1 // 5), thr, 1, h1=True)
     L.run(a.crisp, "ListContainerStats", 2, 1, 1, timeout=120)
     log("docker: warm-up done in %.1fs" % (time.time() - t0))
@@ -756,7 +778,7 @@ def cmd_measure(a):
     t1 = time.time()
     k = max(1, a.chunks)
     for rep in range(a.reps):
-        for meth, rpc, tgt, n1, nt in lists:
+        for meth, rpc, tgt, n1, nt, body in lists:
             # latency: the calls of a repetition in `k` short chunks that alternate between
             # crisp and the engine (the two see the same background load); throughput: one
             # run each, the order alternating between repetitions
@@ -765,7 +787,7 @@ def cmd_measure(a):
             for prof, cc, mc, ce, me, n, turn in plan:
                 for mode in (("crisp", "engine") if turn % 2 == 0 else ("engine", "crisp")):
                     if mode == "crisp":
-                        r = L.run(a.crisp, rpc, n, cc, mc, cpu=cpu)
+                        r = L.run(a.crisp, rpc, n, cc, mc, cpu=cpu, body=body)
                     else:
                         r = L.run(a.docker, tgt, n, ce, me, h1=True, cpu=cpu)
                     runs.setdefault((meth, prof, mode), []).append(r)
@@ -842,7 +864,7 @@ def cmd_measure(a):
     rows = []
     cells = {}
     order_keys = []
-    for meth, _, _, _, _ in lists:
+    for meth, _, _, _, _, _ in lists:
         for prof in ("lat c1 m1", "thr %d" % thr):
             for mode in ("engine", "crisp"):
                 order_keys.append((meth, prof, mode))
@@ -903,14 +925,14 @@ def cmd_measure(a):
         return "-" if v is None or (g.startswith("crisp") and d["mode"] != "crisp") else "%.0f" % max(0.0, v)
     for d in rows:
         p(fmt_row % (
-            d["method"] if d["mode"] == "crisp" or "Stats" in d["method"] else
-            ("containers/json" + (" (sb)" if d["method"] == "ListPodSandbox" else "")),
+            engine_label.get(d["method"], d["method"]) if d["mode"] == "engine" else d["method"],
             d["profile"], d["mode"], d["n"], "%.1f" % d["rps"], "%.2f" % (d["p50"] / 1000.0),
             "%.2f" % (d["p99"] / 1000.0), "%.1f" % (d["bytes"] / 1024.0) if d["bytes"] else "-",
             fcpu(d, "crisp"), fcpu(d, "crisp_wait"), fcpu(d, "dockerd"), fcpu(d, "containerd"), fcpu(d, "shims")))
     p("")
     p("engine rows of the lists: GET /containers/json?all=1 with crisp's label filter "
-      "(io.kubernetes.docker.type=podsandbox | container)")
+      "(io.kubernetes.docker.type=podsandbox | container); of the statuses: GET /containers/ID/json of one "
+      "running container and of its sandbox, the inspect crisp makes when its view has no status kept")
     efirst = sorted(x for r in runs[("ListContainerStats", "lat c1 m1", "engine")] for x in r["first"])
     p("engine row of ListContainerStats: the engine calls crisp makes for it, made directly from Python "
       "(GET /containers/json?size=1, then %d one-shot stats at once over %d keep-alive connections)"
@@ -987,6 +1009,11 @@ def cmd_measure(a):
             cells[(meth, "lat c1 m1", "crisp")]["p99"] / cells[(meth, "lat c1 m1", "engine")]["p99"]))
     for meth in ("ListContainers", "ListPodSandbox"):
         line("%s throughput crisp/engine (thr %d)" % (meth, thr), "%.2f" % rps_ratio(meth, "thr %d" % thr))
+    for meth in ("ContainerStatus", "PodSandboxStatus"):
+        d, e = cells[(meth, "lat c1 m1", "crisp")], cells[(meth, "lat c1 m1", "engine")]
+        line("%s p50 crisp / inspect direct (lat c1 m1)" % meth, "%.3f / %.3f ms" % (d["p50"] / 1e3, e["p50"] / 1e3))
+        line("%s engine CPU per call, crisp / inspect direct (dockerd)" % meth,
+             "%.0f / %.0f us" % (max(0.0, d["dockerd_cpu_us"]), max(0.0, e["dockerd_cpu_us"])))
     e50 = cells[("ListContainerStats", "lat c1 m1", "engine")]["p50"] / 1e6
     line("ListContainerStats p50 crisp / same engine calls made directly", "%.2fx (%.3f s)" % (s50 / e50, e50))
     line("pod start crisp/direct, p90", "%.2fx" % st_ratio90)
