@@ -120,14 +120,6 @@ static void answered(struct dk_op *op)
     next_event(op);
 }
 
-/* An engine ID as it may go into a target unescaped (the op's arena keeps
- * every escape until the op ends: a stream's would grow without end). */
-static int plain_id(const char *s)
-{
-    size_t n = strspn(s, "0123456789abcdefABCDEF");
-    return n > 0 && n <= 128 && !s[n];
-}
-
 static void on_sandbox(struct dk_op *op, int status, cJSON *json)
 {
     struct events_state *st = op->state;
@@ -152,7 +144,7 @@ static void on_members(struct dk_op *op, int status, cJSON *json)
     const cJSON *e;
     if (st->ctrs) {
         cJSON_ArrayForEach(e, json) {
-            if (!plain_id(dk_str(e, "Id")))
+            if (!dk_full_id(dk_str(e, "Id"))) /* goes into a target unescaped: see complete() */
                 continue;
             cJSON **slot = &st->ctrs[st->nctrs++];
             st->waiting++;
@@ -168,7 +160,9 @@ static void complete(struct dk_op *op)
 {
     struct events_state *st = op->state;
     const char *pod = st->e.resp.pod_sandbox_status ? st->e.resp.pod_sandbox_status->id : "";
-    char *filters = plain_id(pod) ? dk_label_filters(DK_TYPE_CONTAINER, pod, 0, NULL) : NULL;
+    /* only full IDs go into targets, unescaped: the op's arena keeps every
+     * escape until the op ends, and a stream's would grow without end */
+    char *filters = dk_full_id(pod) ? dk_label_filters(DK_TYPE_CONTAINER, pod, 0, NULL) : NULL;
     if (!filters) {
         st->waiting = 1;
         answered(op); /* sent as the event says */
