@@ -36,7 +36,7 @@ enum stats_kind {
 struct stats_state {
     enum stats_kind kind;
     int from_view;        /* sizes from the view, lists from it when it has them */
-    cJSON *sbs;           /* sandboxes from the engine (pod kinds) */
+    cJSON *sbs;           /* sandboxes from the engine (pod kinds), when the view holds none */
     cJSON *ctrs;          /* containers from the engine (a listing, or one inspect answer) */
     struct dk_held *held_sbs, *held_ctrs; /* or the view's */
     const cJSON *sbl, *ctl; /* the lists used: one of the two */
@@ -346,17 +346,24 @@ static void on_stats_list(struct dk_op *op, int status, cJSON *json)
         dk_fail_http(op, status, json, containers ? "listing containers" : "listing pod sandboxes");
         return;
     }
-    cJSON *copy = cJSON_Duplicate(json, 1);
-    if (!copy) {
+    int kind = containers ? DK_VIEW_CONTAINERS : DK_VIEW_SANDBOXES;
+    const cJSON *list = NULL;
+    cJSON *copy = NULL;
+    if (gen) { /* a whole listing: the view keeps a copy, held here when it serves it */
+        dk_view_put(op->be, kind, *gen, json);
+        list = dk_view_hold(op->be, kind, containers ? &st->held_ctrs : &st->held_sbs);
+    }
+    if (!list && !(list = copy = cJSON_Duplicate(json, 1))) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    if (gen)
-        dk_view_put(op->be, containers ? DK_VIEW_CONTAINERS : DK_VIEW_SANDBOXES, *gen, json);
-    if (containers)
-        st->ctl = st->ctrs = copy;
-    else
-        st->sbl = st->sbs = copy;
+    if (containers) {
+        st->ctl = list;
+        st->ctrs = copy;
+    } else {
+        st->sbl = list;
+        st->sbs = copy;
+    }
     stats_lists(op);
 }
 
