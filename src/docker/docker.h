@@ -59,7 +59,7 @@ struct dk_be {
     struct event *log_scan;    /* finds containers to follow */
     struct h1_req *log_scan_req;
     int log_scanned_all;       /* the first scan (exited containers too) was done */
-    char *storage_root;        /* the engine's root (GET /info), once learnt */
+    char *storage_root;        /* the engine's root (GET /info), once learnt (dk_learn_storage_root) */
 };
 
 struct dk_op;
@@ -207,8 +207,15 @@ const char *dk_esc(struct dk_op *op, const char *s);
  * failed instead when the engine cannot be asked). */
 typedef void (*dk_version_cb)(struct dk_op *op, const cJSON *version);
 void dk_engine_version(struct dk_op *op, dk_version_cb cb);
-/* The engine's connection failed: its version is asked again. */
+/* The engine's connection failed: it may have been restarted; its version
+ * is asked again, its storage root learnt again. */
 void dk_engine_lost(struct dk_be *be);
+/* The engine's storage root from an answer of GET /info, kept in
+ * be->storage_root when none is kept yet; "" when the answer names none.
+ * Forgotten (learnt again) when the engine's connection fails or its event
+ * stream ends (a restart may move it). */
+const char *dk_learn_storage_root(struct dk_be *be, const cJSON *info);
+void dk_forget_storage_root(struct dk_be *be);
 /* Asks the engine's version in the background unless it is being asked. */
 void dk_version_refresh(struct dk_be *be);
 void dk_version_free(struct dk_be *be);

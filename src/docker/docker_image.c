@@ -311,20 +311,11 @@ static Runtime__V1__FilesystemUsage *fs_usage(struct dk_op *op, const char *dir,
     return u;
 }
 
-static void on_fs_info(struct dk_op *op, int status, cJSON *json)
+/* The engine's root holds both its images and its containers' writable
+ * layers. crisp runs on the node, as the kubelet does, and measures the
+ * filesystem there. */
+static void fs_info_reply(struct dk_op *op, const char *root)
 {
-    if (status != 200) {
-        dk_fail_http(op, status, json, "docker info");
-        return;
-    }
-    /* The engine's root holds both its images and its containers' writable
-     * layers. crisp runs on the node, as the kubelet does, and measures the
-     * filesystem there. */
-    const char *root = dk_storage_root(json);
-    if (!*root) {
-        dk_op_fail(op, GRPC_UNKNOWN, "the engine did not say where it stores images (DockerRootDir)");
-        return;
-    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
@@ -350,9 +341,30 @@ static void on_fs_info(struct dk_op *op, int status, cJSON *json)
     dk_op_reply(op, &r.base);
 }
 
+static void on_fs_info(struct dk_op *op, int status, cJSON *json)
+{
+    if (status != 200) {
+        dk_fail_http(op, status, json, "docker info");
+        return;
+    }
+    const char *root = dk_learn_storage_root(op->be, json);
+    if (!*root) {
+        dk_op_fail(op, GRPC_UNKNOWN, "the engine did not say where it stores images (DockerRootDir)");
+        return;
+    }
+    fs_info_reply(op, root);
+}
+
+/* The storage root as learnt from the engine when it is known: /info is no
+ * light call (dockerd runs runc and docker-init for their versions, podman
+ * conmon and its OCI runtime), and the kubelet asks ImageFsInfo every few
+ * seconds. */
 static void dk_image_fs_info(struct dk_op *op)
 {
-    dk_call(op, "GET", NULL, on_fs_info, "/info");
+    if (op->be->storage_root)
+        fs_info_reply(op, op->be->storage_root);
+    else
+        dk_call(op, "GET", NULL, on_fs_info, "/info");
 }
 
 const struct dk_method dk_image_methods[CRISP_RPC_COUNT] = {

@@ -260,14 +260,11 @@ static void build_list(struct dk_op *op, struct dk_stats_ctx *c)
 
 static void on_stats_root(struct dk_op *op, int status, cJSON *json)
 {
-    const char *root = status == 200 ? dk_storage_root(json) : "";
-    if (*root && !op->be->storage_root)
-        op->be->storage_root = strdup(root);
-    stats_build_with(op, op->be->storage_root ? op->be->storage_root : ""); /* asked again next time */
+    stats_build_with(op, status == 200 ? dk_learn_storage_root(op->be, json) : ""); /* asked again next time */
 }
 
 /* The writable layers' filesystem is the engine's storage root (GET
- * /info, asked once: podman's takes a second), as ImageFsInfo reports it:
+ * /info, learnt once: podman's takes a second), as ImageFsInfo reports it:
  * the kubelet looks its capacity up by that mountpoint. */
 static void stats_build(struct dk_op *op)
 {

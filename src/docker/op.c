@@ -633,9 +633,24 @@ static int version_usable(const struct dk_be *be)
     return be->version && !be->version_stale;
 }
 
+void dk_forget_storage_root(struct dk_be *be)
+{
+    free(be->storage_root);
+    be->storage_root = NULL;
+}
+
 void dk_engine_lost(struct dk_be *be)
 {
     be->version_stale = 1;
+    dk_forget_storage_root(be); /* a restarted engine may keep its data elsewhere */
+}
+
+const char *dk_learn_storage_root(struct dk_be *be, const cJSON *info)
+{
+    const char *root = dk_storage_root(info);
+    if (*root && !be->storage_root)
+        be->storage_root = strdup(root); /* memory short: learnt next time */
+    return be->storage_root ? be->storage_root : root;
 }
 
 /* Takes the API version and the engine's kind from an answer of GET

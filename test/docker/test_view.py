@@ -157,13 +157,17 @@ def test_lists_are_served_from_the_view(k8s, crisp, engine, denv):
 
 def test_engine_restart_drops_the_view(k8s, crisp, engine, denv):
     """The engine killed: lists fail (UNAVAILABLE) instead of answering from a
-    view nobody keeps current; the engine back: lists work and follow changes
-    made behind crisp's back again, without restarting crisp."""
+    view nobody keeps current; the engine back: lists and statuses work and
+    follow changes made behind crisp's back again, without restarting crisp;
+    no status kept from before the restart is served after it."""
     c = k8s.c
     wait_live(crisp, c)
     before = live_count(crisp)
     pod = k8s.run_pod()
     c.rt("ListPodSandbox")
+    for _ in range(2):  # kept in the view
+        assert c.rt("PodSandboxStatus", pod_sandbox_id=pod).status.state == v1.SANDBOX_READY
+    root = c.img("ImageFsInfo").image_filesystems[0].fs_id.mountpoint
     kill_engine(denv, engine.kind)
     try:
         def unavailable():
@@ -182,10 +186,14 @@ def test_engine_restart_drops_the_view(k8s, crisp, engine, denv):
     # containers when it dies): crisp says what the engine says
     want = {pod: v1.SANDBOX_READY if engine.inspect(pod)["State"]["Running"] else v1.SANDBOX_NOTREADY}
     assert crisp_pods(c, [pod]) == want
+    assert c.rt("PodSandboxStatus", pod_sandbox_id=pod).status.state == want[pod]
+    assert c.img("ImageFsInfo").image_filesystems[0].fs_id.mountpoint == root
     if want[pod] == v1.SANDBOX_READY:
         engine.post("/containers/%s/stop" % pod, t=0)
         wait_for(lambda: crisp_pods(c, [pod]) == {pod: v1.SANDBOX_NOTREADY}, 15,
                  what="a change behind crisp's back after the restart")
+        wait_for(lambda: c.rt("PodSandboxStatus", pod_sandbox_id=pod).status.state == v1.SANDBOX_NOTREADY, 15,
+                 what="the status of a change behind crisp's back after the restart")
 
 
 def test_restarted_crisp_rebuilds_the_view(k8s, crisp, engine):
@@ -535,6 +543,25 @@ def test_statuses_are_served_from_the_view(k8s, engine, denv):
         c.rt("RemovePodSandbox", pod_sandbox_id=pod)
         assert status_of(c, "PodSandboxStatus", pod_sandbox_id=pod) == grpc.StatusCode.NOT_FOUND
         assert status_of(c, "ContainerStatus", container_id=a) == grpc.StatusCode.NOT_FOUND
+
+
+def test_image_fs_info_learns_the_storage_root_once(k8s, engine, denv):
+    """ImageFsInfo measures the engine's storage root on crisp's host: the
+    root comes from /info once while the event stream stays open, not on
+    every call (/info runs runc and docker-init on dockerd, conmon and the
+    OCI runtime on podman; the kubelet asks every few seconds)."""
+    info = engine.info()
+    root = info.get("DockerRootDir") or info["Store"]["GraphRoot"]
+    with sniffed_crisp(denv, engine) as (sniffed, proxy):
+        c = sniffed.client
+        proxy.taken()
+        for _ in range(5):
+            r = c.img("ImageFsInfo")
+            assert [f.fs_id.mountpoint for f in r.image_filesystems] == [root]
+            assert [f.fs_id.mountpoint for f in r.container_filesystems] == [root]
+            assert r.image_filesystems[0].used_bytes.value > 0
+        infos = [q for q in proxy.taken() if re.match(r"/v[\d.]+/info", q)]
+        assert len(infos) == 1, infos
 
 
 def test_a_change_refreshes_only_its_entry(k8s, engine, denv):
