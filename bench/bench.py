@@ -237,6 +237,18 @@ def proc_status(pid, key):
     return None
 
 
+H2LOAD_FINISHED = re.compile(r"finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s")
+
+
+def h2load_finished(out):
+    """(seconds, calls/s) from h2load's "finished in" line, or None; a run shorter than
+    1 ms says it in us."""
+    m = H2LOAD_FINISHED.search(out)
+    if not m:
+        return None
+    return float(m.group(1)) / {"us": 1e6, "ms": 1e3, "s": 1.0}[m.group(2)], float(m.group(3))
+
+
 def pctl(sorted_vals, p):
     """nearest-rank percentile"""
     if not sorted_vals:
@@ -273,11 +285,11 @@ class H2Load:
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         h2_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         out = r.stdout.decode(errors="replace")
-        mm = re.search(r"finished in ([\d.]+)(ms|s), ([\d.]+) req/s", out)
+        fin = h2load_finished(out)
         mr = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                        r"(\d+) errored", out)
         md = re.search(r"\(([\d]+)\) data", out)
-        if r.returncode != 0 or not mm or not mr:
+        if r.returncode != 0 or not fin or not mr:
             raise RuntimeError("h2load failed (rc %d):\n%s" % (r.returncode, out[-2000:]))
         succeeded = int(mr.group(3))
         if succeeded != n:
@@ -292,9 +304,9 @@ class H2Load:
         if len(lat) != n:
             raise RuntimeError("h2load log has %d rows with status 200, expected %d" % (len(lat), n))
         lat.sort()
-        secs = float(mm.group(1)) / (1000.0 if mm.group(2) == "ms" else 1.0)
+        secs, rps = fin
         return {
-            "rps": float(mm.group(3)), "secs": secs, "wall": wall, "n": n,
+            "rps": rps, "secs": secs, "wall": wall, "n": n,
             "p50": pctl(lat, 50), "p90": pctl(lat, 90), "p99": pctl(lat, 99),
             "p999": pctl(lat, 99.9), "max": lat[-1] if lat else None, "min": lat[0] if lat else None,
             "data_bytes_per_call": int(md.group(1)) / n if md else None,

@@ -117,10 +117,10 @@ class Runner:
         r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
         cpu1 = {k: proc_cpu(p) for k, p in self.pids.items()}
         out = r.stdout.decode(errors="replace")
-        mm = re.search(r"finished in ([\d.]+)(ms|s), ([\d.]+) req/s", out)
+        fin = bench.h2load_finished(out)
         mr = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", out)
         md = re.search(r"\(([\d]+)\) data", out)
-        if r.returncode != 0 or not mm or not mr or int(mr.group(3)) != n:
+        if r.returncode != 0 or not fin or not mr or int(mr.group(3)) != n:
             raise RuntimeError("h2load %s %s: not every call answered (rc %d):\n%s"
                                % (sock, method, r.returncode, out[-1500:]))
         lat = []
@@ -131,7 +131,7 @@ class Runner:
                     lat.append(int(p[2]))
         if len(lat) != n:
             raise RuntimeError("h2load log: %d rows with status 200, expected %d" % (len(lat), n))
-        secs = float(mm.group(1)) / (1000.0 if mm.group(2) == "ms" else 1.0)
+        secs = fin[0]
         return {"lat": lat, "n": n, "secs": secs, "bytes": int(md.group(1)) / n if md else 0,
                 "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}}
 
