@@ -485,6 +485,25 @@ enum dk_expect dk_event_expect(const char *action)
     return DK_EXPECT_ANY;
 }
 
+/* Whether a container present or not (found), running or not, meets
+ * expect: what a listing and an inspect answer both say of it. */
+static int expect_met(int found, int running, enum dk_expect expect)
+{
+    switch (expect) {
+    case DK_EXPECT_PRESENT:
+        return found;
+    case DK_EXPECT_RUNNING:
+        return running;
+    case DK_EXPECT_NOT_RUNNING:
+        return !running;
+    case DK_EXPECT_GONE:
+        return !found;
+    case DK_EXPECT_ANY:
+        break;
+    }
+    return 1;
+}
+
 int dk_listing_meets(const cJSON *list, const char *id, enum dk_expect expect)
 {
     const cJSON *e, *found = NULL;
@@ -494,20 +513,7 @@ int dk_listing_meets(const cJSON *list, const char *id, enum dk_expect expect)
             break;
         }
     }
-    int running = found && strcmp(dk_str(found, "State"), "running") == 0;
-    switch (expect) {
-    case DK_EXPECT_PRESENT:
-        return found != NULL;
-    case DK_EXPECT_RUNNING:
-        return running;
-    case DK_EXPECT_NOT_RUNNING:
-        return !running;
-    case DK_EXPECT_GONE:
-        return found == NULL;
-    case DK_EXPECT_ANY:
-        break;
-    }
-    return 1;
+    return expect_met(found != NULL, found && strcmp(dk_str(found, "State"), "running") == 0, expect);
 }
 
 int dk_inspect_meets(const cJSON *inspect, enum dk_expect expect)
@@ -515,18 +521,7 @@ int dk_inspect_meets(const cJSON *inspect, enum dk_expect expect)
     const cJSON *state = dk_obj(inspect, "State");
     int running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "Running")) &&
                   strcmp(dk_str(state, "Status"), "running") == 0;
-    switch (expect) {
-    case DK_EXPECT_RUNNING:
-        return running;
-    case DK_EXPECT_NOT_RUNNING:
-        return !running;
-    case DK_EXPECT_GONE:
-        return 0;
-    case DK_EXPECT_PRESENT:
-    case DK_EXPECT_ANY:
-        break;
-    }
-    return 1;
+    return expect_met(1, running, expect);
 }
 
 static Runtime__V1__ContainerState state_after(Runtime__V1__ContainerEventType t)

@@ -125,7 +125,9 @@ struct dk_method {
 
 /* Answers the call with a response message and ends the op. */
 void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp);
-/* As dk_op_reply, with the answer already packed (p is copied). */
+/* As dk_op_reply, with the answer already packed: msg malloc'd and owned
+ * from then on; or p, copied. */
+void dk_op_reply_msg(struct dk_op *op, uint8_t *msg, size_t len);
 void dk_op_reply_packed(struct dk_op *op, const uint8_t *p, size_t len);
 /* A status call (ContainerStatus, PodSandboxStatus) of id: answered from
  * the view's kept answer when it has one (1), else 0 and *gen is the

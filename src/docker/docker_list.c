@@ -74,8 +74,7 @@ static void reply_and_keep(struct dk_op *op, int kind, ProtobufCMessage *resp)
     }
     protobuf_c_message_pack(resp, buf);
     dk_view_keep_packed(op->be, kind, buf, len);
-    dk_op_reply_packed(op, buf, len);
-    free(buf);
+    dk_op_reply_msg(op, buf, len);
 }
 
 static int whole_pods(const Runtime__V1__PodSandboxFilter *f)

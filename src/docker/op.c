@@ -161,6 +161,16 @@ void dk_op_reply(struct dk_op *op, const ProtobufCMessage *resp)
     dk_op_end(op);
 }
 
+void dk_op_reply_msg(struct dk_op *op, uint8_t *msg, size_t len)
+{
+    op->answered = 1;
+    if (op->call && !op->cancelled && crisp_call_send_msg(op->call, msg, len) == 0)
+        crisp_call_finish(op->call, GRPC_OK, NULL);
+    else if (!op->call || op->cancelled)
+        free(msg);
+    dk_op_end(op);
+}
+
 void dk_op_reply_packed(struct dk_op *op, const uint8_t *p, size_t len)
 {
     uint8_t *msg = malloc(len ? len : 1);
@@ -169,12 +179,7 @@ void dk_op_reply_packed(struct dk_op *op, const uint8_t *p, size_t len)
         return;
     }
     memcpy(msg, p, len);
-    op->answered = 1;
-    if (op->call && !op->cancelled && crisp_call_send_msg(op->call, msg, len) == 0)
-        crisp_call_finish(op->call, GRPC_OK, NULL);
-    else if (!op->call || op->cancelled)
-        free(msg);
-    dk_op_end(op);
+    dk_op_reply_msg(op, msg, len);
 }
 
 int dk_op_status_from_view(struct dk_op *op, const char *id, uint64_t *gen)
@@ -205,8 +210,7 @@ void dk_op_reply_status(struct dk_op *op, const char *asked, const cJSON *inspec
     }
     protobuf_c_message_pack(resp, buf);
     dk_view_keep_status(op->be, op->call->method->id, asked, gen, inspect, buf, len);
-    dk_op_reply_packed(op, buf, len);
-    free(buf);
+    dk_op_reply_msg(op, buf, len);
 }
 
 void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)

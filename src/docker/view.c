@@ -740,14 +740,14 @@ static void events_done(struct h1_req *r, int err, const char *errmsg, int statu
     drop_lists(v);
     dk_facts_clear(&v->facts); /* what happened meanwhile is not known */
     v->sized = 0;
-    if (was_live)
+    if (was_live) {
         dk_forget_storage_root(v->be); /* maybe restarted with its data elsewhere */
-    if (was_live)
         log_warn("docker_view", "engine=%s state=lost err=%s lists=from_engine", crisp_logq(v->be->engine),
                  crisp_logq(err ? errmsg : "the engine ended its event stream"));
-    else
+    } else {
         log_debug("docker_view", "engine=%s state=down status=%d err=%s retry_ms=%u",
                   crisp_logq(v->be->engine), status, crisp_logq(err ? errmsg : "refused"), v->retry_ms);
+    }
     schedule_retry(v);
 }
 
