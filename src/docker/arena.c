@@ -81,3 +81,19 @@ void dk_arena_free(struct dk_arena *a)
         free(b);
     }
 }
+
+static void *pb_alloc(void *ud, size_t n)
+{
+    return dk_alloc(ud, n);
+}
+
+static void pb_free(void *ud, void *p)
+{
+    (void)ud;
+    (void)p; /* freed with the arena */
+}
+
+ProtobufCAllocator dk_arena_allocator(struct dk_arena *a)
+{
+    return (ProtobufCAllocator){.alloc = pb_alloc, .free = pb_free, .allocator_data = a};
+}

@@ -40,6 +40,8 @@ void *dk_msg(struct dk_arena *a, const ProtobufCMessageDescriptor *desc);
 /* An array of n messages of type desc, each initialised. */
 void **dk_msgs(struct dk_arena *a, const ProtobufCMessageDescriptor *desc, size_t n);
 void dk_arena_free(struct dk_arena *a);
+/* Unpacks protobuf messages into a (freed with it). */
+ProtobufCAllocator dk_arena_allocator(struct dk_arena *a);
 
 /* ---- reading engine JSON (json.c) ------------------------------------------- */
 
@@ -355,6 +357,7 @@ struct dk_fact {
     size_t status_len;
     int status_rpc;     /* the CRI method it answers (enum crisp_rpc) */
     int64_t status_ms;  /* when it was kept (monotonic) */
+    uint64_t status_gen; /* the view's generation its inspect was asked at */
     struct dk_fact *next;
 };
 struct dk_facts {

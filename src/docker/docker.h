@@ -91,6 +91,7 @@ struct dk_op {
     struct dk_change *changes;   /* what it changed, entry by entry (dk_op_changed) */
     int changes_lost;            /* one could not be noted (memory short) */
     int answered;                /* dk_op_reply ran: the changes are all there are */
+    void (*drained)(struct dk_op *op); /* the client read what was queued (else h1 resumed) */
 };
 
 /* A change an op made to one sandbox or container (kind: DK_VIEW_*), and
@@ -137,6 +138,10 @@ int dk_op_status_from_view(struct dk_op *op, const char *id, uint64_t *gen);
  * view keeps it when it is the answer for the ID asked. */
 void dk_op_reply_status(struct dk_op *op, const char *asked, const cJSON *inspect, uint64_t gen,
                         const ProtobufCMessage *resp);
+/* The same for an answer made elsewhere (GetContainerEvents): resp, the
+ * response of status method rpc made from inspect, kept by the view. */
+void dk_keep_status(struct dk_be *be, int rpc, const char *asked, const cJSON *inspect, uint64_t gen,
+                    const ProtobufCMessage *resp);
 void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Fails the op with an encoder's error (err->code 0: out of memory). */
@@ -146,6 +151,12 @@ void dk_op_end(struct dk_op *op);
 /* Whether the op should stop here (cancelled and not must_finish): ends
  * it and returns 1. */
 int dk_op_stopped(struct dk_op *op);
+/* For code that reaches an op from outside its handler and callbacks (the
+ * view's event stream): held, its memory stays until released, even when
+ * it ends meanwhile (then dk_op_ended is 1 and its requests are no-ops). */
+void dk_op_hold(struct dk_op *op);
+void dk_op_release(struct dk_op *op);
+int dk_op_ended(struct dk_op *op);
 
 /* Handlers and callbacks may go on using the op after a call that ended
  * it (a loop of engine requests: one failing to start fails the op at
@@ -367,6 +378,32 @@ const uint8_t *dk_view_status(struct dk_be *be, int rpc, const char *id, size_t 
  * gen (dk_view_gen), when nothing changed since. */
 void dk_view_keep_status(struct dk_be *be, int rpc, const char *id, uint64_t gen, const cJSON *inspect,
                          const uint8_t *p, size_t len);
+/* A GetContainerEvents call fed by the view's event stream: on_event gets
+ * each container event (parsed, and its line of n bytes, valid while it
+ * runs) once the view has taken it in, so that what the view serves then is
+ * no older than the event; on_lost, once, when the stream ends (the
+ * subscriber is let go first). Either may unsubscribe. */
+struct dk_view_sub {
+    struct crisp_list link;
+    void (*on_event)(struct dk_view_sub *s, const cJSON *ev, const char *line, size_t n);
+    void (*on_lost)(struct dk_view_sub *s, const char *why);
+};
+/* 0: s is fed from now on; -1: the view's stream is not open (no view, the
+ * engine down, not started yet): the caller opens its own. */
+int dk_view_subscribe(struct dk_be *be, struct dk_view_sub *s);
+void dk_view_unsubscribe(struct dk_view_sub *s);
+/* A container of a pod as the view knows it: sure when its listed entry
+ * is current (its kept status, if any, is served as is); else stale or
+ * not listed yet, so its inspect says whether it is the pod's. */
+struct dk_member {
+    char id[DK_ID_LEN + 1];
+    int sure;
+};
+#define DK_MEMBERS_MAX 4096
+/* The containers of sandbox pod (full ID) from the view's container
+ * listing, stale entries included (*out malloc'd, *n of them); -1 when the
+ * view holds no listing (or more than DK_MEMBERS_MAX): list them. */
+int dk_view_members(struct dk_be *be, const char *pod, struct dk_member **out, size_t *n);
 /* An op that may have changed the lists ended: the entries of changes
  * (all full IDs) are patched before the lists are served again; when what
  * changed is not known (!known) or an ID is not a full one, the listings

@@ -131,6 +131,21 @@ static void op_release(struct dk_op *op)
         op_release_mem(op);
 }
 
+void dk_op_hold(struct dk_op *op)
+{
+    op_hold(op);
+}
+
+void dk_op_release(struct dk_op *op)
+{
+    op_release(op);
+}
+
+int dk_op_ended(struct dk_op *op)
+{
+    return priv(op)->ended;
+}
+
 void dk_op_changed(struct dk_op *op, int kind, const char *id, enum dk_expect expect)
 {
     size_t n = strlen(id) + 1;
@@ -194,6 +209,15 @@ int dk_op_status_from_view(struct dk_op *op, const char *id, uint64_t *gen)
     return 0;
 }
 
+static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        protobuf_c_message_pack(m, buf);
+    return buf;
+}
+
 void dk_op_reply_status(struct dk_op *op, const char *asked, const cJSON *inspect, uint64_t gen,
                         const ProtobufCMessage *resp)
 {
@@ -201,16 +225,25 @@ void dk_op_reply_status(struct dk_op *op, const char *asked, const cJSON *inspec
         dk_op_reply(op, resp);
         return;
     }
-    size_t len = protobuf_c_message_get_packed_size(resp);
-    uint8_t *buf = malloc(len ? len : 1);
+    size_t len;
+    uint8_t *buf = pack(resp, &len);
     if (!buf) {
         dk_op_fail(op, GRPC_RESOURCE_EXHAUSTED, "out of memory building the %s response",
                    op->call->method->name);
         return;
     }
-    protobuf_c_message_pack(resp, buf);
     dk_view_keep_status(op->be, op->call->method->id, asked, gen, inspect, buf, len);
     dk_op_reply_msg(op, buf, len);
+}
+
+void dk_keep_status(struct dk_be *be, int rpc, const char *asked, const cJSON *inspect, uint64_t gen,
+                    const ProtobufCMessage *resp)
+{
+    size_t len;
+    uint8_t *buf = strcmp(asked, dk_str(inspect, "Id")) == 0 ? pack(resp, &len) : NULL;
+    if (buf)
+        dk_view_keep_status(be, rpc, asked, gen, inspect, buf, len);
+    free(buf);
 }
 
 void dk_op_fail(struct dk_op *op, int code, const char *fmt, ...)
@@ -841,6 +874,10 @@ void dk_op_cancel(struct crisp_call *call)
 void dk_op_drained(struct crisp_call *call)
 {
     struct dk_op *op = call->be_ctx;
-    if (op && op->h1)
+    if (op && op->drained) {
+        op_hold(op);
+        op->drained(op);
+        op_release(op);
+    } else if (op && op->h1)
         h1_resume(op->h1);
 }

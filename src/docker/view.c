@@ -61,6 +61,12 @@
  *     most once per --writable-layer-every (60 s), or per 10 s while a
  *     running container has none yet; served with the time it was
  *     measured.
+ * GetContainerEvents calls subscribe to the event stream while it is open
+ * (docker_events.c): each container event is handed on once the view took
+ * it in, the pods' members come from the container listing and their
+ * statuses from the kept answers; an inspect answer that could not be kept
+ * forgets an older kept one of its ID, so that no status goes back in
+ * time. They end when the stream does.
  * A crisp restart starts with an empty view; nothing is written anywhere. */
 #define _GNU_SOURCE /* asprintf */
 #include <stdio.h>
@@ -139,6 +145,7 @@ struct dk_view {
     uint64_t sizes_epoch;     /* the epoch it was asked in */
     int64_t sizes_asked_ms;   /* when the last one was asked (monotonic), 0: never */
     int sized;                /* sizes were measured in this epoch */
+    struct crisp_list subs;   /* GetContainerEvents calls fed by the stream (dk_view_sub) */
 };
 
 /* ---- the lists ---------------------------------------------------------- */
@@ -446,8 +453,17 @@ void dk_view_keep_status(struct dk_be *be, int rpc, const char *id, uint64_t gen
                          const uint8_t *p, size_t len)
 {
     struct dk_view *v = be->view;
-    if (!v || !v->live || gen != v->gen || !dk_full_id(id) || !shows_changes(v, id, inspect))
+    if (!v || !v->live || !dk_full_id(id))
         return;
+    if (gen != v->gen || !shows_changes(v, id, inspect)) {
+        /* a kept answer asked no later than this one may be older than
+         * what this one showed (an event on its way): not served again,
+         * so that no status goes back in time */
+        struct dk_fact *f = dk_fact_get(&v->facts, id);
+        if (f && f->status && f->status_gen <= gen)
+            dk_fact_forget_status(&v->facts, f);
+        return;
+    }
     uint8_t *copy = malloc(len ? len : 1);
     struct dk_fact *f = copy ? fact_add(v, id) : NULL;
     if (!f) {
@@ -455,9 +471,104 @@ void dk_view_keep_status(struct dk_be *be, int rpc, const char *id, uint64_t gen
         return; /* memory short: the next call asks the engine */
     }
     memcpy(copy, p, len);
+    f->status_gen = gen;
     if (dk_fact_keep_status(&v->facts, f, copy, len, rpc, crisp_now_us() / 1000) < 0)
         log_debug("docker_view", "engine=%s statuses_bytes=%zu msg=\"status not kept: the cap is reached\"",
                   crisp_logq(v->be->engine), v->facts.status_bytes);
+}
+
+/* ---- GetContainerEvents: the stream's events and the pods' members ----------- */
+
+int dk_view_subscribe(struct dk_be *be, struct dk_view_sub *s)
+{
+    struct dk_view *v = be->view;
+    if (!v || !v->live)
+        return -1;
+    crisp_list_push_back(&v->subs, &s->link);
+    return 0;
+}
+
+void dk_view_unsubscribe(struct dk_view_sub *s)
+{
+    crisp_list_unlink(&s->link);
+}
+
+/* A container event, the view brought up to date with it first: to every
+ * subscriber (which may unsubscribe while told). */
+static void tell_subs(struct dk_view *v, const cJSON *ev, const char *line, size_t n)
+{
+    struct crisp_list *it = v->subs.next;
+    while (it != &v->subs) {
+        struct crisp_list *next = it->next;
+        struct dk_view_sub *s = crisp_container_of(it, struct dk_view_sub, link);
+        s->on_event(s, ev, line, n);
+        it = next;
+    }
+}
+
+/* The stream ended: every subscriber is told once, and let go. */
+static void lose_subs(struct dk_view *v, const char *why)
+{
+    while (!crisp_list_empty(&v->subs)) {
+        struct crisp_list *it = v->subs.next;
+        crisp_list_unlink(it);
+        struct dk_view_sub *s = crisp_container_of(it, struct dk_view_sub, link);
+        s->on_lost(s, why);
+    }
+}
+
+/* Whether id is marked stale in kind's listing. */
+static int is_dirty(const struct dk_view *v, int kind, const char *id)
+{
+    for (unsigned i = 0; i < v->ndirty[kind]; i++)
+        if (strcmp(v->dirty[kind][i].id, id) == 0)
+            return 1;
+    return 0;
+}
+
+static int add_member(struct dk_member **m, size_t *n, size_t *cap, const char *id, int sure)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        struct dk_member *grown = ncap <= DK_MEMBERS_MAX ? realloc(*m, ncap * sizeof(**m)) : NULL;
+        if (!grown)
+            return -1;
+        *m = grown;
+        *cap = ncap;
+    }
+    memcpy((*m)[*n].id, id, DK_ID_LEN + 1);
+    (*m)[(*n)++].sure = sure;
+    return 0;
+}
+
+int dk_view_members(struct dk_be *be, const char *pod, struct dk_member **out, size_t *n)
+{
+    struct dk_view *v = be->view;
+    const int k = DK_VIEW_CONTAINERS;
+    struct dk_member *m = NULL;
+    size_t cap = 0;
+    *n = 0;
+    if (!v || !v->live || !v->list[k])
+        return -1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v->list[k]->json) {
+        const char *id = dk_str(e, "Id");
+        if (!dk_full_id(id) || !dk_str_is(dk_obj(e, "Labels"), DK_LABEL_SANDBOX_ID, pod))
+            continue; /* another pod's: a container never changes pods */
+        if (add_member(&m, n, &cap, id, !is_dirty(v, k, id)) < 0)
+            goto fail;
+    }
+    /* stale and not listed: made since the listing, maybe this pod's */
+    for (unsigned i = 0; i < v->ndirty[k]; i++)
+        if (!entry_of(v->list[k]->json, v->dirty[k][i].id) &&
+            add_member(&m, n, &cap, v->dirty[k][i].id, 0) < 0)
+            goto fail;
+    *out = m;
+    return 0;
+fail:
+    free(m);
+    *n = 0;
+    return -1;
 }
 
 /* ---- what stats need: PIDs and sizes ----------------------------------------- */
@@ -678,9 +789,12 @@ static void event_line(struct dk_view *v, const char *line, size_t n)
         action = dk_str(ev, "status"); /* older engines */
     if (!ev || (!*type && !*action)) {
         assume_any_change(v);
-    } else if (strcmp(type, "container") == 0 && dk_event_changes_lists(action)) {
-        event_lists(v, ev, action);
-        event_facts(v, ev, action);
+    } else if (strcmp(type, "container") == 0) {
+        if (dk_event_changes_lists(action)) {
+            event_lists(v, ev, action);
+            event_facts(v, ev, action);
+        }
+        tell_subs(v, ev, line, n);
     } else if (strcmp(type, "network") == 0) {
         event_network(v, ev, action);
     }
@@ -741,6 +855,10 @@ static void events_done(struct h1_req *r, int err, const char *errmsg, int statu
     dk_facts_clear(&v->facts); /* what happened meanwhile is not known */
     v->sized = 0;
     if (was_live) {
+        char why[512];
+        snprintf(why, sizeof(why), "docker engine %s: event stream: %s", v->be->engine,
+                 err ? (errmsg ? errmsg : h1_strerror(err)) : "the engine ended it");
+        lose_subs(v, why);
         dk_forget_storage_root(v->be); /* maybe restarted with its data elsewhere */
         log_warn("docker_view", "engine=%s state=lost err=%s lists=from_engine", crisp_logq(v->be->engine),
                  crisp_logq(err ? errmsg : "the engine ended its event stream"));
@@ -907,6 +1025,7 @@ int dk_view_new(struct dk_be *be)
     if (!v)
         return -1;
     v->be = be;
+    crisp_list_init(&v->subs);
     v->retry_ms = RETRY_MIN_MS;
     v->line = malloc(LINE_MAX_BYTES);
     v->retry = evtimer_new(be->evb, on_retry, v);
@@ -928,6 +1047,8 @@ void dk_view_free(struct dk_be *be)
     struct dk_view *v = be->view;
     if (!v)
         return;
+    while (!crisp_list_empty(&v->subs))
+        crisp_list_unlink(v->subs.next); /* their calls end with the backend */
     if (v->events)
         h1_cancel(v->events);
     for (int k = 0; k < DK_VIEW_KINDS; k++)

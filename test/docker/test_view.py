@@ -18,6 +18,7 @@ import pytest
 
 from conftest import SLEEPER, WORK, DockerCrisp, kill_engine, restart_engine, v1, wait_for
 from sockproxy import UnixProxy
+from test_events import EventReader
 
 TYPE_LABEL = "io.kubernetes.docker.type"
 SANDBOX_LABEL = "io.kubernetes.sandbox.id"
@@ -168,8 +169,15 @@ def test_engine_restart_drops_the_view(k8s, crisp, engine, denv):
     for _ in range(2):  # kept in the view
         assert c.rt("PodSandboxStatus", pod_sandbox_id=pod).status.state == v1.SANDBOX_READY
     root = c.img("ImageFsInfo").image_filesystems[0].fs_id.mountpoint
+    reader = EventReader(c, deadline=120)  # fed by the view's stream
+    time.sleep(0.5)
     kill_engine(denv, engine.kind)
     try:
+        # the stream the events came from is gone: the call ends (the kubelet
+        # asks again), it is not left open with nothing coming
+        wait_for(lambda: reader.error, 15, what="GetContainerEvents to end once the engine is gone")
+        assert reader.error[0] == grpc.StatusCode.UNAVAILABLE and "event stream" in reader.error[1], reader.error
+
         def unavailable():
             try:
                 c.rt("ListPodSandbox", deadline=10)
@@ -373,6 +381,26 @@ def differences(got, want):
     return out
 
 
+def event_differences(reader, pod, statuses):
+    """How the last event of pod a GetContainerEvents reader got differs from
+    the statuses the reference answers now (a removed container's is
+    NOT_FOUND there; an event of it carries it as the event says)."""
+    evs = [e for e in list(reader.events) if e.pod_sandbox_status.id == pod]
+    if not evs:
+        return ["no event of the pod yet"]
+    ev = evs[-1]
+    out = [] if ev.pod_sandbox_status == statuses[pod] else [
+        "sandbox: event %s / reference %s" % (ev.pod_sandbox_status, statuses[pod])]
+    got = {s.id: s for s in ev.containers_statuses}
+    want = {i: s for i, s in statuses.items() if i != pod and not isinstance(s, grpc.StatusCode)}
+    if ev.container_id not in want:
+        got.pop(ev.container_id, None)
+    for i in sorted(set(got) | set(want)):
+        if got.get(i) != want.get(i):
+            out.append("container %s: event %s / reference %s" % (i[:12], got.get(i), want.get(i)))
+    return out
+
+
 def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine, reference):
     """Under churn through crisp and behind its back (stop, start, kill, an
     exit of its own, rm -f, a container made and removed), crisp's lists and
@@ -380,9 +408,22 @@ def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine
     of a crisp without a view (--node-view off: an engine listing or inspect
     per call): at once after a change made through crisp, within one event's
     latency after one made behind its back. A removed container's status is
-    NOT_FOUND on both."""
+    NOT_FOUND on both. The statuses the pod's last container event carries,
+    on both (GetContainerEvents fed by the view's stream, and by a stream of
+    its own on the reference), equal the reference's statuses after each
+    step, within one event's latency."""
     c = k8s.c
     wait_live(crisp, c)
+    readers = {"crisp": EventReader(c, deadline=600), "the reference": EventReader(reference, deadline=600)}
+    try:
+        churn_and_compare(k8s, engine, reference, readers)
+    finally:
+        for r in readers.values():
+            r.close()
+
+
+def churn_and_compare(k8s, engine, reference, readers):
+    c = k8s.c
     pod = k8s.run_pod(labels={"churn": "field"})
     a = k8s.create(pod, "field-a", SLEEPER, labels={"which": "a"})
     b = k8s.create(pod, "field-b", ["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exit 5"])
@@ -398,6 +439,14 @@ def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine
         wait_for(lambda: not differences(listed(c, pods, ids), listed(reference, pods, ids)), 15,
                  interval=0.2, what="crisp's lists and statuses to equal the reference's after %s: %s" % (
                      what, differences(listed(c, pods, ids), listed(reference, pods, ids))))
+
+    def same_events(what):
+        statuses = listed(reference, pods, ids)[2]
+        for name, r in readers.items():
+            assert r.error is None, (name, r.error)
+            wait_for(lambda: not event_differences(r, pod, statuses), 15, interval=0.2,
+                     what="the last event on %s to carry the statuses after %s: %s" % (
+                         name, what, event_differences(r, pod, statuses)))
 
     same("the start", False)
     steps = [
@@ -416,8 +465,10 @@ def test_lists_equal_the_reference_field_by_field_under_churn(k8s, crisp, engine
         listed(c, pods, ids)  # the view holds the state before the step
         step()
         same(what, wait)
+        same_events(what)
     c.rt("RemoveContainer", container_id=a)
     same("a removed through crisp", False)
+    same_events("a removed through crisp")
 
 
 # ---- one entry refreshed, not the whole listing ---------------------------------------------------
@@ -543,6 +594,55 @@ def test_statuses_are_served_from_the_view(k8s, engine, denv):
         c.rt("RemovePodSandbox", pod_sandbox_id=pod)
         assert status_of(c, "PodSandboxStatus", pod_sandbox_id=pod) == grpc.StatusCode.NOT_FOUND
         assert status_of(c, "ContainerStatus", container_id=a) == grpc.StatusCode.NOT_FOUND
+
+
+def test_events_take_the_pods_statuses_from_the_view(k8s, engine, denv):
+    """GetContainerEvents, fed by the view's event stream, completes an event
+    with the statuses the view keeps: a container stopped behind crisp's
+    back makes an inspect of that container only (its status changed), not
+    a listing of the pod and an inspect of the sandbox and of every
+    container (what a stream of its own needs). The event still carries the
+    whole pod as the status calls answer it."""
+    with sniffed_crisp(denv, engine) as (sniffed, proxy):
+        c = sniffed.client
+        pod = k8s.run_pod()  # through the session's crisp: behind this one's back
+        ids = [k8s.create(pod, "member-%d" % i, SLEEPER) for i in range(4)]
+        a = ids[0]
+        reader = EventReader(c)
+        try:
+            def statuses():
+                return ([c.rt("ContainerStatus", container_id=i).status for i in ids],
+                        c.rt("PodSandboxStatus", pod_sandbox_id=pod).status)
+
+            def quiet():
+                # the kubelet's relist and status calls: the listing and the
+                # statuses kept, and then no engine request for a while (the
+                # pod's own events, which podman sends late, all taken in)
+                c.rt("ListContainers")
+                first = statuses()
+                proxy.taken()
+                time.sleep(1)
+                c.rt("ListContainers")
+                return statuses() == first and not proxy.taken()
+
+            wait_for(quiet, 30, interval=0.2, what="the pod's statuses kept and the engine left alone")
+            engine.post("/containers/%s/stop" % a, t=0)
+            reader.wait_types(a, [v1.CONTAINER_STOPPED_EVENT])
+            time.sleep(1)  # the stop's other events (kill, stop) taken in too
+            reqs = proxy.taken()
+        finally:
+            reader.close()
+        assert reader.error is None, reader.error
+        inspected = [m.group(1) for m in map(re.compile(r"/v[\d.]+/containers/([^/?]+)/json").match, reqs) if m]
+        evs = [e for e in reader.events if e.container_id == a]
+        # one inspect of a per event of a at most; nothing else asked
+        assert set(inspected) <= {a} and 1 <= len(inspected) <= len(evs), (reqs, len(evs))
+        assert not [r for r in reqs if "/containers/json" in r], reqs
+        stopped = [e for e in evs if e.container_event_type == v1.CONTAINER_STOPPED_EVENT][-1]
+        ctrs, sbx = statuses()
+        assert stopped.pod_sandbox_status == sbx
+        assert {s.id: s for s in stopped.containers_statuses} == {s.id: s for s in ctrs}
+        assert [s.state for s in ctrs] == [v1.CONTAINER_EXITED] + [v1.CONTAINER_RUNNING] * 3
 
 
 def test_image_fs_info_learns_the_storage_root_once(k8s, engine, denv):

@@ -299,6 +299,31 @@ static void test_container_status(const char *eng)
     dk_arena_free(&a);
 }
 
+/* A status answer kept packed (the view) and unpacked into an event's arena
+ * (GetContainerEvents) is the status built from the inspect. */
+static void test_status_unpacked_into_an_arena(const char *eng)
+{
+    struct dk_arena a = {0}, b = {0};
+    cJSON *j;
+    Runtime__V1__ContainerStatusResponse r = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+    r.status = fixture_status(&a, eng, "running", &j);
+    size_t len = protobuf_c_message_get_packed_size(&r.base);
+    uint8_t *p = malloc(len), *q = malloc(len);
+    protobuf_c_message_pack(&r.base, p);
+    ProtobufCAllocator alloc = dk_arena_allocator(&b);
+    Runtime__V1__ContainerStatusResponse *u = runtime__v1__container_status_response__unpack(&alloc, len, p);
+    CHECK(u && u->status && strcmp(u->status->id, r.status->id) == 0 && u->status->n_mounts == 1);
+    CHECK(u && protobuf_c_message_get_packed_size(&u->base) == len && protobuf_c_message_pack(&u->base, q) == len &&
+          memcmp(p, q, len) == 0);
+    /* a truncated answer: NULL, nothing leaked (freed with the arena) */
+    CHECK(runtime__v1__container_status_response__unpack(&alloc, len - 1, p) == NULL && !b.oom);
+    free(p);
+    free(q);
+    cJSON_Delete(j);
+    dk_arena_free(&a);
+    dk_arena_free(&b);
+}
+
 static void test_container_states(void)
 {
     CHECK(dk_container_state("created") == RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED);
@@ -563,6 +588,7 @@ int main(void)
         test_sandbox_list(eng);
         test_container_list(eng);
         test_container_status(eng);
+        test_status_unpacked_into_an_arena(eng);
         test_images(eng);
         test_events(eng);
         test_pull_errors(eng);
