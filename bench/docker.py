@@ -650,20 +650,48 @@ def measure_cadence(a, cri, cpu):
     return res
 
 
+def event_stream(cri, res, stop):
+    """The kubelet's evented PLEG: one GetContainerEvents call, its events counted, each
+    checked to carry its pod's sandbox status and its own container's status."""
+    import grpc
+    pb = bench.pb
+    call = cri.ch.unary_stream("/runtime.v1.RuntimeService/GetContainerEvents",
+                               request_serializer=lambda r: r.SerializeToString(),
+                               response_deserializer=pb.ContainerEventResponse.FromString)(
+        pb.GetEventsRequest(), timeout=3600)
+
+    def run():
+        try:
+            for ev in call:
+                res["event_count"] += 1
+                if ev.pod_sandbox_status.id and ev.container_id != ev.pod_sandbox_status.id and \
+                        ev.container_id not in [c.id for c in ev.containers_statuses]:
+                    res["errors"].append("an event of %s without its status" % ev.container_id[:12])
+        except grpc.RpcError as e:
+            if not stop.is_set():
+                res["errors"].append("GetContainerEvents: %s" % e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return call, t
+
+
 def measure_churn(a, cri, cpu):
-    """Relists under churn: two windows of --churn-secs each, in which one bench container
+    """Relists under churn: three windows of --churn-secs each, in which one bench container
     is restarted straight through the engine's API (behind crisp's back: kill, die, stop,
     start, restart events) every --churn-every seconds, round robin. In the first, nothing
     calls crisp (the restarts' own cost, and what crisp does on its own when told of them);
     in the second, the kubelet's relist (ListPodSandbox and ListContainers) every 1 s as
-    well. The difference is what the relists cost the engine under churn: a whole listing
-    per change when the view drops everything, a listing of the changed entry when it
-    patches. After it, crisp's ListContainers must equal the engine's listing (IDs and
-    states)."""
+    well; in the third, a GetContainerEvents call open too (the evented PLEG's stream: each
+    event carries its pod's statuses). The second minus the first is what the relists cost
+    the engine under churn: a whole listing per change when the view drops everything, a
+    listing of the changed entry when it patches; the third minus the second is what
+    completing the events costs it. After it, crisp's ListContainers must equal the
+    engine's listing (IDs and states)."""
     eng = Engine(a.docker)
     ids = [e["Id"] for e in eng.json("GET", "/containers/json?all=1&filters=" + FILTER_CTR)
            if e.get("State") == "running"]
-    res = {"window_s": a.churn_secs, "every_s": a.churn_every, "restarts": [0, 0], "errors": []}
+    res = {"window_s": a.churn_secs, "every_s": a.churn_every, "restarts": [0, 0, 0], "errors": [],
+           "event_count": 0}
     calls = []
     k = [0]
 
@@ -696,7 +724,12 @@ def measure_churn(a, cri, cpu):
                 except Exception as e:  # noqa: BLE001
                     res["errors"].append("%s: %s" % (m, str(e)[:300]))
 
-    for i, with_relists in enumerate((False, True)):
+    stop = threading.Event()
+    for i, (name, with_relists, with_events) in enumerate(
+            (("quiet", False, False), ("relists", True, False), ("events", True, True))):
+        events = event_stream(cri, res, stop) if with_events else None
+        if events:
+            time.sleep(1)  # the call open before the window
         c0, w0 = cpu.sample_ns(), time.time()
         k0 = k[0]
         t_end = time.monotonic() + a.churn_secs
@@ -710,7 +743,12 @@ def measure_churn(a, cri, cpu):
         time.sleep(max(0.0, t_end - time.monotonic()))
         d, w = CpuGroups.delta(c0, cpu.sample_ns()), time.time() - w0
         res["restarts"][i] = k[0] - k0
-        res["relists" if with_relists else "quiet"] = {g: d[g] / w * 100 for g in d}
+        res[name] = {g: d[g] / w * 100 for g in d}
+        if events:
+            time.sleep(2)  # the last restart's events
+            stop.set()
+            events[0].cancel()
+            events[1].join(5)
     lc = sorted(us for m, us in calls if m == "ListContainers")
     res["list_containers"] = {"n": len(lc), "p50_ms": pctl(lc, 50) / 1e3 if lc else None,
                               "max_ms": lc[-1] / 1e3 if lc else None}
@@ -845,8 +883,9 @@ def cmd_measure(a):
     churn = None
     if a.churn_secs > 0:
         t5 = time.time()
-        log("docker: relists under churn: 2 x %.0fs, a container restarted behind crisp's back every %gs, "
-            "the second window with relists every 1 s" % (a.churn_secs, a.churn_every))
+        log("docker: relists under churn: 3 x %.0fs, a container restarted behind crisp's back every %gs, "
+            "the second window with relists every 1 s, the third with a GetContainerEvents call too"
+            % (a.churn_secs, a.churn_every))
         churn = measure_churn(a, cri, cpu)
         log("docker: churn done (%.1fs, %d errors)" % (time.time() - t5, len(churn["errors"])))
 
@@ -1061,6 +1100,13 @@ def cmd_measure(a):
              "%+.3f %% of a core (%.3f - %.3f)" % (eng_r - eng_q, eng_r, eng_q))
         line("  of which dockerd", "%+.3f %% of a core" % (r["dockerd"] - q["dockerd"]))
         line("  crisp CPU with / without the relists", "%.3f / %.3f %% of a core" % (r["crisp"], q["crisp"]))
+        ev = churn["events"]
+        eng_e = ev["dockerd"] + ev["containerd"] + ev["shims"]
+        line("  a GetContainerEvents call open too (%d restarts, %d events, each with its pod's statuses): "
+             "engine CPU minus with relists only" % (churn["restarts"][2], churn["event_count"]),
+             "%+.3f %% of a core (%.3f - %.3f)" % (eng_e - eng_r, eng_e, eng_r))
+        line("    of which dockerd", "%+.3f %% of a core" % (ev["dockerd"] - r["dockerd"]))
+        line("    crisp CPU with / without the events", "%.3f / %.3f %% of a core" % (ev["crisp"], r["crisp"]))
         lc = churn["list_containers"]
         line("  ListContainers under churn: %d calls, p50 / max" % lc["n"],
              "%.2f / %.2f ms" % (lc["p50_ms"], lc["max_ms"]) if lc["n"] else "-")
@@ -1144,7 +1190,8 @@ def main():
     m.add_argument("--cadence-relist", type=float, default=1, help="relist period (PLEG)")
     m.add_argument("--cadence-stats", type=float, default=10, help="stats period")
     m.add_argument("--churn-secs", type=float, default=30,
-                   help="each of the two churn windows (restarts alone, then with relists); 0 skips the phase")
+                   help="each of the three churn windows (restarts alone, with relists, with relists and a "
+                        "GetContainerEvents call); 0 skips the phase")
     m.add_argument("--churn-every", type=float, default=2, help="a container restarted every so many seconds")
     m.add_argument("--cadence-stats-offset", type=float, default=0.5,
                    help="the stats loop's first tick, seconds into the window")
