@@ -136,13 +136,23 @@ static void answered(struct dk_op *op)
         next_event(op);
 }
 
+/* Whether the events come from the view's stream: only then is what the
+ * view serves no older than the event being completed. A stream of its own
+ * may be ahead of the view's (the view not told of this event yet, its
+ * kept status of the event's own container still the one before it). */
+static int fed_by_view(const struct events_state *st)
+{
+    return crisp_list_is_linked(&st->sub.link);
+}
+
 /* A kept status answer of the view (packed), unpacked into the event's
- * arena; NULL when the view has none. */
+ * arena; NULL when the view has none, or the events do not come from its
+ * stream. */
 static const ProtobufCMessage *status_from_view(struct dk_op *op, int rpc, const char *id)
 {
     struct events_state *st = op->state;
     size_t len;
-    const uint8_t *p = dk_view_status(op->be, rpc, id, &len);
+    const uint8_t *p = fed_by_view(st) ? dk_view_status(op->be, rpc, id, &len) : NULL;
     if (!p)
         return NULL;
     ProtobufCAllocator alloc = dk_arena_allocator(&st->a);
@@ -238,7 +248,7 @@ static void list_members(struct dk_op *op)
     struct events_state *st = op->state;
     struct dk_member *m = NULL;
     size_t n = 0;
-    if (dk_view_members(op->be, st->pod, &m, &n) == 0) {
+    if (fed_by_view(st) && dk_view_members(op->be, st->pod, &m, &n) == 0) {
         members_status(op, m, n);
         free(m);
         return;

@@ -645,6 +645,53 @@ def test_events_take_the_pods_statuses_from_the_view(k8s, engine, denv):
         assert [s.state for s in ctrs] == [v1.CONTAINER_EXITED] + [v1.CONTAINER_RUNNING] * 3
 
 
+def test_events_on_a_stream_of_their_own_take_nothing_from_the_view(k8s, engine, denv):
+    """A GetContainerEvents call that started before the view's stream was
+    open has an event stream of its own, which may be ahead of the view's:
+    it must not complete an event with a status the view kept from before
+    that event. Each stop and start behind crisp's back, with the view
+    holding the container's status from before, shows in the event as the
+    engine says it (EXITED, RUNNING), five times over."""
+    proxy = SniffingProxy(os.path.join(os.path.dirname(denv.sock(engine.kind)), "sniff-early-%s.sock" % engine.kind),
+                          denv.sock(engine.kind))
+    early = DockerCrisp(_Via(denv, proxy.path), engine.kind, name="early")
+    early.start()
+    reader = None
+    try:
+        c = early.client
+        c.rt("Version")
+        reader = EventReader(c, deadline=300)  # before the view's stream: one of its own
+        wait_for(lambda: any(r.startswith("/v") and "/events" in r for r in proxy.requests), 15,
+                 what="the call's own event stream")
+        wait_live(early, c)
+        assert len([r for r in proxy.taken() if "/events" in r]) == 2  # the call's and the view's
+        pod = k8s.run_pod()
+        a = k8s.create(pod, "early", SLEEPER)
+
+        def kept(state):
+            c.rt("ListContainers")
+            return all(c.rt("ContainerStatus", container_id=a).status.state == state for _ in range(2))
+
+        for i in range(5):
+            for action, ev_type, state in (("stop", v1.CONTAINER_STOPPED_EVENT, v1.CONTAINER_EXITED),
+                                           ("start", v1.CONTAINER_STARTED_EVENT, v1.CONTAINER_RUNNING)):
+                before = len(reader.of(a))
+                wait_for(lambda: kept(v1.CONTAINER_RUNNING if state == v1.CONTAINER_EXITED else v1.CONTAINER_EXITED),
+                         15, interval=0.1, what="the status before the %s kept in the view" % action)
+                engine.post("/containers/%s/%s" % (a, action), **({"t": 0} if action == "stop" else {}))
+                wait_for(lambda: any(e.container_event_type == ev_type for e in reader.of(a)[before:]), 15,
+                         what="the %s event (round %d)" % (action, i))
+                ev = [e for e in reader.of(a)[before:] if e.container_event_type == ev_type][0]
+                got = {s.id: s.state for s in ev.containers_statuses}
+                assert got.get(a) == state, (action, i, got)
+        assert reader.error is None, reader.error
+    finally:
+        if reader:
+            reader.close()
+        early.stop()
+        proxy.close()
+
+
 def test_image_fs_info_learns_the_storage_root_once(k8s, engine, denv):
     """ImageFsInfo measures the engine's storage root on crisp's host: the
     root comes from /info once while the event stream stays open, not on
