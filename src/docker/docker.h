@@ -382,14 +382,19 @@ void dk_view_keep_status(struct dk_be *be, int rpc, const char *id, uint64_t gen
  * each container event (parsed, and its line of n bytes, valid while it
  * runs) once the view has taken it in, so that what the view serves then is
  * no older than the event; on_lost, once, when the stream ends (the
- * subscriber is let go first). Either may unsubscribe. */
+ * subscriber is let go first). A subscriber that waits for the stream to
+ * open (waiting) gets on_unfed instead when it fails to: it is let go and
+ * opens a stream of its own. Any of them may unsubscribe. */
 struct dk_view_sub {
     struct crisp_list link;
+    int waiting;
     void (*on_event)(struct dk_view_sub *s, const cJSON *ev, const char *line, size_t n);
     void (*on_lost)(struct dk_view_sub *s, const char *why);
+    void (*on_unfed)(struct dk_view_sub *s);
 };
-/* 0: s is fed from now on; -1: the view's stream is not open (no view, the
- * engine down, not started yet): the caller opens its own. */
+/* 0: s is fed from now on, or from when the view's stream opens (asked
+ * now if it was not); -1: there is no view, or its stream is waiting to
+ * be retried (the engine was down): the caller opens its own. */
 int dk_view_subscribe(struct dk_be *be, struct dk_view_sub *s);
 void dk_view_unsubscribe(struct dk_view_sub *s);
 /* A container of a pod as the view knows it: sure when its listed entry

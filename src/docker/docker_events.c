@@ -9,10 +9,13 @@
  * keeps are then no older than the event, and the pod's members and
  * statuses are taken from it; only the sandbox and containers it holds no
  * current status of are inspected (the event's own, at least), and what
- * those inspects answer is kept there in turn. Without a view (--node-view
- * off, or its stream not open when the call starts) the call opens an event
- * stream of its own and lists and inspects the pod for each event. When the
- * stream ends, the call ends (UNAVAILABLE) and the kubelet asks again.
+ * those inspects answer is kept there in turn. A view's stream not open
+ * yet is opened, and the call waits for it. Without a view (--node-view
+ * off, its stream failing to open or waiting to be retried) the call opens
+ * an event stream of its own and lists and inspects the pod for each
+ * event, taking nothing from the view (its stream may be ahead of the
+ * view's). When the stream ends, the call ends (UNAVAILABLE) and the
+ * kubelet asks again.
  *
  * Events are completed one after the other, in the engine's order; those
  * waiting are queued (at most QUEUE_MAX; an own stream is paused past
@@ -142,7 +145,7 @@ static void answered(struct dk_op *op)
  * kept status of the event's own container still the one before it). */
 static int fed_by_view(const struct events_state *st)
 {
-    return crisp_list_is_linked(&st->sub.link);
+    return crisp_list_is_linked(&st->sub.link) && !st->sub.waiting;
 }
 
 /* A kept status answer of the view (packed), unpacked into the event's
@@ -364,6 +367,17 @@ static void view_lost(struct dk_view_sub *s, const char *why)
     dk_op_fail(st->op, GRPC_UNAVAILABLE, "%s", why);
 }
 
+static void own_stream(struct dk_op *op);
+
+/* The view's stream did not open: a stream of its own instead. */
+static void view_unfed(struct dk_view_sub *s)
+{
+    struct events_state *st = crisp_container_of(s, struct events_state, sub);
+    dk_op_hold(st->op);
+    own_stream(st->op);
+    dk_op_release(st->op);
+}
+
 /* ---- or by its own ---------------------------------------------------------------- */
 
 /* One byte of the stream: lines are events; -1 when the op ended. */
@@ -453,6 +467,7 @@ static void dk_events(struct dk_op *op)
     st->op = op;
     st->sub.on_event = view_event;
     st->sub.on_lost = view_lost;
+    st->sub.on_unfed = view_unfed;
     op->state = st;
     op->free_state = events_state_free;
     op->drained = events_drained;

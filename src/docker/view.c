@@ -146,6 +146,7 @@ struct dk_view {
     int64_t sizes_asked_ms;   /* when the last one was asked (monotonic), 0: never */
     int sized;                /* sizes were measured in this epoch */
     struct crisp_list subs;   /* GetContainerEvents calls fed by the stream (dk_view_sub) */
+    struct crisp_list waiting; /* and those waiting for it to open */
 };
 
 /* ---- the lists ---------------------------------------------------------- */
@@ -482,10 +483,43 @@ void dk_view_keep_status(struct dk_be *be, int rpc, const char *id, uint64_t gen
 int dk_view_subscribe(struct dk_be *be, struct dk_view_sub *s)
 {
     struct dk_view *v = be->view;
-    if (!v || !v->live)
+    if (!v)
         return -1;
-    crisp_list_push_back(&v->subs, &s->link);
+    if (v->live) {
+        s->waiting = 0;
+        crisp_list_push_back(&v->subs, &s->link);
+        return 0;
+    }
+    if (!v->events && !evtimer_pending(v->retry, NULL))
+        start_events(v);
+    if (!v->events || evtimer_pending(v->retry, NULL))
+        return -1;
+    s->waiting = 1;
+    crisp_list_push_back(&v->waiting, &s->link);
     return 0;
+}
+
+/* The stream opened: those waiting are fed from now on. */
+static void feed_waiting(struct dk_view *v)
+{
+    while (!crisp_list_empty(&v->waiting)) {
+        struct crisp_list *it = v->waiting.next;
+        crisp_list_unlink(it);
+        crisp_container_of(it, struct dk_view_sub, link)->waiting = 0;
+        crisp_list_push_back(&v->subs, it);
+    }
+}
+
+/* The stream failed to open: those waiting open their own. */
+static void unfeed_waiting(struct dk_view *v)
+{
+    while (!crisp_list_empty(&v->waiting)) {
+        struct crisp_list *it = v->waiting.next;
+        crisp_list_unlink(it);
+        struct dk_view_sub *s = crisp_container_of(it, struct dk_view_sub, link);
+        s->waiting = 0;
+        s->on_unfed(s);
+    }
 }
 
 void dk_view_unsubscribe(struct dk_view_sub *s)
@@ -812,6 +846,7 @@ static int events_head(struct h1_req *r, int status, const struct crisp_md *h, v
     v->epoch++;
     v->retry_ms = RETRY_MIN_MS;
     drop_lists(v); /* what was listed before the stream opened may be old */
+    feed_waiting(v);
     log_info("docker_view", "engine=%s state=live", crisp_logq(v->be->engine));
     return 0;
 }
@@ -867,6 +902,7 @@ static void events_done(struct h1_req *r, int err, const char *errmsg, int statu
                   crisp_logq(v->be->engine), status, crisp_logq(err ? errmsg : "refused"), v->retry_ms);
     }
     schedule_retry(v);
+    unfeed_waiting(v); /* after the retry is set: they do not wait again */
 }
 
 static const struct h1_req_cbs events_cbs = {
@@ -1026,6 +1062,7 @@ int dk_view_new(struct dk_be *be)
         return -1;
     v->be = be;
     crisp_list_init(&v->subs);
+    crisp_list_init(&v->waiting);
     v->retry_ms = RETRY_MIN_MS;
     v->line = malloc(LINE_MAX_BYTES);
     v->retry = evtimer_new(be->evb, on_retry, v);
@@ -1049,6 +1086,8 @@ void dk_view_free(struct dk_be *be)
         return;
     while (!crisp_list_empty(&v->subs))
         crisp_list_unlink(v->subs.next); /* their calls end with the backend */
+    while (!crisp_list_empty(&v->waiting))
+        crisp_list_unlink(v->waiting.next);
     if (v->events)
         h1_cancel(v->events);
     for (int k = 0; k < DK_VIEW_KINDS; k++)

@@ -645,51 +645,109 @@ def test_events_take_the_pods_statuses_from_the_view(k8s, engine, denv):
         assert [s.state for s in ctrs] == [v1.CONTAINER_EXITED] + [v1.CONTAINER_RUNNING] * 3
 
 
-def test_events_on_a_stream_of_their_own_take_nothing_from_the_view(k8s, engine, denv):
-    """A GetContainerEvents call that started before the view's stream was
-    open has an event stream of its own, which may be ahead of the view's:
-    it must not complete an event with a status the view kept from before
-    that event. Each stop and start behind crisp's back, with the view
-    holding the container's status from before, shows in the event as the
-    engine says it (EXITED, RUNNING), five times over."""
-    proxy = SniffingProxy(os.path.join(os.path.dirname(denv.sock(engine.kind)), "sniff-early-%s.sock" % engine.kind),
-                          denv.sock(engine.kind))
+class BlockingSniffer(SniffingProxy):
+    """A SniffingProxy that cuts a connection whose request holds `block`
+    (the view's event stream asks for network events too; a call's own
+    stream does not)."""
+    block = None
+    blocked = 0
+
+    def client_data(self, conn, data):
+        super().client_data(conn, data)
+        if self.block and self.block in data:
+            self.blocked += 1
+            raise OSError("blocked by the test")
+
+
+@contextlib.contextmanager
+def early_crisp(denv, engine, proxy_cls=SniffingProxy):
+    """A crisp whose view has not opened its event stream yet (no List
+    called), behind a sniffing proxy."""
+    proxy = proxy_cls(os.path.join(os.path.dirname(denv.sock(engine.kind)), "sniff-early-%s.sock" % engine.kind),
+                      denv.sock(engine.kind))
     early = DockerCrisp(_Via(denv, proxy.path), engine.kind, name="early")
     early.start()
-    reader = None
     try:
-        c = early.client
-        c.rt("Version")
-        reader = EventReader(c, deadline=300)  # before the view's stream: one of its own
-        wait_for(lambda: any(r.startswith("/v") and "/events" in r for r in proxy.requests), 15,
-                 what="the call's own event stream")
-        wait_live(early, c)
-        assert len([r for r in proxy.taken() if "/events" in r]) == 2  # the call's and the view's
-        pod = k8s.run_pod()
-        a = k8s.create(pod, "early", SLEEPER)
-
-        def kept(state):
-            c.rt("ListContainers")
-            return all(c.rt("ContainerStatus", container_id=a).status.state == state for _ in range(2))
-
-        for i in range(5):
-            for action, ev_type, state in (("stop", v1.CONTAINER_STOPPED_EVENT, v1.CONTAINER_EXITED),
-                                           ("start", v1.CONTAINER_STARTED_EVENT, v1.CONTAINER_RUNNING)):
-                before = len(reader.of(a))
-                wait_for(lambda: kept(v1.CONTAINER_RUNNING if state == v1.CONTAINER_EXITED else v1.CONTAINER_EXITED),
-                         15, interval=0.1, what="the status before the %s kept in the view" % action)
-                engine.post("/containers/%s/%s" % (a, action), **({"t": 0} if action == "stop" else {}))
-                wait_for(lambda: any(e.container_event_type == ev_type for e in reader.of(a)[before:]), 15,
-                         what="the %s event (round %d)" % (action, i))
-                ev = [e for e in reader.of(a)[before:] if e.container_event_type == ev_type][0]
-                got = {s.id: s.state for s in ev.containers_statuses}
-                assert got.get(a) == state, (action, i, got)
-        assert reader.error is None, reader.error
+        yield early, proxy
     finally:
-        if reader:
-            reader.close()
         early.stop()
         proxy.close()
+
+
+def event_streams(reqs):
+    """The engine event streams among requests: (the view's, calls' own)."""
+    ev = [r for r in reqs if re.match(r"/v[\d.]+/events", r)]
+    return [r for r in ev if "network" in r], [r for r in ev if "network" not in r]
+
+
+def test_events_wait_for_the_views_stream(k8s, engine, denv):
+    """GetContainerEvents asked before the view's event stream is open opens
+    it and is fed by it (no stream of its own): the kubelet's evented PLEG
+    may start before its first relist."""
+    with early_crisp(denv, engine) as (early, proxy):
+        c = early.client
+        proxy.taken()
+        reader = EventReader(c, deadline=120)
+        try:
+            wait_for(lambda: live_count(early) > 0, 15, what="the view's stream opened by GetContainerEvents")
+            pod = k8s.run_pod()
+            a = k8s.create(pod, "waited", SLEEPER)
+            reader.wait_types(a, [v1.CONTAINER_CREATED_EVENT, v1.CONTAINER_STARTED_EVENT])
+            engine.post("/containers/%s/stop" % a, t=0)
+            reader.wait_types(a, [v1.CONTAINER_STOPPED_EVENT])
+        finally:
+            reader.close()
+        assert reader.error is None, reader.error
+        views, own = event_streams(proxy.taken())
+        assert len(views) == 1 and not own, (views, own)
+        stopped = [e for e in reader.of(a) if e.container_event_type == v1.CONTAINER_STOPPED_EVENT][-1]
+        assert {s.id: s.state for s in stopped.containers_statuses} == {a: v1.CONTAINER_EXITED}
+        assert stopped.pod_sandbox_status.id == pod and stopped.pod_sandbox_status.state == v1.SANDBOX_READY
+
+
+def test_events_on_a_stream_of_their_own_take_nothing_from_the_view(k8s, engine, denv):
+    """A GetContainerEvents call that started while the view's event stream
+    could not open has an event stream of its own, which may be ahead of
+    the view's once that opens: it must not complete an event with a
+    status the view kept from before that event. Each stop and start behind
+    crisp's back, with the view holding the container's status from before,
+    shows in the event as the engine says it (EXITED, RUNNING), five times
+    over."""
+    with early_crisp(denv, engine, BlockingSniffer) as (early, proxy):
+        c = early.client
+        proxy.block = b"network"  # the view's stream, not a call's
+        c.rt("ListContainers")
+        wait_for(lambda: proxy.blocked, 15, what="the view's stream refused")
+        proxy.taken()
+        reader = EventReader(c, deadline=300)
+        try:
+            wait_for(lambda: event_streams(proxy.requests)[1], 15, what="the call's own event stream")
+            proxy.block = None
+            wait_live(early, c)
+            pod = k8s.run_pod()
+            a = k8s.create(pod, "early", SLEEPER)
+
+            def kept(state):
+                c.rt("ListContainers")
+                return all(c.rt("ContainerStatus", container_id=a).status.state == state for _ in range(2))
+
+            for i in range(5):
+                for action, ev_type, state in (("stop", v1.CONTAINER_STOPPED_EVENT, v1.CONTAINER_EXITED),
+                                               ("start", v1.CONTAINER_STARTED_EVENT, v1.CONTAINER_RUNNING)):
+                    before = len(reader.of(a))
+                    was = v1.CONTAINER_RUNNING if state == v1.CONTAINER_EXITED else v1.CONTAINER_EXITED
+                    wait_for(lambda: kept(was), 15, interval=0.1,
+                             what="the status before the %s kept in the view" % action)
+                    engine.post("/containers/%s/%s" % (a, action), **({"t": 0} if action == "stop" else {}))
+                    wait_for(lambda: any(e.container_event_type == ev_type for e in reader.of(a)[before:]), 15,
+                             what="the %s event (round %d)" % (action, i))
+                    ev = [e for e in reader.of(a)[before:] if e.container_event_type == ev_type][0]
+                    got = {s.id: s.state for s in ev.containers_statuses}
+                    assert got.get(a) == state, (action, i, got)
+        finally:
+            reader.close()
+        assert reader.error is None, reader.error
+        assert len(event_streams(proxy.taken())[1]) == 1
 
 
 def test_image_fs_info_learns_the_storage_root_once(k8s, engine, denv):
