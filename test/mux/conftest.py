@@ -153,12 +153,15 @@ def _kill_leftovers():
 @pytest.fixture(scope="session")
 def refs(envs):
     """Clients that ask each engine itself: containerd's socket, and a
-    single-backend crisp for docker and for podman."""
+    single-backend crisp for docker and for podman, without a node view
+    (--node-view off): every status an inspect, so that a change made
+    through the mux shows at once, not within one event's latency (podman
+    sends its events late)."""
     out = {"containerd": CRIClient("unix://" + envs.CONTAINERD_SOCK, "ref-containerd")}
     procs = []
     for kind in ("docker", "podman"):
         args = ["--backend", "docker:unix://" + envs["%s_SOCK" % kind.upper()],
-                "--pod-infra-image", envs.PAUSE_IMAGE]
+                "--pod-infra-image", envs.PAUSE_IMAGE, "--node-view", "off"]
         for h, (b, rt) in handler_table(envs).items():
             if b == kind:  # the handlers the mux gives this backend
                 args += ["--runtime-handler", "%s=%s" % (h, rt)]
