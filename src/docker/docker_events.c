@@ -196,7 +196,7 @@ static void on_member(struct dk_op *op, int status, cJSON *json)
     struct events_state *st = op->state;
     Runtime__V1__ContainerStatus **slot = op->cur_ud;
     if (status == 200 && !dk_inspect_absent(status, json, DK_TYPE_CONTAINER) &&
-        dk_str_is(dk_obj(dk_obj(json, "Config"), "Labels"), DK_LABEL_SANDBOX_ID, st->pod)) {
+        dk_str_is(dk_entry_labels(json), DK_LABEL_SANDBOX_ID, st->pod)) {
         Runtime__V1__ContainerStatusResponse r = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
         r.status = *slot = dk_container_status(&st->a, json);
         if (r.status)

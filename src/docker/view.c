@@ -191,6 +191,15 @@ static void drop_lists(struct dk_view *v)
     dk_facts_forget_statuses(&v->facts);
 }
 
+/* Where id is among kind's stale entries; v->ndirty[kind] when it is not. */
+static unsigned dirty_index(const struct dk_view *v, int kind, const char *id)
+{
+    unsigned i = 0;
+    while (i < v->ndirty[kind] && strcmp(v->dirty[kind][i].id, id) != 0)
+        i++;
+    return i;
+}
+
 /* Container id (a full ID) of kind changed: its entry is stale from now on,
  * until a listing meets expect. Kept while the view has no listing of
  * kind too: the next whole listing must meet it. */
@@ -201,9 +210,7 @@ static void mark_stale(struct dk_view *v, int kind, const char *id, enum dk_expe
     struct dk_fact *f = dk_fact_get(&v->facts, id);
     if (f)
         dk_fact_forget_status(&v->facts, f);
-    unsigned i = 0;
-    while (i < v->ndirty[kind] && strcmp(v->dirty[kind][i].id, id) != 0)
-        i++;
+    unsigned i = dirty_index(v, kind, id);
     if (i == DIRTY_MAX) {
         drop_list(v, kind); /* too many to patch: a whole listing is cheaper */
         return;
@@ -428,10 +435,11 @@ static struct dk_fact *fact_add(struct dk_view *v, const char *id);
  * container as exited: an answer older than the event is not kept). */
 static int shows_changes(const struct dk_view *v, const char *id, const cJSON *inspect)
 {
-    for (int k = 0; k < DK_VIEW_KINDS; k++)
-        for (unsigned i = 0; i < v->ndirty[k]; i++)
-            if (strcmp(v->dirty[k][i].id, id) == 0 && !dk_inspect_meets(inspect, v->dirty[k][i].expect))
-                return 0;
+    for (int k = 0; k < DK_VIEW_KINDS; k++) {
+        unsigned i = dirty_index(v, k, id);
+        if (i < v->ndirty[k] && !dk_inspect_meets(inspect, v->dirty[k][i].expect))
+            return 0;
+    }
     return 1;
 }
 
@@ -492,34 +500,38 @@ int dk_view_subscribe(struct dk_be *be, struct dk_view_sub *s)
     }
     if (!v->events && !evtimer_pending(v->retry, NULL))
         start_events(v);
-    if (!v->events || evtimer_pending(v->retry, NULL))
-        return -1;
+    if (!v->events)
+        return -1; /* waiting to be retried, or it could not start */
     s->waiting = 1;
     crisp_list_push_back(&v->waiting, &s->link);
     return 0;
 }
 
+/* The first subscriber of list, let go of; NULL when there is none. */
+static struct dk_view_sub *pop_sub(struct crisp_list *list)
+{
+    if (crisp_list_empty(list))
+        return NULL;
+    struct dk_view_sub *s = crisp_container_of(list->next, struct dk_view_sub, link);
+    crisp_list_unlink(&s->link);
+    s->waiting = 0;
+    return s;
+}
+
 /* The stream opened: those waiting are fed from now on. */
 static void feed_waiting(struct dk_view *v)
 {
-    while (!crisp_list_empty(&v->waiting)) {
-        struct crisp_list *it = v->waiting.next;
-        crisp_list_unlink(it);
-        crisp_container_of(it, struct dk_view_sub, link)->waiting = 0;
-        crisp_list_push_back(&v->subs, it);
-    }
+    struct dk_view_sub *s;
+    while ((s = pop_sub(&v->waiting)))
+        crisp_list_push_back(&v->subs, &s->link);
 }
 
 /* The stream failed to open: those waiting open their own. */
 static void unfeed_waiting(struct dk_view *v)
 {
-    while (!crisp_list_empty(&v->waiting)) {
-        struct crisp_list *it = v->waiting.next;
-        crisp_list_unlink(it);
-        struct dk_view_sub *s = crisp_container_of(it, struct dk_view_sub, link);
-        s->waiting = 0;
+    struct dk_view_sub *s;
+    while ((s = pop_sub(&v->waiting)))
         s->on_unfed(s);
-    }
 }
 
 void dk_view_unsubscribe(struct dk_view_sub *s)
@@ -543,21 +555,9 @@ static void tell_subs(struct dk_view *v, const cJSON *ev, const char *line, size
 /* The stream ended: every subscriber is told once, and let go. */
 static void lose_subs(struct dk_view *v, const char *why)
 {
-    while (!crisp_list_empty(&v->subs)) {
-        struct crisp_list *it = v->subs.next;
-        crisp_list_unlink(it);
-        struct dk_view_sub *s = crisp_container_of(it, struct dk_view_sub, link);
+    struct dk_view_sub *s;
+    while ((s = pop_sub(&v->subs)))
         s->on_lost(s, why);
-    }
-}
-
-/* Whether id is marked stale in kind's listing. */
-static int is_dirty(const struct dk_view *v, int kind, const char *id)
-{
-    for (unsigned i = 0; i < v->ndirty[kind]; i++)
-        if (strcmp(v->dirty[kind][i].id, id) == 0)
-            return 1;
-    return 0;
 }
 
 static int add_member(struct dk_member **m, size_t *n, size_t *cap, const char *id, int sure)
@@ -589,7 +589,7 @@ int dk_view_members(struct dk_be *be, const char *pod, struct dk_member **out, s
         const char *id = dk_str(e, "Id");
         if (!dk_full_id(id) || !dk_str_is(dk_obj(e, "Labels"), DK_LABEL_SANDBOX_ID, pod))
             continue; /* another pod's: a container never changes pods */
-        if (add_member(&m, n, &cap, id, !is_dirty(v, k, id)) < 0)
+        if (add_member(&m, n, &cap, id, dirty_index(v, k, id) == v->ndirty[k]) < 0)
             goto fail;
     }
     /* stale and not listed: made since the listing, maybe this pod's */
@@ -1084,10 +1084,8 @@ void dk_view_free(struct dk_be *be)
     struct dk_view *v = be->view;
     if (!v)
         return;
-    while (!crisp_list_empty(&v->subs))
-        crisp_list_unlink(v->subs.next); /* their calls end with the backend */
-    while (!crisp_list_empty(&v->waiting))
-        crisp_list_unlink(v->waiting.next);
+    while (pop_sub(&v->subs) || pop_sub(&v->waiting))
+        ; /* their calls end with the backend */
     if (v->events)
         h1_cancel(v->events);
     for (int k = 0; k < DK_VIEW_KINDS; k++)

@@ -496,9 +496,10 @@ class SniffingProxy(UnixProxy):
             reqs, self.requests = self.requests, []
         return reqs
 
-    def inspects(self):
-        """The IDs of the containers inspected since the last call."""
-        return [m.group(1) for m in map(re.compile(r"/v[\d.]+/containers/([^/?]+)/json").match, self.taken()) if m]
+    def inspects(self, reqs=None):
+        """The IDs of the containers inspected since the last call (or among reqs)."""
+        reqs = self.taken() if reqs is None else reqs
+        return [m.group(1) for m in map(re.compile(r"/v[\d.]+/containers/([^/?]+)/json").match, reqs) if m]
 
     def listings(self):
         """The container listings asked since the last call: (by ID, whole)."""
@@ -633,7 +634,7 @@ def test_events_take_the_pods_statuses_from_the_view(k8s, engine, denv):
         finally:
             reader.close()
         assert reader.error is None, reader.error
-        inspected = [m.group(1) for m in map(re.compile(r"/v[\d.]+/containers/([^/?]+)/json").match, reqs) if m]
+        inspected = proxy.inspects(reqs)
         evs = [e for e in reader.events if e.container_id == a]
         # one inspect of a per event of a at most; nothing else asked
         assert set(inspected) <= {a} and 1 <= len(inspected) <= len(evs), (reqs, len(evs))
